@@ -1,0 +1,52 @@
+# Two commands: `make run` launches the app, `make test` runs the whole suite offscreen.
+# Both create .venv when it is missing and install what is needed.
+#
+# torch: GRIDAR_TORCH picks the build.
+#   auto (default)  cuda when `nvidia-smi` is found, cpu otherwise
+#   cpu             torch==$(TORCH_CPU_VERSION); set TORCH_INDEX_URL to your CPU wheel index if plain PyPI
+#                   would give you a CUDA build on your platform (Linux x86-64 does)
+#   cuda            torch from PyPI (a CUDA build on Linux x86-64), in the range pyproject.toml allows
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GRIDAR_TORCH ?= auto
+TORCH_CPU_VERSION ?= 2.13.0
+TORCH_INDEX_URL ?=
+STAMP := $(VENV)/.installed
+
+ifeq ($(GRIDAR_TORCH),auto)
+  TORCH_KIND := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
+else
+  TORCH_KIND := $(GRIDAR_TORCH)
+endif
+ifeq ($(TORCH_KIND),cuda)
+  TORCH_REQ := "torch>=2.6,<2.15"
+else
+  TORCH_REQ := torch==$(TORCH_CPU_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+endif
+
+.PHONY: run test install bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	@echo "installing torch ($(TORCH_KIND) build)"
+	$(PY) -m pip install -q $(TORCH_REQ)
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/gridar-desktop
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/judge_speed.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Files: platform folders, PNG images with metadata (atomic saves), logs. Qt-free."""

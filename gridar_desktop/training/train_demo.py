@@ -1,0 +1,54 @@
+"""One command that trains the demo model, stage by stage, resumable: `python -m gridar_desktop.training.train_demo`.
+
+Stages (each skipped when its output exists, each resumable from its own checkpoint in the work folder):
+  vq    the VQ tokenizer on shapes renders                      -> work/vq_final.pt
+  gen   the generation path on prompt -> image tokens            -> work/gen_final.pt
+  pack  assemble a `save_pretrained` folder (fp16 weights)       -> OUT (default resources/models/shapes-demo)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .demo_config import janus_config
+
+log = logging.getLogger("gridar.train")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="build/demo-train", help="checkpoint folder (resumable)")
+    ap.add_argument("--out", default="resources/models/shapes-demo", help="final model folder")
+    ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vq-steps", type=int, default=1400)
+    ap.add_argument("--gen-steps", type=int, default=6000)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    cfg = janus_config()
+    t0 = time.time()
+    if args.stage in ("all", "vq") and not (work / "vq_final.pt").exists():
+        from .vq import train_vq
+        train_vq(cfg, work, steps=args.vq_steps, seed=args.seed)
+        log.info("vq stage done after %.0f s", time.time() - t0)
+    if args.stage in ("all", "gen") and not (work / "gen_final.pt").exists():
+        from .gen import train_gen
+        train_gen(cfg, work, steps=args.gen_steps, seed=args.seed)
+        log.info("gen stage done after %.0f s", time.time() - t0)
+    if args.stage in ("all", "pack"):
+        from .gen import pack
+        pack(cfg, work, args.out)
+        log.info("packed %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
