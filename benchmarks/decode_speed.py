@@ -1,0 +1,71 @@
+"""Our decoding loop vs transformers' own `generate(generation_mode="image")` on one tiny Janus model, in one run.
+
+Prints one JSON object: greedy_identical (same 64 tokens), time_ratio = ours / library (median over runs),
+and the time of 4 branched candidates relative to 1 candidate (our loop).
+
+    .venv/bin/python benchmarks/decode_speed.py [--runs 7] [--hidden 64 --layers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from gridar_desktop.engine.decode import decode, new_generator, start
+from gridar_desktop.engine.sampling import SamplingParams
+from gridar_desktop.engine.tiny import tiny_backend
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    backend = tiny_backend(hidden=args.hidden, layers=args.layers)
+    model = backend.model
+    prompt = "a red circle above a blue square"
+    ids = torch.tensor([backend.prompt_ids(prompt)])
+    total = backend.info.rows * backend.info.cols
+    greedy = SamplingParams(cfg=5.0, greedy=True)
+
+    def ours(n: int = 1, params: SamplingParams = greedy) -> torch.Tensor:
+        return decode(backend, start(backend, prompt, n), total, params, new_generator(0)).tokens
+
+    def library() -> torch.Tensor:
+        with torch.no_grad():
+            return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_mode="image",
+                                  do_sample=False, guidance_scale=5.0)
+
+    def timed(fn, *a) -> float:
+        t0 = time.perf_counter()
+        fn(*a)
+        return time.perf_counter() - t0
+
+    identical = bool(torch.equal(ours(), library()))
+    ours_t, lib_t, one_t, four_t = [], [], [], []
+    sampled = SamplingParams(cfg=5.0, temperature=1.0)
+    for _ in range(args.runs):        # interleaved, so machine noise hits both sides alike
+        ours_t.append(timed(ours))
+        lib_t.append(timed(library))
+        one_t.append(timed(ours, 1, sampled))
+        four_t.append(timed(ours, 4, sampled))
+    med = statistics.median
+    print(json.dumps({
+        "model": {"hidden": args.hidden, "layers": args.layers, "image_tokens": total,
+                  "generator_params": backend.info.generator_params},
+        "threads": args.threads, "runs": args.runs,
+        "greedy_identical": identical,
+        "ours_s": round(med(ours_t), 4), "library_s": round(med(lib_t), 4),
+        "time_ratio": round(med(ours_t) / med(lib_t), 3),
+        "four_candidates_vs_one": round(med(four_t) / med(one_t), 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""A Janus / Janus-Pro backend on transformers' native `JanusForConditionalGeneration`, loaded from a local folder.
+
+Only local files are read (HF_HUB_OFFLINE is forced by the package before transformers is imported, and every load
+passes `local_files_only=True`). The backend exposes the pieces the decoding loop needs, not a `generate`: text and
+image-token embeddings, one language-model forward over a carried cache, the image head, and tokens <-> pixels.
+
+An optional `gridar.json` in the folder carries app metadata (the demo model's prompt format and canvas colour);
+Janus-Pro folders need none.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ModelLoadError, PromptNotUnderstood
+
+log = logging.getLogger("gridar.engine")
+
+JANUS_PRO_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    folder: str
+    rows: int                   # token rows of an image
+    cols: int                   # token columns
+    image_size: int             # pixels per side
+    codebook: int               # image-token vocabulary
+    generator_params: int       # weights used per generated token (language model without its embedding, image
+                                # head and image-embedding aligner)
+    prompt_format: str          # "plain" (demo model) or "janus-pro"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> cuda, then mps, then cpu. An unavailable device raises `ModelLoadError` naming it."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelLoadError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device '{device}' was asked for, but this torch build sees no CUDA GPU "
+                                 f"(torch {torch.__version__}); use --device cpu or install the CUDA build "
+                                 "(GRIDAR_TORCH=cuda make install)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA GPU(s) found")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError(f"device '{device}' was asked for, but MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ModelLoadError(f"unsupported device '{device}'; use auto, cpu, cuda or mps")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
+    return table[dtype]
+
+
+def check_model_folder(folder: str | Path) -> dict:
+    """Validate a Janus folder without loading weights; returns its config dict or raises `ModelLoadError`."""
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model folder '{path}' does not exist")
+    if not path.is_dir():
+        raise ModelLoadError(f"'{path}' is a file; choose the folder that holds config.json and the weights")
+    cfg_file = path / "config.json"
+    if not cfg_file.exists():
+        raise ModelLoadError(f"'{path}' has no config.json: it is not a transformers model folder")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"'{cfg_file}' is not valid JSON ({e}); the folder may be damaged") from None
+    mtype = cfg.get("model_type")
+    if mtype != "janus":
+        raise ModelLoadError(f"'{path}' holds a '{mtype}' model; GridAR Desktop generates with Janus-family models "
+                             "(model_type 'janus', e.g. Janus-Pro-1B or Janus-Pro-7B)")
+    if not any(path.glob("*.safetensors")):
+        hint = " (only PyTorch .bin weights found; convert them to safetensors)" if any(path.glob("*.bin")) else ""
+        raise ModelLoadError(f"'{path}' has no .safetensors weights{hint}")
+    if not ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()):
+        raise ModelLoadError(f"'{path}' has no tokenizer files (tokenizer.json / tokenizer_config.json); copy the "
+                             "whole model folder, processor files included")
+    return cfg
+
+
+class JanusBackend:
+    """The generator side of a Janus model: embeddings, one LM forward, the image head, VQ decode and encode."""
+
+    def __init__(self, model, processor, device: torch.device | str = "cpu", folder: str = "<in memory>",
+                 meta: dict | None = None) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.device = torch.device(device)
+        self.meta = meta or {}
+        cfg = model.config
+        grid = cfg.vision_config.image_size // cfg.vision_config.patch_size
+        factor = 2 ** (len(cfg.vq_config.channel_multiplier) - 1)
+        lm = model.model.language_model
+        emb = lm.get_input_embeddings().weight.numel()
+        gen_params = (sum(p.numel() for p in lm.parameters()) - emb
+                      + sum(p.numel() for p in model.model.generation_head.parameters())
+                      + sum(p.numel() for p in model.model.generation_aligner.parameters()))
+        self.info = ModelInfo(folder=folder, rows=grid, cols=grid, image_size=grid * factor,
+                              codebook=cfg.vq_config.num_embeddings, generator_params=gen_params,
+                              prompt_format=self.meta.get("prompt_format", "janus-pro"))
+        tok = self.tokenizer
+        self.bos_id = tok.bos_token_id if tok.bos_token_id is not None else model.generation_config.bos_token_id
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else model.generation_config.pad_token_id
+        self.boi_id = tok.convert_tokens_to_ids(getattr(tok, "boi_token", None) or "<begin_of_image>")
+        self._blank: int | None = None
+
+    # -- loading -----------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "auto", dtype: str = "auto") -> "JanusBackend":
+        """Load a Janus / Janus-Pro folder offline; every failure is a `ModelLoadError` naming folder and problem."""
+        check_model_folder(folder)
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        path = Path(folder).expanduser()
+        from transformers import AutoProcessor, JanusForConditionalGeneration
+        try:
+            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - any failure here means unusable processor files
+            raise ModelLoadError(f"could not load the processor/tokenizer of '{path}': {e}") from None
+        try:
+            model = JanusForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=dt)
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"could not load the weights in '{path}' ({e.__class__.__name__}: {e}). The files "
+                                 "may be incomplete or corrupt: copy the model folder again") from None
+        try:
+            model.to(dev)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
+            raise ModelLoadError(f"could not move the model to {dev}: {e}") from None
+        meta_file = path / "gridar.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        log.info("loaded %s on %s (%s)", path, dev, dt)
+        return cls(model, processor, dev, str(path), meta)
+
+    # -- prompts -----------------------------------------------------------------------------------------------
+    def unknown_words(self, prompt: str) -> list[str]:
+        """Words the tokenizer maps to its unknown token (a word-level tokenizer like the demo model's)."""
+        unk = self.tokenizer.unk_token_id
+        if unk is None:
+            return []
+        words = re.findall(r"[^\s,.]+", prompt)
+        return list(dict.fromkeys(w for w in words if unk in self.tokenizer(w, add_special_tokens=False).input_ids))
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a generation prompt, ending with the begin-of-image token."""
+        bad = self.unknown_words(prompt)
+        if bad:
+            raise PromptNotUnderstood(f"the model in '{self.info.folder}' does not know the word"
+                                      f"{'s' if len(bad) > 1 else ''} {', '.join(repr(b) for b in bad)}")
+        if self.info.prompt_format == "plain":
+            text = prompt.strip().lower()
+        else:
+            text = JANUS_PRO_TEMPLATE.format(prompt=prompt.strip())
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        return [self.bos_id] + list(ids) + [self.boi_id]
+
+    def uncond_ids(self, ids: list[int]) -> list[int]:
+        """Janus's unconditional row: the same length, everything but BOS and BOI replaced by the pad token."""
+        return [t if t in (self.bos_id, self.boi_id) else self.pad_id for t in ids]
+
+    # -- the generator's pieces --------------------------------------------------------------------------------
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """(R, L) token ids -> (R, L, H)."""
+        return self.model.get_input_embeddings()(ids)
+
+    def embed_image(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(R, L) image codes -> (R, L, H), through the generation embeddings and aligner."""
+        return self.model.prepare_embeddings_for_image_generation(tokens)
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache):
+        """One language-model forward over `cache`; returns the hidden states (R, L, H)."""
+        out = self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                              cache=cache, use_cache=True)
+        return out.last_hidden_state
+
+    @torch.inference_mode()
+    def image_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(R, H) -> (R, codebook) float32 logits of the next image token."""
+        return self.model.model.generation_head(hidden).float()
+
+    # -- tokens <-> pixels -------------------------------------------------------------------------------------
+    @property
+    def canvas_colour(self) -> tuple[int, int, int]:
+        return tuple(self.meta.get("canvas_colour", (255, 255, 255)))
+
+    @property
+    def blank_token(self) -> int:
+        """The code of an empty canvas patch: fills rows not drawn yet, so a partial decode shows the drawn rows
+        over an empty canvas (tiling the drawn rows, as the paper's code does, would show objects that are not
+        there; zeros would show whatever code 0 means)."""
+        if self._blank is None:
+            s = self.info.image_size
+            flat = np.broadcast_to(np.array(self.canvas_colour, np.uint8), (1, s, s, 3))
+            self._blank = int(torch.mode(self.encode_images(flat).flatten()).values)
+        return self._blank
+
+    @torch.inference_mode()
+    def decode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
+        """(n, k) codes, k <= rows*cols (the first k in raster order) -> uint8 (n, H, W, 3). Missing positions are
+        filled with `blank_token`; the decoder is not strictly local (attention, GroupNorm), so drawn rows of a
+        partial decode can differ slightly from the same rows of the finished image."""
+        n, k = tokens.shape
+        total = self.info.rows * self.info.cols
+        if k > total:
+            raise ValueError(f"{k} tokens given, an image has {total}")
+        full = torch.full((n, total), self.blank_token if k < total else 0, dtype=torch.long, device=self.device)
+        full[:, :k] = tokens.to(self.device)
+        vq = self.model.model.vqmodel
+        px = vq.decode(full)                                             # (n, 3, H, W) in about [-1, 1]
+        px = ((px.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return px.permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_images(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (n, H, W, 3) at the model's resolution -> (n, rows*cols) codes.
+
+        L2 rule (as the original Janus VQ with codebook_l2_norm): the nearest code by cosine of the normalised
+        encoder output and codebook. transformers' quantizer takes an unnormalised Euclidean argmin instead; the two
+        agree when the codebook is stored normalised (the demo model) and can differ for other checkpoints, while
+        `decode` always normalises, so this rule is the one that round-trips."""
+        vq = self.model.model.vqmodel
+        x = torch.as_tensor(np.ascontiguousarray(images), device=self.device)
+        x = x.permute(0, 3, 1, 2).to(next(vq.parameters()).dtype) / 127.5 - 1.0
+        z = F.normalize(vq.quant_conv(vq.encoder(x)).float(), dim=1)                 # (n, D, rows, cols)
+        codebook = F.normalize(vq.quantize.embedding.weight.float(), dim=-1)         # (K, D)
+        return torch.einsum("ndhw,kd->nhwk", z, codebook).argmax(-1).flatten(1)

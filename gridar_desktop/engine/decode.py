@@ -1,0 +1,217 @@
+"""Our own decoding loop: a decoding state whose KV cache is carried across stages, and short named phases.
+
+Rows. A state holds `n` candidates, each with one cache row per guidance *stream*: "cond" (the prompt the image
+follows), "uncond" (Janus's unconditional row) and optionally "layout" (a reformulated prompt for three-way guidance).
+Rows are stream-major: row ``s * n + b`` is candidate ``b`` of stream ``s``.
+
+Phases:
+- `prefill`  run prompt rows (and, optionally, image tokens already drawn) through the model once.
+- `select`   re-index candidates: branch one prefix into many (``[0, 0, 0, 0]``), drop some, or refill a pruned
+             slot with a copy of a survivor (``[0, 3, 2, 3]``). Cache rows are gathered, never recomputed.
+- `merge_streams` / `drop_streams`  add a newly prefilled stream beside carried ones, or drop one.
+- `step`     feed one image token per candidate to every stream.
+- `decode`   sample tokens until a given count or token row, with guidance, events and cancel checks.
+
+What is prefilled, and why: the prompt rows once per job, never again. A reformulated prompt is new conditioning:
+its row must see (layout prompt, image tokens so far), which no carried row has seen, so `prefill` runs it with the
+anchor tokens as a prefix. The "cond" and "uncond" rows of every candidate are carried from stage to stage; after
+pruning they are copied (`select`), not recomputed. Rows of different lengths share one cache by left padding:
+padding positions are masked out and each row keeps its own position counter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+from transformers import DynamicCache
+
+from .backend import JanusBackend
+from .cancel import CancelToken
+from .cost import CostRecord
+from .sampling import SamplingParams, cfg_three_way, cfg_two_way, sample
+
+STREAMS = ("cond", "uncond", "layout")
+
+
+@dataclass
+class DecodeState:
+    cache: DynamicCache
+    streams: tuple[str, ...]
+    n: int
+    mask: torch.Tensor        # (R, T) long: 1 for real cached positions, 0 for left padding
+    pos: torch.Tensor         # (R,) long: position id of each row's next input
+    hidden: torch.Tensor      # (R, H): last hidden state of each row (it predicts the next image token)
+    tokens: torch.Tensor      # (n, k) long: image tokens drawn so far, per candidate
+
+    @property
+    def rows(self) -> int:
+        return len(self.streams) * self.n
+
+    @property
+    def padded(self) -> bool:
+        return bool((self.mask == 0).any())
+
+    def stream_rows(self, name: str) -> slice:
+        s = self.streams.index(name)
+        return slice(s * self.n, (s + 1) * self.n)
+
+
+def _cache_length(cache: DynamicCache) -> int:
+    return cache.get_seq_length()
+
+
+@torch.inference_mode()
+def prefill(backend: JanusBackend, prompts: dict[str, list[list[int]]], prefix: torch.Tensor | None = None,
+            cost: CostRecord | None = None) -> DecodeState:
+    """Prefill streams of prompt ids (each a list of n id lists, one per candidate), followed by `prefix` image
+    tokens (n, k) for every stream. Prompts are left-padded to a common length."""
+    streams = tuple(prompts)
+    n = len(next(iter(prompts.values())))
+    dev = backend.device
+    if prefix is None:
+        prefix = torch.zeros((n, 0), dtype=torch.long, device=dev)
+    prefix = prefix.to(dev)
+    k = prefix.shape[1]
+    rows = [ids for s in streams for ids in prompts[s]]
+    if any(len(prompts[s]) != n for s in streams):
+        raise ValueError("every stream needs one prompt per candidate")
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), backend.pad_id, dtype=torch.long, device=dev)
+    mask = torch.zeros((len(rows), width + k), dtype=torch.long, device=dev)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, device=dev)
+        mask[i, width - len(r):] = 1
+    embeds = backend.embed_text(ids)                                           # (R, width, H)
+    if k:
+        img = backend.embed_image(prefix.repeat(len(streams), 1))              # (R, k, H)
+        embeds = torch.cat([embeds, img.to(embeds.dtype)], 1)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    cache = DynamicCache(config=backend.model.config.text_config)
+    hidden = backend.forward(embeds, mask if (mask == 0).any() else None, positions, cache)
+    if cost is not None:
+        cost.add_prefill("generator", len(rows), width + k, backend.info.generator_params)
+    return DecodeState(cache, streams, n, mask, mask.sum(-1), hidden[:, -1], prefix.clone())
+
+
+def _gather_rows(state: DecodeState, idx: torch.Tensor) -> None:
+    for layer in state.cache.layers:
+        layer.keys = layer.keys[idx]
+        layer.values = layer.values[idx]
+
+
+def select(state: DecodeState, keep: list[int] | torch.Tensor) -> DecodeState:
+    """Candidates re-indexed by `keep` (repeats branch or copy, omissions drop). Consumes `state`'s cache."""
+    keep = torch.as_tensor(keep, dtype=torch.long, device=state.mask.device)
+    idx = torch.cat([s * state.n + keep for s in range(len(state.streams))])
+    _gather_rows(state, idx)
+    return DecodeState(state.cache, state.streams, len(keep), state.mask[idx], state.pos[idx], state.hidden[idx],
+                       state.tokens[keep])
+
+
+def drop_streams(state: DecodeState, names: tuple[str, ...] | list[str]) -> DecodeState:
+    kept = tuple(s for s in state.streams if s not in names)
+    idx = torch.cat([torch.arange(state.stream_rows(s).start, state.stream_rows(s).stop) for s in kept])
+    idx = idx.to(state.mask.device)
+    _gather_rows(state, idx)
+    return DecodeState(state.cache, kept, state.n, state.mask[idx], state.pos[idx], state.hidden[idx], state.tokens)
+
+
+def merge_streams(a: DecodeState, b: DecodeState) -> DecodeState:
+    """Streams of `a` followed by those of `b` (same candidates, same image tokens), in `a`'s cache. The shorter
+    cache is left-padded; cached keys already carry their rotary positions, so padding does not move them."""
+    if a.n != b.n or not torch.equal(a.tokens, b.tokens):
+        raise ValueError("merge_streams needs the same candidates with the same image tokens")
+    ta, tb = a.mask.shape[1], b.mask.shape[1]
+    width = max(ta, tb)
+
+    def pad(t: torch.Tensor, have: int) -> torch.Tensor:                      # (R, heads, T, d) -> left-padded
+        return torch.nn.functional.pad(t, (0, 0, width - have, 0)) if have < width else t
+    for la, lb in zip(a.cache.layers, b.cache.layers):
+        la.keys = torch.cat([pad(la.keys, ta), pad(lb.keys, tb)])
+        la.values = torch.cat([pad(la.values, ta), pad(lb.values, tb)])
+    mask = torch.cat([torch.nn.functional.pad(a.mask, (width - ta, 0)), torch.nn.functional.pad(b.mask, (width - tb, 0))])
+    return DecodeState(a.cache, a.streams + b.streams, a.n, mask, torch.cat([a.pos, b.pos]),
+                       torch.cat([a.hidden, b.hidden]), a.tokens)
+
+
+@torch.inference_mode()
+def step(backend: JanusBackend, state: DecodeState, next_tokens: torch.Tensor,
+         cost: CostRecord | None = None) -> DecodeState:
+    """Feed one image token per candidate (n,) to every stream."""
+    rows_tok = next_tokens.repeat(len(state.streams)).unsqueeze(1)            # (R, 1)
+    embeds = backend.embed_image(rows_tok)
+    mask = torch.cat([state.mask, state.mask.new_ones(state.rows, 1)], 1)
+    hidden = backend.forward(embeds, mask if state.padded else None, state.pos.unsqueeze(1), state.cache)
+    if cost is not None:
+        cost.add_decode("generator", state.rows, backend.info.generator_params)
+    return DecodeState(state.cache, state.streams, state.n, mask, state.pos + 1, hidden[:, -1],
+                       torch.cat([state.tokens, next_tokens.unsqueeze(1)], 1))
+
+
+@torch.inference_mode()
+def guided_logits(backend: JanusBackend, state: DecodeState, params: SamplingParams) -> torch.Tensor:
+    """(n, V) logits after guidance: 2-way with (cond, uncond), 3-way when a layout stream is present."""
+    logits = backend.image_logits(state.hidden)                               # (R, V)
+    part = {s: logits[state.stream_rows(s)] for s in state.streams}
+    if "uncond" not in part:
+        return part["cond"]
+    if "layout" in part:
+        return cfg_three_way(part["cond"], part["uncond"], part["layout"], params.cfg, params.layout_scale)
+    return cfg_two_way(part["cond"], part["uncond"], params.cfg)
+
+
+TokenCallback = Callable[[DecodeState], None]
+
+
+@torch.inference_mode()
+def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: SamplingParams,
+           generator: torch.Generator | None = None, cancel: CancelToken | None = None,
+           cost: CostRecord | None = None, on_token: TokenCallback | None = None,
+           forced: torch.Tensor | None = None, forced_mask: torch.Tensor | None = None) -> DecodeState:
+    """Draw `n_tokens` more tokens per candidate. The last token of a finished image is not fed back (nothing
+    would read its hidden state). `forced` (n, rows*cols) with `forced_mask` (rows*cols,) bool teacher-forces
+    positions instead of sampling them (masked editing); forced tokens are not counted as generated."""
+    total = backend.info.rows * backend.info.cols
+    for _ in range(n_tokens):
+        if cancel is not None:
+            cancel.check()
+        k = state.tokens.shape[1]
+        if forced is not None and forced_mask is not None and bool(forced_mask[k]):
+            nxt = forced[:, k].to(state.tokens.device)
+        else:
+            nxt = sample(guided_logits(backend, state, params), params, generator)
+            if cost is not None:
+                cost.image_tokens += state.n
+        if k + 1 == total:
+            state = replace(state, tokens=torch.cat([state.tokens, nxt.unsqueeze(1)], 1))
+        else:
+            state = step(backend, state, nxt, cost)
+        if on_token is not None:
+            on_token(state)
+    return state
+
+
+def decode_to_row(backend: JanusBackend, state: DecodeState, row: int, params: SamplingParams,
+                  **kw) -> DecodeState:
+    """Decode until the first `row` token rows are complete (a band boundary)."""
+    target = row * backend.info.cols
+    if target < state.tokens.shape[1]:
+        raise ValueError(f"already past token row {row}")
+    return decode(backend, state, target - state.tokens.shape[1], params, **kw)
+
+
+def start(backend: JanusBackend, prompt: str, n: int = 1, cost: CostRecord | None = None,
+          prefix: torch.Tensor | None = None) -> DecodeState:
+    """Prefill (cond, uncond) for one prompt once, then branch into `n` candidates (optionally from a shared
+    image-token prefix (1, k))."""
+    ids = backend.prompt_ids(prompt)
+    state = prefill(backend, {"cond": [ids], "uncond": [backend.uncond_ids(ids)]}, prefix, cost)
+    return select(state, [0] * n) if n != 1 else state
+
+
+def new_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """One generator per job: the same seed reproduces an image exactly on the same device."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
