@@ -39,6 +39,34 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import time
+
+    from PIL import Image
+
+    from .engine.backend import JanusBackend
+    from .engine.models import resolve_model
+    from .engine.sampling import SamplingParams
+    from .engine.single import generate_batch
+    from .io.png import save_png
+    t0 = time.perf_counter()
+    backend = JanusBackend.load(resolve_model(args.model), device=args.device, dtype=args.dtype)
+    load_s = time.perf_counter() - t0
+    params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    out = generate_batch(backend, [args.prompt], 1, params, args.seed)
+    settings = {"method": args.method, "model": args.model, "seed": args.seed, "cfg": args.cfg,
+                "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "n": 1,
+                "device": str(backend.device)}
+    meta = {"settings": settings, "tokens": out.tokens[0].tolist(), "cost": out.cost.to_json()}
+    save_png(Image.fromarray(out.images[0]), args.output, args.prompt, meta)
+    if args.json:
+        print(json.dumps({"output": args.output, "prompt": args.prompt, **settings, "load_seconds": round(load_s, 3),
+                          "cost": out.cost.to_json()}))
+    else:
+        print(args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gridar", description="GridAR Desktop on the command line: render and judge "
                                  "shapes-world scenes, generate images with GridAR, benchmark methods.")
@@ -56,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("prompt")
     p.set_defaults(func=_cmd_judge)
+
+    p = sub.add_parser("generate", help="generate an image for a prompt with a local Janus-family model")
+    p.add_argument("prompt")
+    p.add_argument("--model", default="demo", help="'demo' (the bundled shapes model) or a local model folder")
+    p.add_argument("--method", default="single", choices=["single"],
+                   help="single: one sample with classifier-free guidance")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cfg", type=float, default=3.0, help="guidance scale, Janus convention (default 3)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    p.add_argument("-o", "--output", default="out.png")
+    p.add_argument("--json", action="store_true", help="print a JSON summary with the cost record")
+    p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("prompts", help="write a seeded benchmark prompt set (JSONL) by category")
     p.add_argument("-n", type=int, default=300, help="number of prompts (default 300)")
@@ -75,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     from .io.png import ImageFileError
     from .shapes.grammar import PromptError
+    from .engine.errors import EngineError
     from .shapes.scene import SceneError
     try:
         return args.func(args)
-    except (PromptError, ImageFileError, SceneError, ValueError, OSError) as e:
+    except (PromptError, ImageFileError, SceneError, EngineError, ValueError, OSError) as e:
         print(f"gridar {args.command}: {e}", file=sys.stderr)
         return 2
 

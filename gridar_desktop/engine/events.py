@@ -1,0 +1,77 @@
+"""Events a search emits, in order, for the GUI, the CLI and the tests. Plain dataclasses, safe to pass to another
+thread (arrays are copies)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BandStarted:
+    stage: int
+    from_row: int
+    to_row: int
+    n: int
+
+
+@dataclass(frozen=True)
+class TokenProgress:
+    stage: int
+    tokens_done: int          # tokens per candidate drawn so far
+    tokens_total: int
+
+
+@dataclass(frozen=True)
+class BandCandidates:
+    """Every candidate after a band, as partial previews (uint8 (n, H, W, 3)) with rows drawn so far."""
+    stage: int
+    rows: int
+    previews: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    stage: int
+    p_possible: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Replacements:
+    """After pruning: slot i continues candidate sources[i]; keep[i] says whether slot i survived itself."""
+    stage: int
+    keep: tuple[bool, ...]
+    sources: tuple[int, ...]
+    all_rejected_groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class LayoutProposals:
+    stage: int
+    prompts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LayoutsAccepted:
+    stage: int
+    prompts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BandAccepted:
+    """The band is final for every live candidate; previews show them after pruning and refilling."""
+    stage: int
+    rows: int
+    previews: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FinalRanking:
+    scores: tuple[float, ...]
+    ranking: tuple[int, ...]  # candidate indices, best first
+    images: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CostUpdate:
+    cost: dict

@@ -1,0 +1,49 @@
+"""The three judgements GridAR asks of a vision-language model, as one interface batched over candidates.
+
+- verify:      partial views (top rows drawn, the rest not yet) -> P(possible) per candidate. Rejection only.
+- score:       finished images -> P("yes, it matches the prompt") per candidate (the final selection).
+- reformulate: partial views -> the original prompt verbatim plus a short layout clause, per candidate.
+
+Implementations count their own cost in the job's `CostRecord` under the roles "verifier", "scorer" and
+"reformulator". A probability that cannot be read counts as the lowest score, never the highest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .cost import CostRecord
+
+
+@dataclass(frozen=True)
+class PartialView:
+    """A candidate as the verifier sees it: the full-size decode with only `rows` of `total_rows` token rows drawn."""
+    image: np.ndarray          # uint8 (H, W, 3); rows below the drawn band show an empty canvas
+    rows: int
+    total_rows: int
+
+    @property
+    def visible_pixels(self) -> int:
+        return self.image.shape[0] * self.rows // self.total_rows
+
+
+class Roles(Protocol):
+    def verify(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[float]: ...
+
+    def score(self, prompt: str, images: list[np.ndarray], cost: CostRecord) -> list[float]: ...
+
+    def reformulate(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[str]: ...
+
+
+def validate_reformulation(original: str, proposal: str) -> str:
+    """A reformulation must start with the original prompt verbatim and may only append a clause after a comma;
+    anything else falls back to the original prompt."""
+    orig = original.strip().rstrip(".")
+    prop = " ".join(proposal.strip().strip('"').split()).rstrip(".")
+    if prop == orig:
+        return orig
+    if prop.startswith(orig) and prop[len(orig):].startswith(","):
+        return prop
+    return orig

@@ -1,0 +1,234 @@
+"""The GridAR recipe and Best-of-N on a tiny random model with scripted judging roles."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gridar_desktop.engine import events as ev
+from gridar_desktop.engine.cancel import CancelToken
+from gridar_desktop.engine.errors import Cancelled
+from gridar_desktop.engine.search import (AutoPolicy, PruneDecision, Search, SearchRequest, Stage, propose_pruning,
+                                          settle)
+from gridar_desktop.engine.tiny import tiny_backend
+from gridar_desktop.io.png import read_metadata, save_png
+
+PROMPT = "two red circles and a blue square"
+LAYOUT = PROMPT + ", with the red circles at the top and the blue square at the bottom"
+
+
+class ScriptedRoles:
+    """Verdicts, scores and layouts from a script, recording every call."""
+
+    def __init__(self, verdicts=None, scores=None, layouts=None):
+        self.verdicts = list(verdicts or [])
+        self.scores = scores
+        self.layouts = layouts
+        self.calls = []
+
+    def verify(self, prompt, views, cost):
+        self.calls.append(("verify", len(views), views[0].rows))
+        cost.role("verifier").calls += 1
+        return self.verdicts.pop(0) if self.verdicts else [0.9] * len(views)
+
+    def score(self, prompt, images, cost):
+        self.calls.append(("score", len(images)))
+        cost.role("scorer").calls += 1
+        return self.scores if self.scores is not None else [float(i) / 10 for i in range(len(images))]
+
+    def reformulate(self, prompt, views, cost):
+        self.calls.append(("reformulate", len(views), views[0].rows))
+        cost.role("reformulator").calls += 1
+        return self.layouts if self.layouts is not None else [LAYOUT] * len(views)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    torch.set_num_threads(1)
+    return tiny_backend(seed=3)
+
+
+def run(backend, roles, policy=None, emit=None, cancel=None, **kw):
+    req = SearchRequest(prompt=PROMPT, **{"n": 4, "seed": 11, **kw})
+    return Search(backend, roles, req, policy, emit, cancel).run()
+
+
+def test_pruning_refills_rejected_slots_with_survivors(backend):
+    roles = ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2], [0.9, 0.9, 0.9, 0.9]])
+    seen = []
+    res = run(backend, roles, emit=seen.append)
+    stage0 = res.tree[0]
+    assert stage0["keep"] == [True, False, True, False]
+    assert stage0["sources"][0] == 0 and stage0["sources"][2] == 2
+    assert stage0["sources"][1] in (0, 2) and stage0["sources"][3] in (0, 2)
+    # a refilled slot continues its source's anchor: the first 2 token rows (16 tokens) are identical
+    for slot in (1, 3):
+        assert torch.equal(res.tokens[slot, :16], res.tokens[stage0["sources"][slot], :16])
+    # and grows independently afterwards
+    assert not torch.equal(res.tokens[1], res.tokens[stage0["sources"][1]])
+    assert [c[0] for c in roles.calls] == ["verify", "reformulate", "verify", "reformulate", "score"]
+    assert res.ranking[0] == 3 and res.best == 3       # scripted scores rise with the index
+
+
+def test_all_rejected_keeps_all(backend):
+    roles = ScriptedRoles(verdicts=[[0.1, 0.0, 0.2, 0.3]])
+    res = run(backend, roles)
+    assert res.tree[0]["keep"] == [True] * 4 and res.tree[0]["sources"] == [0, 1, 2, 3]
+    assert res.tree[0]["all_rejected_groups"] == [0]
+
+
+def test_groups_of_four_prune_within_their_group(backend):
+    roles = ScriptedRoles(verdicts=[[0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9]])
+    res = run(backend, roles, n=8)
+    assert res.tree[0]["sources"] == [0, 0, 0, 0, 7, 7, 7, 7]
+
+
+def test_random_refill_follows_the_seed():
+    import random
+    a = [propose_pruning([0.9, 0.1, 0.8, 0.2] * 4, 0.5, random.Random(s)).sources for s in range(20)]
+    assert len({tuple(x) for x in a}) > 1                                   # random, not round-robin
+    assert a == [propose_pruning([0.9, 0.1, 0.8, 0.2] * 4, 0.5, random.Random(s)).sources for s in range(20)]
+
+
+class ArtistPolicy(AutoPolicy):
+    """Keeps a rejected candidate, rejects an accepted one with a chosen refill, and edits a layout."""
+
+    def __init__(self):
+        self.reviews = []
+
+    def review_verdicts(self, review):
+        self.reviews.append(review)
+        if review.stage == 0:
+            keep = list(review.proposed.keep)
+            keep[1] = True                   # verifier said impossible; the artist keeps it
+            keep[0] = False                  # verifier said possible; the artist rejects it ...
+            return PruneDecision(keep, [2, 1, 2, 3])   # ... and refills it from candidate 2
+        return review.proposed
+
+    def review_layouts(self, stage, proposals):
+        return [PROMPT + ", with the blue square at the top"] + proposals[1:]
+
+
+def test_policy_overrides(backend):
+    roles = ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.7]])
+    pol = ArtistPolicy()
+    res = run(backend, roles, policy=pol)
+    assert pol.reviews[0].proposed.keep == [True, False, True, True]
+    assert res.tree[0]["keep"] == [False, True, True, True] and res.tree[0]["sources"] == [2, 1, 2, 3]
+    assert res.tree[0]["overridden"] is True
+    assert torch.equal(res.tokens[0, :16], res.tokens[2, :16])
+    assert res.tree[0]["layouts"][0] == PROMPT + ", with the blue square at the top"
+    assert res.tree[0]["proposed_layouts"][0] == LAYOUT
+
+
+def test_invalid_layouts_fall_back_to_the_prompt(backend):
+    roles = ScriptedRoles(layouts=["three green squares", PROMPT + " and more", LAYOUT, PROMPT])
+    res = run(backend, roles)
+    assert res.tree[0]["layouts"] == [PROMPT, PROMPT, LAYOUT, PROMPT]
+
+
+def test_events_in_order(backend):
+    seen = []
+    run(backend, ScriptedRoles(), emit=seen.append)
+    kinds = [type(e).__name__ for e in seen if not isinstance(e, ev.TokenProgress)]
+    stage = ["BandStarted", "BandCandidates", "Verdicts", "Replacements", "BandAccepted", "LayoutProposals",
+             "LayoutsAccepted"]
+    assert kinds == stage + stage + ["BandStarted", "FinalRanking", "CostUpdate"]
+    progress = [e.tokens_done for e in seen if isinstance(e, ev.TokenProgress)]
+    assert progress == list(range(8, 65, 8))           # one per token row
+
+
+def test_reproducible_under_seed(backend):
+    a = run(backend, ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2]]))
+    b = run(backend, ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2]]))
+    c = run(backend, ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2]]), seed=12)
+    assert torch.equal(a.tokens, b.tokens) and a.tree == b.tree
+    assert not torch.equal(a.tokens, c.tokens)
+
+
+def test_only_new_conditioning_is_prefilled(backend):
+    """Three-way growth prefills each candidate's layout row (with its anchor) and nothing else."""
+    res = run(backend, ScriptedRoles())
+    L = len(backend.prompt_ids(PROMPT))
+    Lr = len(backend.prompt_ids(LAYOUT))
+    g = res.cost.roles["generator"]
+    assert g.prefill_token_rows == 2 * L + 4 * (Lr + 16) + 4 * (Lr + 32)
+    # decode rows: 2 rows per candidate for the first quarter, 3 afterwards; the very last token is not fed
+    assert g.decode_token_rows == 4 * (2 * 16 + 3 * 16 + 3 * 31)
+    assert res.cost.image_tokens == 4 * 64
+    assert res.cost.roles["verifier"].calls == 2 and res.cost.roles["scorer"].calls == 1
+
+
+def test_prompt_replacement_strategy(backend):
+    res = run(backend, ScriptedRoles(), strategy="replace")
+    L = len(backend.prompt_ids(PROMPT))
+    Lr = len(backend.prompt_ids(LAYOUT))
+    g = res.cost.roles["generator"]
+    assert g.prefill_token_rows == 2 * L + 4 * (Lr + 16) + 4 * (Lr + 32)
+    assert g.decode_token_rows == 4 * 2 * (16 + 16 + 31)
+
+
+def test_unchanged_layouts_skip_the_third_row(backend):
+    res = run(backend, ScriptedRoles(layouts=[PROMPT] * 4))
+    L = len(backend.prompt_ids(PROMPT))
+    assert res.cost.roles["generator"].prefill_token_rows == 2 * L
+
+
+def test_one_verification_schedule(backend):
+    roles = ScriptedRoles()
+    res = run(backend, roles, schedule=(Stage(0.5), Stage(1.0, False, False)))
+    assert [c for c in roles.calls if c[0] == "verify"] == [("verify", 4, 4)]
+    assert len(res.tree) == 1
+
+
+def test_cancel_mid_band(backend):
+    token = CancelToken()
+
+    def emit(e):
+        if isinstance(e, ev.TokenProgress) and e.tokens_done == 24:
+            token.abort()
+    with pytest.raises(Cancelled):
+        run(backend, ScriptedRoles(), emit=emit, cancel=token)
+
+
+def test_stop_after_band(backend):
+    token = CancelToken()
+
+    def emit(e):
+        if isinstance(e, ev.BandStarted) and e.stage == 0:
+            token.stop_after_band()
+    res = run(backend, ScriptedRoles(), emit=emit, cancel=token)
+    assert res.stopped_early and res.tokens.shape == (4, 16)
+
+
+def test_n_must_be_a_multiple_of_four(backend):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        run(backend, ScriptedRoles(), n=6)
+
+
+def test_best_of_n_and_single(backend):
+    roles = ScriptedRoles(scores=[0.2, 0.9, 0.1])
+    res = run(backend, roles, method="best-of-n", n=3)
+    assert res.best == 1 and res.tokens.shape == (3, 64) and res.tree == []
+    assert roles.calls == [("score", 3)]
+    one = run(backend, None, method="single", n=1)
+    assert one.tokens.shape == (1, 64)
+
+
+def test_metadata_round_trip_reproduces(backend, tmp_path):
+    res = run(backend, ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2]]))
+    meta = res.metadata()
+    p = save_png(Image.fromarray(res.images[res.best]), tmp_path / "g.png", PROMPT, meta)
+    back = read_metadata(p)
+    assert back["prompt"] == PROMPT and back["tree"] == json.loads(json.dumps(meta["tree"]))
+    s = back["settings"]
+    again = run(backend, ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2]]), n=s["n"], seed=s["seed"])
+    assert again.tokens.tolist() == back["tokens"]
+    assert np.array_equal(backend.decode_tokens(torch.tensor(back["tokens"]))[back["chosen"]], res.images[res.best])
+
+
+def test_settle_fixes_inconsistent_decisions():
+    import random
+    d = settle(PruneDecision([False, True, False, False], [3, 0, 2, 1]), random.Random(0))
+    assert d.keep == [False, True, False, False] and d.sources == [1, 1, 1, 1]
