@@ -18,6 +18,7 @@ class RoleCost:
     prefill_token_rows: int = 0
     decode_token_rows: int = 0
     calls: int = 0
+    extra_flops: float = 0.0        # encoders outside the token rows (a VLM's vision tower), counted by their code
 
     @property
     def token_rows(self) -> int:
@@ -25,7 +26,7 @@ class RoleCost:
 
     @property
     def flops(self) -> float:
-        return 2.0 * self.params * self.token_rows
+        return 2.0 * self.params * self.token_rows + self.extra_flops
 
 
 @dataclass
@@ -70,6 +71,7 @@ class CostRecord:
             mine.prefill_token_rows += rc.prefill_token_rows
             mine.decode_token_rows += rc.decode_token_rows
             mine.calls += rc.calls
+            mine.extra_flops += rc.extra_flops
 
     def to_json(self) -> dict:
         roles = {n: {"params": r.params, "prefill_token_rows": r.prefill_token_rows,

@@ -1,0 +1,174 @@
+"""The three judging roles on a Janus model's own understanding path (vision encoder -> aligner -> language model ->
+text head), batched over candidates: one model can generate, verify, score and reformulate.
+
+Probabilities come from the raw logits of one forward pass: P(answer) is the softmax mass of the answer's token
+variants at the first answer position ("yes" + "Yes", "possible" + "Possible", ...), never sampled text. Mass the model
+puts on anything else lowers the probability, so an unreadable answer is a low score, never a high one.
+
+Prompt formats:
+- "plain" (the demo model): word-level questions, ``verify : <prompt> ?``, ``score : <prompt> ?`` and
+  ``layout : <prompt> ,`` (the model continues with the clause, e.g. "with the red circles at the top").
+- "janus-pro": the model's SFT chat format with an instruction in English.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .backend import JANUS_PRO_TEMPLATE, JanusBackend
+from .cost import CostRecord
+from .roles import PartialView, validate_reformulation
+
+HIDDEN_FILL = (128, 128, 128)      # rows not drawn yet are shown as flat grey to the verifier
+
+PRO_VERIFY = ("The top {rows} of {total} rows of this image are drawn; the grey part below is not drawn yet. "
+              "Prompt: \"{prompt}\". Could the finished image still match the prompt exactly? Say \"impossible\" only "
+              "if what is visible already rules it out. Answer possible or impossible.")
+PRO_SCORE = "This image was generated from the prompt: \"{prompt}\". Does it accurately show the prompt? Answer yes or no."
+PRO_LAYOUT = ("The top of this image is drawn; the grey part is not drawn yet. Rewrite the prompt \"{prompt}\" so that "
+              "it describes the final layout: repeat the prompt verbatim, then add after a comma a short clause saying "
+              "where the objects are or will be (e.g. \", with the red circle at the top and the blue square at the "
+              "bottom\"). Never change objects, counts or colours. If unsure, repeat the prompt unchanged.")
+
+
+def masked_view(view: PartialView) -> np.ndarray:
+    """The view's image with the rows below the drawn band flat grey (uint8 (H, W, 3))."""
+    img = np.array(view.image, dtype=np.uint8)
+    img[view.visible_pixels:] = HIDDEN_FILL
+    return img
+
+
+class JanusRoles:
+    """verify / score / reformulate with a Janus model's understanding path."""
+
+    def __init__(self, backend: JanusBackend, max_new_tokens: int = 24) -> None:
+        self.b = backend
+        self.model = backend.model
+        self.tok = backend.tokenizer
+        self.plain = backend.info.prompt_format == "plain"
+        self.max_new_tokens = max_new_tokens
+        cfg = self.model.config
+        self.image_token = cfg.image_token_id
+        self.n_image_tokens = cfg.vision_config.num_image_tokens
+        m = self.model.model
+        self.lm_params = backend.info.generator_params - sum(
+            p.numel() for mod in (m.generation_head, m.generation_aligner) for p in mod.parameters())
+        self.vision_params = sum(p.numel() for p in m.vision_model.parameters()) + sum(
+            p.numel() for p in m.aligner.parameters())
+        self.answers = {w: self._variants(w) for w in ("yes", "possible")}
+
+    def _variants(self, word: str) -> list[int]:
+        ids = set()
+        for v in (word, word.capitalize(), " " + word, " " + word.capitalize()):
+            enc = self.tok(v, add_special_tokens=False).input_ids
+            if len(enc) == 1 and enc[0] != self.tok.unk_token_id:
+                ids.add(enc[0])
+        return sorted(ids)
+
+    # -- inputs --------------------------------------------------------------------------------------------------
+    def _ids(self, kind: str, prompt: str, view: PartialView | None) -> list[int]:
+        if self.plain:
+            image = [self.b.boi_id] + [self.image_token] * self.n_image_tokens + [self.tok.convert_tokens_to_ids(
+                getattr(self.tok, "eoi_token", "<end_of_image>"))]
+            tail = {"verify": "?", "score": "?", "layout": ","}[kind]
+            words = f"{kind} : {prompt.strip().lower()} {tail}"
+            return [self.b.bos_id] + image + self.tok(words, add_special_tokens=False).input_ids
+        text = {"verify": PRO_VERIFY, "score": PRO_SCORE, "layout": PRO_LAYOUT}[kind].format(
+            prompt=prompt, rows=view.rows if view else 0, total=view.total_rows if view else 0)
+        text = JANUS_PRO_TEMPLATE.format(prompt="<image_placeholder>\n" + text)
+        if kind == "layout":
+            text += " " + prompt.strip()
+        expanded = text.replace("<image_placeholder>", self.tok.boi_token + self.tok.image_token
+                                * self.n_image_tokens + self.tok.eoi_token)
+        return [self.b.bos_id] + self.tok(expanded, add_special_tokens=False).input_ids
+
+    def _pixels(self, images: list[np.ndarray]) -> torch.Tensor:
+        pv = self.b.processor.image_processor(images=list(images), return_tensors="pt").pixel_values
+        return pv.to(self.b.device, next(self.model.model.vision_model.parameters()).dtype)
+
+    @torch.inference_mode()
+    def _forward(self, rows: list[list[int]], images: list[np.ndarray], cache=None):
+        """Left-padded batch forward with image features scattered into the placeholder positions."""
+        width = max(len(r) for r in rows)
+        dev = self.b.device
+        ids = torch.full((len(rows), width), self.b.pad_id, dtype=torch.long, device=dev)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r, device=dev)
+            mask[i, width - len(r):] = 1
+        embeds = self.model.get_input_embeddings()(ids)
+        feats = self.model.model.get_image_features(self._pixels(images), return_dict=True).pooler_output
+        place = (ids == self.image_token).unsqueeze(-1)
+        embeds = embeds.masked_scatter(place, feats.reshape(-1, embeds.shape[-1]).to(embeds.dtype))
+        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        out = self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos,
+                                              cache=cache, use_cache=cache is not None)
+        return out.last_hidden_state, mask, pos
+
+    def _count(self, cost: CostRecord, role: str, rows: list[list[int]], decoded_rows: int = 0) -> None:
+        rc = cost.role(role, self.lm_params)
+        rc.calls += 1
+        rc.prefill_token_rows += len(rows) * max(len(r) for r in rows)
+        rc.decode_token_rows += decoded_rows
+        rc.extra_flops += 2.0 * self.vision_params * len(rows) * self.n_image_tokens
+
+    @torch.inference_mode()
+    def _answer_prob(self, kind: str, prompt: str, views: list[PartialView | None], images: list[np.ndarray],
+                     answer: str, cost: CostRecord, role: str) -> list[float]:
+        rows = [self._ids(kind, prompt, v) for v in views]
+        h, _, _ = self._forward(rows, images)
+        probs = F.softmax(self.model.lm_head(h[:, -1]).float(), dim=-1)        # (B, V) raw, no warpers
+        self._count(cost, role, rows)
+        ids = self.answers[answer]
+        if not ids:
+            return [0.0] * len(rows)
+        return probs[:, ids].sum(-1).clamp(0, 1).tolist()
+
+    # -- the roles -----------------------------------------------------------------------------------------------
+    def verify(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[float]:
+        return self._answer_prob("verify", prompt, views, [masked_view(v) for v in views], "possible", cost,
+                                 "verifier")
+
+    def score(self, prompt: str, images: list[np.ndarray], cost: CostRecord) -> list[float]:
+        return self._answer_prob("score", prompt, [None] * len(images), list(images), "yes", cost, "scorer")
+
+    @torch.inference_mode()
+    def reformulate(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[str]:
+        """Greedy continuation with a KV cache, batched; each result validated against the original prompt."""
+        from transformers import DynamicCache
+        rows = [self._ids("layout", prompt, v) for v in views]
+        cache = DynamicCache(config=self.model.config.text_config)
+        h, mask, pos = self._forward(rows, [masked_view(v) for v in views], cache)
+        eos = self.tok.eos_token_id
+        out: list[list[int]] = [[] for _ in rows]
+        done = torch.zeros(len(rows), dtype=torch.bool, device=self.b.device)
+        last, decoded = h[:, -1], 0
+        next_pos = pos[:, -1] + 1
+        for _ in range(self.max_new_tokens):
+            nxt = self.model.lm_head(last).float().argmax(-1)
+            for i, t in enumerate(nxt.tolist()):
+                if not done[i]:
+                    if t == eos:
+                        done[i] = True
+                    else:
+                        out[i].append(t)
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], 1)
+            emb = self.model.get_input_embeddings()(nxt.unsqueeze(1))
+            last = self.model.model.language_model(inputs_embeds=emb, attention_mask=mask,
+                                                   position_ids=next_pos.unsqueeze(1), cache=cache,
+                                                   use_cache=True).last_hidden_state[:, -1]
+            next_pos = next_pos + 1
+            decoded += len(rows)
+        self._count(cost, "reformulator", rows, decoded)
+        return [validate_reformulation(prompt, self._join(prompt, t)) for t in out]
+
+    def _join(self, prompt: str, ids: list[int]) -> str:
+        words = self.tok.convert_ids_to_tokens(ids) if self.plain else None
+        if self.plain:
+            clause = " ".join(words).replace(" ,", ",").strip()
+            return prompt.strip() if not clause else f"{prompt.strip()}, {clause}"
+        text = self.tok.decode(ids, skip_special_tokens=True).strip()
+        return text if text.startswith(prompt.strip()) else f"{prompt.strip()}{text}"

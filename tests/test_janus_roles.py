@@ -1,0 +1,77 @@
+"""The judging roles on a Janus understanding path (tiny random model): mechanics, not quality."""
+import numpy as np
+import pytest
+import torch
+
+from gridar_desktop.engine.cost import CostRecord
+from gridar_desktop.engine.janus_roles import JanusRoles, masked_view
+from gridar_desktop.engine.roles import PartialView, validate_reformulation
+from gridar_desktop.engine.tiny import tiny_backend
+
+PROMPT = "a red circle above a blue square"
+
+
+@pytest.fixture(scope="module")
+def roles():
+    torch.set_num_threads(1)
+    return JanusRoles(tiny_backend(seed=4))
+
+
+def views(n, rows=2):
+    rng = np.random.default_rng(0)
+    return [PartialView(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), rows, 8) for _ in range(n)]
+
+
+def test_probabilities_batched_with_cost(roles):
+    cost = CostRecord()
+    p = roles.verify(PROMPT, views(4), cost)
+    assert len(p) == 4 and all(0.0 <= x <= 1.0 for x in p)
+    v = cost.roles["verifier"]
+    assert v.calls == 1 and v.prefill_token_rows == 4 * len(roles._ids("verify", PROMPT, None))
+    assert v.flops > 2 * v.params * v.token_rows          # the vision tower is counted too
+    s = roles.score(PROMPT, [x.image for x in views(3)], cost)
+    assert len(s) == 3 and cost.roles["scorer"].calls == 1
+
+
+def test_batch_equals_one_by_one(roles):
+    vs = views(3)
+    batch = roles.verify(PROMPT, vs, CostRecord())
+    single = [roles.verify(PROMPT, [v], CostRecord())[0] for v in vs]
+    np.testing.assert_allclose(batch, single, atol=1e-5)
+
+
+def test_unreadable_answer_scores_lowest(roles, monkeypatch):
+    """All mass on a token that is no answer: probability 0, not 0.5 and not 1."""
+    vocab = roles.model.lm_head.out_features
+    junk = roles.tok.convert_tokens_to_ids("triangle")
+
+    def fake_head(h):
+        out = torch.full((h.shape[0], vocab), -1e4)
+        out[:, junk] = 1e4
+        return out
+    monkeypatch.setattr(roles.model.lm_head, "forward", fake_head)
+    assert roles.score(PROMPT, [views(1)[0].image], CostRecord()) == [0.0]
+    assert roles.verify(PROMPT, views(1), CostRecord()) == [0.0]
+
+
+def test_reformulations_are_validated(roles):
+    cost = CostRecord()
+    out = roles.reformulate(PROMPT, views(2), cost)
+    assert len(out) == 2 and all(o.startswith(PROMPT) for o in out)
+    assert cost.roles["reformulator"].calls == 1
+
+
+def test_validate_reformulation_rules():
+    assert validate_reformulation(PROMPT, PROMPT + ", with the red circle at the top") == \
+        PROMPT + ", with the red circle at the top"
+    assert validate_reformulation(PROMPT, '"' + PROMPT + ', with the red circle at the top."') == \
+        PROMPT + ", with the red circle at the top"
+    assert validate_reformulation(PROMPT, "two red circles") == PROMPT            # changed the content
+    assert validate_reformulation(PROMPT, PROMPT + " and a green square") == PROMPT  # not a clause after a comma
+    assert validate_reformulation(PROMPT, "") == PROMPT
+
+
+def test_hidden_rows_are_grey():
+    v = views(1, rows=2)[0]
+    m = masked_view(v)
+    assert (m[16:] == 128).all() and np.array_equal(m[:16], v.image[:16])
