@@ -39,31 +39,60 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace):
+    from .engine.backend import JanusBackend
+    from .engine.models import resolve_model
+    return JanusBackend.load(resolve_model(args.model), device=args.device, dtype=args.dtype)
+
+
+def _roles(backend):
+    from .engine.janus_roles import JanusRoles
+    return JanusRoles(backend)
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     import time
 
     from PIL import Image
 
-    from .engine.backend import JanusBackend
-    from .engine.models import resolve_model
     from .engine.sampling import SamplingParams
-    from .engine.single import generate_batch
+    from .engine.search import Search, SearchRequest
     from .io.png import save_png
     t0 = time.perf_counter()
-    backend = JanusBackend.load(resolve_model(args.model), device=args.device, dtype=args.dtype)
+    backend = _load(args)
     load_s = time.perf_counter() - t0
+    n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    out = generate_batch(backend, [args.prompt], 1, params, args.seed)
-    settings = {"method": args.method, "model": args.model, "seed": args.seed, "cfg": args.cfg,
-                "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "n": 1,
-                "device": str(backend.device)}
-    meta = {"settings": settings, "tokens": out.tokens[0].tolist(), "cost": out.cost.to_json()}
-    save_png(Image.fromarray(out.images[0]), args.output, args.prompt, meta)
+    req = SearchRequest(prompt=args.prompt, method=args.method, n=n, seed=args.seed, params=params,
+                        strategy=args.strategy)
+    req.validate()
+    res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
+    meta = res.metadata()
+    meta["settings"].update(model=args.model, device=str(backend.device))
+    save_png(Image.fromarray(res.images[res.best]), args.output, args.prompt, meta)
     if args.json:
-        print(json.dumps({"output": args.output, "prompt": args.prompt, **settings, "load_seconds": round(load_s, 3),
-                          "cost": out.cost.to_json()}))
+        print(json.dumps({"output": args.output, "prompt": args.prompt, **meta["settings"], "chosen": res.best,
+                          "scores": res.scores, "load_seconds": round(load_s, 3), "cost": res.cost.to_json()}))
     else:
         print(args.output)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .engine.bench import parse_methods, run_bench
+    from .io.atomic import atomic_write_text
+    from .shapes.promptsets import read_jsonl
+    prompts = read_jsonl(args.prompts)
+    if args.limit:
+        prompts = prompts[:args.limit]
+    methods = parse_methods(args.methods)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    backend = _load(args)
+    report = run_bench(backend, _roles(backend), prompts, methods, seeds,
+                       progress=lambda m: print(m, file=sys.stderr))
+    report.update(model=args.model, prompts_file=args.prompts)
+    atomic_write_text(args.out, json.dumps(report, indent=1))
+    print(args.out)
     return 0
 
 
@@ -88,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate an image for a prompt with a local Janus-family model")
     p.add_argument("prompt")
     p.add_argument("--model", default="demo", help="'demo' (the bundled shapes model) or a local model folder")
-    p.add_argument("--method", default="single", choices=["single"],
-                   help="single: one sample with classifier-free guidance")
+    p.add_argument("--method", default="single", choices=["single", "best-of-n", "gridar"],
+                   help="single: one sample; best-of-n: N samples, the scorer picks; gridar: the search")
+    p.add_argument("-n", type=int, default=4, help="candidates for best-of-n and gridar (gridar: a multiple of 4)")
+    p.add_argument("--strategy", default="three-way", choices=["three-way", "replace"],
+                   help="how GridAR uses a reformulated prompt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=3.0, help="guidance scale, Janus convention (default 3)")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -100,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out.png")
     p.add_argument("--json", action="store_true", help="print a JSON summary with the cost record")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("bench", help="compare methods on a prompt file over seeds; writes a JSON report")
+    p.add_argument("--prompts", required=True, help='JSONL, one {"prompt": ..., "category": ...} per line')
+    p.add_argument("--methods", default="single:1,best-of-n:8,gridar:4",
+                   help="comma-separated METHOD:N; gridar variants: gridar-noprune, gridar-noreform, "
+                        "gridar-replace, gridar-oneverify")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("prompts", help="write a seeded benchmark prompt set (JSONL) by category")
     p.add_argument("-n", type=int, default=300, help="number of prompts (default 300)")
