@@ -1,0 +1,212 @@
+"""Stage 3 of the demo model: teach its understanding path to verify, score and reformulate.
+
+Data come from the scene sampler; labels come from the scene specification (what was drawn), never from the judge:
+- score:  a scene for the prompt, perturbed half of the time (an extra or a missing object, a wrong colour or shape,
+          a relation swapped); "yes" when the perturbed scene still satisfies the prompt, else "no".
+- verify: the same scenes with only the top 2 or 4 of 8 token rows shown (the rest grey); "impossible" when the
+          visible part already contradicts the prompt (`shapes.partial.contradictions`), else "possible".
+- layout: unperturbed scenes, partly shown; the target clause places every visible group where its centre is and
+          every group not visible yet at the bottom; nothing is appended when everything is already visible.
+Half of the images go through the VQ (encode -> decode) so the roles learn on images that look generated.
+Generation batches are replayed at every step so the shared language model keeps generating as before.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..shapes.grammar import COLOURS, SHAPES, Placement, SceneSpec, format_layout_clause, format_prompt
+from ..shapes.partial import Seen, contradictions
+from ..shapes.promptsets import CATEGORIES, sample_spec
+from ..shapes.scene import IMAGE_SIZE, SceneError, SceneObject, relation_holds, render_scene, sample_scene
+from .demo_config import BOI, BOS, EOI, EOS, GRID, IMAGE, PAD
+from .gen import WORD_ID, generation_loss, make_batch
+
+log = logging.getLogger(__name__)
+HIDDEN_FILL = 128
+COLOURS_AND_SHAPES = [(c, s) for c in COLOURS for s in SHAPES]
+
+
+def satisfies(objs: list[SceneObject], spec: SceneSpec) -> bool:
+    """Whether a scene's objects meet the prompt: exact counts, nothing else, the relation."""
+    counts: dict[tuple[str, str], int] = {}
+    for o in objs:
+        counts[(o.colour, o.shape)] = counts.get((o.colour, o.shape), 0) + 1
+    if counts != {g.key: g.count for g in spec.groups}:
+        return False
+    r = spec.relation
+    if r is None:
+        return True
+    a = next(o for o in objs if (o.colour, o.shape) == spec.groups[r.a].key)
+    b = next(o for o in objs if (o.colour, o.shape) == spec.groups[r.b].key)
+    return relation_holds((a.cx, a.cy), (b.cx, b.cy), r.relation, IMAGE_SIZE)
+
+
+def perturb(objs: list[SceneObject], rng: random.Random) -> list[SceneObject]:
+    """One random change that imitates a generation error."""
+    from ..shapes.scene import _place_one
+    objs = list(objs)
+    kind = rng.choice(["extra", "missing", "colour", "shape", "swap"])
+    i = rng.randrange(len(objs))
+    o = objs[i]
+    if kind == "extra":
+        c, s = rng.choice(COLOURS_AND_SHAPES) if rng.random() < 0.5 else (o.colour, o.shape)
+        new = _place_one(c, s, None, objs, rng, IMAGE_SIZE / 16, IMAGE_SIZE, 4)
+        if new is not None:
+            objs.append(new)
+    elif kind == "missing" and len(objs) > 1:
+        objs.pop(i)
+    elif kind == "colour":
+        objs[i] = SceneObject(rng.choice([c for c, _ in COLOURS_AND_SHAPES if c != o.colour]), o.shape, o.cx, o.cy,
+                              o.size)
+    elif kind == "shape":
+        objs[i] = SceneObject(o.colour, rng.choice([s for s in ("circle", "square", "triangle") if s != o.shape]),
+                              o.cx, o.cy, o.size)
+    elif kind == "swap" and len(objs) > 1:
+        j = rng.choice([k for k in range(len(objs)) if k != i])
+        a, b = objs[i], objs[j]
+        objs[i] = SceneObject(a.colour, a.shape, b.cx, b.cy, a.size)
+        objs[j] = SceneObject(b.colour, b.shape, a.cx, a.cy, b.size)
+    return objs
+
+
+def seen(objs: list[SceneObject]) -> list[Seen]:
+    return [Seen(o.colour, o.shape, (o.cx, o.cy), o.bbox[1], o.bbox[3]) for o in objs]
+
+
+def layout_target(objs: list[SceneObject], spec: SceneSpec, cut: float) -> str:
+    """The clause a reformulator should append for a partial view (see module docstring)."""
+    if all(o.bbox[1] < cut for o in objs):
+        return ""
+    places: list[Placement] = []
+    for g in spec.groups:
+        regions = ["top" if o.cy < IMAGE_SIZE / 2 and o.bbox[1] < cut else "bottom"
+                   for o in objs if (o.colour, o.shape) == g.key]
+        if len(set(regions)) == 1:
+            places.append(Placement(g.colour, g.shape, None, regions[0]))
+        else:
+            places += [Placement(g.colour, g.shape, regions.count(r), r) for r in ("top", "bottom")]
+    return format_layout_clause(places)
+
+
+def _scene(rng: random.Random) -> tuple[SceneSpec, list[SceneObject]]:
+    while True:
+        spec = sample_spec(rng.choice(CATEGORIES), rng)
+        try:
+            return spec, sample_scene(spec, rng)
+        except SceneError:
+            continue
+
+
+def make_example(rng: random.Random) -> tuple[str, np.ndarray, int, list[int], list[int]]:
+    """(task, image uint8 (64, 64, 3), pixel rows shown (64 = all), question word ids, answer word ids). The caller
+    greys the hidden rows (after an optional VQ round trip)."""
+    task = rng.choice(["score", "verify", "verify", "layout"])
+    if task == "score":
+        spec, objs = _scene(rng)
+        if rng.random() < 0.5:
+            objs = perturb(objs, rng)
+        answer = "yes" if satisfies(objs, spec) else "no"
+        return task, np.array(render_scene(objs)), IMAGE_SIZE, _question(task, spec, "?"), [WORD_ID[answer]]
+    rows = rng.choice([2, 4])
+    cut = IMAGE_SIZE * rows // GRID
+    if task == "verify":
+        # Most errors lie below a quarter, so visible contradictions are rare among random perturbations; drawing
+        # the label first and sampling until it matches keeps the two answers balanced (40% impossible).
+        want = rng.random() < 0.4
+        for _ in range(50):
+            spec, objs = _scene(rng)
+            if want:
+                for _ in range(rng.choice([1, 2])):
+                    objs = perturb(objs, rng)
+            bad = bool(contradictions(seen(objs), spec, cut, IMAGE_SIZE))
+            if bad == want:
+                break
+        answer = "impossible" if bad else "possible"
+        return task, np.array(render_scene(objs)), cut, _question(task, spec, "?"), [WORD_ID[answer]]
+    spec, objs = _scene(rng)
+    words = layout_target(objs, spec, cut).replace(",", " ,").split()[1:]   # the question ends with the comma
+    return task, np.array(render_scene(objs)), cut, _question(task, spec, ","), [WORD_ID[w] for w in words] + [EOS]
+
+
+def _question(task: str, spec: SceneSpec, end: str) -> list[int]:
+    return [WORD_ID[w] for w in f"{task} : {format_prompt(spec)}".replace(",", " ,").split()] + [WORD_ID[end]]
+
+
+def understanding_loss(model, rows: list[tuple[list[int], list[int]]], images: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on answer tokens of [BOS, BOI, IMAGE*64, EOI, question, answer]."""
+    seqs = [[BOS, BOI] + [IMAGE] * GRID * GRID + [EOI] + q + a for q, a in rows]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    target = torch.full_like(ids, -100)
+    for i, ((q, a), s) in enumerate(zip(rows, seqs)):
+        ids[i, width - len(s):] = torch.tensor(s)
+        mask[i, width - len(s):] = 1
+        target[i, width - len(a) - 1:width - 1] = torch.tensor(a)    # position t predicts token t+1
+    embeds = model.get_input_embeddings()(ids)
+    feats = model.model.get_image_features(images, return_dict=True).pooler_output
+    embeds = embeds.masked_scatter((ids == IMAGE).unsqueeze(-1), feats.reshape(-1, embeds.shape[-1]))
+    pos = (mask.cumsum(-1) - 1).clamp_min(0)
+    h = model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).last_hidden_state
+    sel = target != -100
+    return F.cross_entropy(model.lm_head(h[sel]).float(), target[sel])
+
+
+def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 2500, batch: int = 48,
+                        lr: float = 1e-3, seed: int = 0, vq_roundtrip: float = 0.5, ckpt_every: int = 200) -> None:
+    from .vq import quantize
+    work = Path(work)
+    ckpt = work / "und_ckpt.pt"
+    m = model.model
+    heads = list(m.vision_model.parameters()) + list(m.aligner.parameters())
+    shared = list(m.language_model.parameters()) + list(m.generation_head.parameters()) + list(
+        m.generation_aligner.parameters()) + list(m.generation_embeddings.parameters())
+    opt = torch.optim.AdamW([{"params": heads, "lr": lr}, {"params": shared, "lr": lr * 0.3}],
+                            betas=(0.9, 0.95), weight_decay=0.01)
+    rng, step = random.Random(seed + 17), 0
+    if ckpt.exists():
+        ck = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, _ = ck["step"], rng.setstate(ck["rng"])
+        log.info("resumed understanding training at step %d", step)
+    model.train()
+    m.vqmodel.eval()
+    t0 = time.time()
+    while step < steps:
+        scale = min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for g, base in zip(opt.param_groups, (lr, lr * 0.3)):
+            g["lr"] = base * scale
+        ex = [make_example(rng) for _ in range(batch)]
+        px = torch.from_numpy(np.stack([e[1] for e in ex])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad():
+            sel = torch.rand(batch) < vq_roundtrip
+            if sel.any():            # generated images are VQ decodes: learn on such images too
+                zq, _, _ = quantize(m.vqmodel, px[sel])
+                px[sel] = m.vqmodel.decoder(m.vqmodel.post_quant_conv(zq)).clamp(-1, 1)
+            for i, e in enumerate(ex):
+                px[i, :, e[2]:] = HIDDEN_FILL / 127.5 - 1
+        loss_u = understanding_loss(model, [(e[3], e[4]) for e in ex], px)
+        ids, mask, tokens = make_batch(gen_data, rng, batch // 2)
+        loss_g = generation_loss(model, ids, mask, tokens)
+        loss = loss_u + 0.5 * loss_g
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0:
+            log.info("und step %d loss %.4f (gen %.4f) %.1fs/step", step, loss_u.item(), loss_g.item(),
+                     (time.time() - t0) / 25)
+            t0 = time.time()
+        if step % ckpt_every == 0 or step == steps:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "rng": rng.getstate()}, ckpt)
