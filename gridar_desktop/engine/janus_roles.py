@@ -163,7 +163,20 @@ class JanusRoles:
             next_pos = next_pos + 1
             decoded += len(rows)
         self._count(cost, "reformulator", rows, decoded)
-        return [validate_reformulation(prompt, self._join(prompt, t)) for t in out]
+        return [self._validate(prompt, self._join(prompt, t)) for t in out]
+
+    def _validate(self, prompt: str, proposal: str) -> str:
+        """The common rule (original prompt verbatim + a clause), and for the demo model also its grammar: the
+        clause must parse and must not change the objects, counts or relation."""
+        out = validate_reformulation(prompt, proposal)
+        if not self.plain or out == prompt.strip():
+            return out
+        from ..shapes.grammar import PromptError, parse_prompt
+        try:
+            same = parse_prompt(out).without_layout() == parse_prompt(prompt).without_layout()
+        except PromptError:
+            return prompt.strip()
+        return out if same else prompt.strip()
 
     def _join(self, prompt: str, ids: list[int]) -> str:
         words = self.tok.convert_ids_to_tokens(ids) if self.plain else None

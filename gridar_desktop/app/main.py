@@ -1,0 +1,106 @@
+"""`gridar-desktop`: start the studio; `--selftest --screenshot OUT.png` runs one generation offscreen and prints
+one JSON line of timings."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+from ..logs import setup_logging
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="gridar-desktop", description="GridAR Desktop: the studio")
+    ap.add_argument("--model", default="demo", help="'demo' or a local Janus model folder")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--theme", default="system", choices=["system", "dark", "light"])
+    ap.add_argument("--selftest", action="store_true", help="run one interactive generation offscreen and exit")
+    ap.add_argument("--screenshot", help="with --selftest: save a screenshot of the window here")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if args.selftest:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    setup_logging()
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from .studio import Studio
+    from .theme import apply_theme
+    from .window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("GridAR Desktop")
+    apply_theme(app, args.theme)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = MainWindow(Studio(device=args.device))
+    window.resize(1280, 820)
+    window.show()
+    if args.selftest:
+        with loop:
+            report = loop.run_until_complete(selftest(window, args.model, args.screenshot))
+        print(json.dumps(report))
+        return 0 if report.get("ok") else 1
+    if args.model != "demo":
+        window.controls.add_model_folder(args.model)
+    window.choose_model(args.model)
+    with loop:
+        loop.run_until_complete(_until_closed(app))
+    return 0
+
+
+async def _until_closed(app) -> None:
+    done = asyncio.Event()
+    app.lastWindowClosed.connect(done.set)
+    await done.wait()
+
+
+async def selftest(window, model: str, screenshot: str | None) -> dict:
+    """One GridAR generation through the interactive path, then a cancel; measures the GUI thread."""
+    from ..engine import events as ev
+    from .window import gui_stall_probe
+    studio = window.studio
+    t0 = time.perf_counter()
+    if not await studio.load_model(model):
+        return {"ok": False, "error": "model did not load"}
+    load_s = time.perf_counter() - t0
+    await asyncio.sleep(0.2)
+    probe = gui_stall_probe(window)
+    window.controls.prompt.setText("two red circles and a blue square")
+    window.controls.method.setCurrentIndex(window.controls.method.findData("gridar"))
+    window.controls.n.setValue(4)
+    t1 = time.perf_counter()
+    task = window.start_generation()
+    result = await task
+    gen_s = time.perf_counter() - t1
+    await asyncio.sleep(0.3)                       # let the final paint happen
+    stall = probe["max_gap_s"]
+    if screenshot:
+        window.grab().save(screenshot)
+    # cancel latency: abort as soon as the second band starts drawing
+    started = asyncio.get_running_loop().create_future()
+
+    def on_event(e) -> None:
+        if isinstance(e, ev.TokenProgress) and e.stage == 1 and not started.done():
+            started.set_result(time.perf_counter())
+    studio.engine_event.connect(on_event)
+    task = window.start_generation()
+    await started
+    t_abort = time.perf_counter()
+    studio.abort()
+    await task
+    cancel_s = time.perf_counter() - t_abort
+    studio.engine_event.disconnect(on_event)
+    probe["timer"].stop()
+    paint = window.paint_latencies
+    return {"ok": result is not None, "model": model, "load_seconds": round(load_s, 3),
+            "generation_seconds": round(gen_s, 3), "max_gui_stall_ms": round(1000 * stall, 1),
+            "band_paint_latency_ms": round(1000 * max(paint), 1) if paint else None,
+            "cancel_latency_ms": round(1000 * cancel_s, 1), "timer_ticks": probe["ticks"],
+            "screenshot": screenshot}

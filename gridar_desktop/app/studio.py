@@ -1,0 +1,259 @@
+"""The studio's state and its interactive session, Qt-side but widget-free.
+
+Threads: the GUI thread runs Qt and, through qasync, the asyncio loop; ALL model code runs on one dedicated GPU
+thread (a single-worker executor), so jobs never overlap and the GUI thread never runs a forward pass.
+
+An interactive generation is one coroutine (`generate`): it snapshots the request, hands `Search.run` to the GPU
+thread and awaits it. Engine events hop to the GUI thread with `call_soon_threadsafe`. When the search reaches a
+decision point, the artist policy (on the GPU thread) posts the question to the GUI thread and blocks only the GPU
+thread on a thread-safe future until the artist answers. Abort resolves a pending question with the proposal, so the
+GPU thread wakes up, sees the cancel token and stops at the next token; this needs no event loop, so closing the
+window mid-question cannot deadlock.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from ..engine import events as ev
+from ..engine.cancel import CancelToken
+from ..engine.errors import Cancelled, EngineError
+from ..engine.search import PruneDecision, Search, SearchRequest, SearchResult, VerdictReview
+
+log = logging.getLogger("gridar.app")
+
+
+@dataclass
+class LoadedModel:
+    spec: str
+    backend: object
+    roles: object
+
+
+def _load(spec: str, device: str) -> LoadedModel:
+    from ..engine.backend import JanusBackend
+    from ..engine.janus_roles import JanusRoles
+    from ..engine.models import resolve_model
+    backend = JanusBackend.load(resolve_model(spec), device=device)
+    return LoadedModel(spec, backend, JanusRoles(backend))
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for the inline error banner."""
+    if isinstance(e, EngineError):
+        return str(e)
+    name = e.__class__.__name__
+    if "OutOfMemory" in name or "out of memory" in str(e).lower():
+        return ("The device ran out of memory. Try a smaller N, close other GPU programs, or run on the CPU. "
+                f"({e})")
+    return f"{name}: {e}"
+
+
+class ArtistPolicy:
+    """Runs on the GPU thread. In manual mode it asks the artist and blocks the GPU thread (only) until the answer;
+    in auto mode it shows the verdicts and goes on."""
+
+    def __init__(self, studio: "Studio", loop: asyncio.AbstractEventLoop) -> None:
+        self.studio, self.loop = studio, loop
+
+    def _ask(self, default, announce):
+        answer: Future = Future()
+        self.loop.call_soon_threadsafe(self.studio._open_question, answer, default, announce)
+        return answer.result()   # set by the artist, or with the default by abort / stop / shutdown
+
+    def review_verdicts(self, review: VerdictReview) -> PruneDecision:
+        if not self.studio.manual:
+            self.loop.call_soon_threadsafe(self.studio.verdicts_shown.emit, review)
+            return review.proposed
+        return self._ask(review.proposed, lambda: self.studio.verdicts_wanted.emit(review))
+
+    def review_layouts(self, stage: int, proposals: list[str]) -> list[str]:
+        if not self.studio.manual:
+            return proposals
+        return self._ask(list(proposals), lambda: self.studio.layouts_wanted.emit(stage, list(proposals)))
+
+
+class Studio(QObject):
+    """Observable state of the studio and the actions on it. Widgets bind to its signals."""
+
+    status = Signal(str)
+    error = Signal(str)                    # '' clears the banner
+    busy_changed = Signal(bool)
+    model_changed = Signal(str)
+    engine_event = Signal(object)          # every engine event, in order, on the GUI thread
+    verdicts_shown = Signal(object)        # VerdictReview, informational (auto mode)
+    verdicts_wanted = Signal(object)       # VerdictReview, the artist must answer (manual mode)
+    layouts_wanted = Signal(int, list)     # stage, proposals; the artist must answer (manual mode)
+    question_closed = Signal()
+    result_ready = Signal(object)          # SearchResult
+
+    def __init__(self, device: str = "auto") -> None:
+        super().__init__()
+        self.device = device
+        self.gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridar-gpu")
+        self.model: LoadedModel | None = None
+        self.manual = False
+        self.busy = False
+        self.result: SearchResult | None = None
+        self.chosen: int | None = None
+        self.last_seed: int | None = None
+        self._token: CancelToken | None = None
+        self._question: Future | None = None
+        self._question_default = None
+        self.event_times: dict[str, float] = {}
+
+    # -- jobs --------------------------------------------------------------------------------------------------
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.busy_changed.emit(busy)
+
+    async def load_model(self, spec: str) -> bool:
+        """Load a model folder (or 'demo') on the GPU thread; errors become the inline message."""
+        loop = asyncio.get_running_loop()
+        self._set_busy(True)
+        self.status.emit(f"Loading {spec} ...")
+        try:
+            self.model = await loop.run_in_executor(self.gpu, _load, spec, self.device)
+        except Exception as e:  # noqa: BLE001 - any failure is shown, the app keeps running
+            log.warning("model load failed: %s", e)
+            self.error.emit(describe_error(e))
+            self.status.emit("No model loaded")
+            return False
+        finally:
+            self._set_busy(False)
+        self.error.emit("")
+        self.model_changed.emit(spec)
+        info = self.model.backend.info
+        self.status.emit(f"Model {spec}: {info.rows}x{info.cols} tokens, {info.image_size}px, on "
+                         f"{self.model.backend.device}")
+        return True
+
+    async def generate(self, request: SearchRequest) -> SearchResult | None:
+        """One interactive generation. Returns the result, or None when aborted or failed."""
+        if self.busy:
+            return None
+        if self.model is None and not await self.load_model("demo"):
+            return None
+        loop = asyncio.get_running_loop()
+        self._token = CancelToken()
+        self.last_seed = request.seed
+        self.result, self.chosen = None, None
+        self._set_busy(True)
+        self.error.emit("")
+        self.status.emit(f"Generating with {request.method}, N = {request.n}, seed {request.seed}")
+
+        def emit(e: object) -> None:           # GPU thread -> GUI thread
+            t = time.perf_counter()
+            loop.call_soon_threadsafe(self._deliver, e, t)
+        try:
+            search = Search(self.model.backend, self.model.roles if request.method != "single" else None, request,
+                            ArtistPolicy(self, loop), emit, self._token)
+            result = await loop.run_in_executor(self.gpu, search.run)
+        except Cancelled:
+            self.status.emit("Aborted")
+            return None
+        except Exception as e:  # noqa: BLE001
+            log.exception("generation failed")
+            self.error.emit(describe_error(e))
+            self.status.emit("Generation failed")
+            return None
+        finally:
+            self._close_question()
+            self._token = None
+            self._set_busy(False)
+        self.result, self.chosen = result, result.best
+        self.result_ready.emit(result)
+        c = result.cost
+        self.status.emit(("Stopped after a band" if result.stopped_early else "Done") +
+                         f" in {c.wall_seconds:.1f}s; best candidate {result.best + 1}")
+        return result
+
+    def _deliver(self, e: object, t_emit: float) -> None:
+        self.event_times[type(e).__name__] = t_emit
+        self.engine_event.emit(e)
+
+    # -- questions to the artist (manual mode) -----------------------------------------------------------------
+    def _open_question(self, answer: Future, default, announce) -> None:
+        """GUI thread: a decision point reached the artist. `answer` is a thread-safe future the GPU thread waits
+        on; resolving it never needs the event loop, so abort and shutdown cannot deadlock."""
+        self._question, self._question_default = answer, default
+        if self._token is None or self._token.aborted:
+            self._close_question()
+            return
+        self.status.emit("Waiting for you: review the candidates, then Continue")
+        announce()
+
+    def answer(self, value) -> None:
+        """The artist's decision (a PruneDecision or a list of layout prompts)."""
+        q = self._question
+        if q is not None and not q.done():
+            q.set_result(value)
+            self.question_closed.emit()
+
+    @property
+    def waiting_for_artist(self) -> bool:
+        return self._question is not None and not self._question.done()
+
+    def _close_question(self) -> None:
+        q = self._question
+        if q is not None and not q.done():
+            q.set_result(self._question_default)
+            self.question_closed.emit()
+
+    # -- stops -------------------------------------------------------------------------------------------------
+    def abort(self) -> None:
+        if self._token is not None:
+            self._token.abort()
+        self._close_question()          # wake the GPU thread if it waits for the artist
+
+    def stop_after_band(self) -> None:
+        if self._token is not None:
+            self._token.stop_after_band()
+        self._close_question()
+
+    def shutdown(self) -> None:
+        """Abort any job and wait for the GPU thread to finish (called when the window closes)."""
+        self.abort()
+        self.gpu.shutdown(wait=True, cancel_futures=True)
+
+    # -- files -------------------------------------------------------------------------------------------------
+    def choose(self, index: int) -> None:
+        if self.result is not None and 0 <= index < len(self.result.images):
+            self.chosen = index
+
+    def save(self, path: str | Path) -> Path:
+        from PIL import Image
+
+        from ..io.png import save_png
+        if self.result is None or self.chosen is None:
+            raise ValueError("nothing to save yet: generate an image first")
+        meta = self.result.metadata()
+        meta["chosen"] = self.chosen
+        meta["settings"]["model"] = self.model.spec if self.model else ""
+        return save_png(Image.fromarray(self.result.images[self.chosen]), path, self.result.request.prompt, meta)
+
+
+def request_from_metadata(meta: dict) -> SearchRequest:
+    """Rebuild the request snapshot stored in a PNG's metadata (to restore settings)."""
+    from ..engine.sampling import SamplingParams
+    from ..engine.search import Stage
+    s = meta.get("settings", {})
+    params = SamplingParams(cfg=float(s.get("cfg", 3.0)), temperature=float(s.get("temperature", 1.0)),
+                            top_k=int(s.get("top_k", 0)), top_p=float(s.get("top_p", 1.0)),
+                            layout_scale=s.get("layout_scale"))
+    req = SearchRequest(prompt=meta.get("prompt", ""), method=s.get("method", "gridar"), n=int(s.get("n", 4)),
+                        seed=int(s.get("seed", 0)), params=params, strategy=s.get("strategy", "three-way"),
+                        prune=bool(s.get("prune", True)), reformulate=bool(s.get("reformulate", True)),
+                        threshold=float(s.get("threshold", 0.5)))
+    if "schedule" in s:
+        req = replace(req, schedule=tuple(Stage(**st) for st in s["schedule"]))
+    return req
+
+
+__all__ = ["Studio", "ArtistPolicy", "request_from_metadata", "describe_error", "ev"]

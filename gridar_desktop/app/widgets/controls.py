@@ -1,0 +1,137 @@
+"""The generation form: prompt, model, method, N, seed, guidance, temperature, strategy; builds request snapshots."""
+from __future__ import annotations
+
+import random
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from ...engine.sampling import SamplingParams
+from ...engine.search import SearchRequest
+
+
+class Controls(QWidget):
+    generate_clicked = Signal()
+    stop_band_clicked = Signal()
+    abort_clicked = Signal()
+    model_chosen = Signal(str)          # 'demo', a folder, or '' to browse
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        self.prompt = QLineEdit("two red circles and a blue square")
+        self.prompt.setPlaceholderText("e.g. a red circle above a blue square")
+        self.prompt.setClearButtonEnabled(True)
+        outer.addWidget(self.prompt)
+        form = QFormLayout()
+        self.model = QComboBox()
+        self.model.addItem("Demo (shapes world)", "demo")
+        self.model.addItem("Open model folder...", "")
+        self.method = QComboBox()
+        for label, key in (("GridAR", "gridar"), ("Best-of-N", "best-of-n"), ("Single", "single")):
+            self.method.addItem(label, key)
+        self.n = QSpinBox()
+        self.n.setRange(1, 32)
+        self.n.setValue(4)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.random_seed = QCheckBox("random")
+        self.random_seed.setChecked(True)
+        self.reuse = QPushButton("reuse")
+        self.reuse.setToolTip("Use the seed of the last generation")
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.random_seed)
+        seed_row.addWidget(self.reuse)
+        self.cfg = QDoubleSpinBox()
+        self.cfg.setRange(1.0, 20.0)
+        self.cfg.setSingleStep(0.5)
+        self.cfg.setValue(3.0)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.05, 3.0)
+        self.temperature.setSingleStep(0.05)
+        self.temperature.setValue(1.0)
+        self.strategy = QComboBox()
+        self.strategy.addItem("Three-way guidance", "three-way")
+        self.strategy.addItem("Prompt replacement", "replace")
+        self.manual = QCheckBox("Review every band")
+        self.manual.setToolTip("Stop after each verification and reformulation so you can steer the candidates")
+        form.addRow("Model", self.model)
+        form.addRow("Method", self.method)
+        form.addRow("Candidates (N)", self.n)
+        form.addRow("Seed", seed_row)
+        form.addRow("Guidance", self.cfg)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Layout use", self.strategy)
+        form.addRow("", self.manual)
+        outer.addLayout(form)
+        self.generate = QPushButton("Generate")
+        self.generate.setObjectName("primary")
+        self.generate.setShortcut("Ctrl+Return")
+        self.generate.setToolTip("Generate (Ctrl+Return)")
+        self.stop_band = QPushButton("Stop after this band")
+        self.stop_band.setShortcut("Ctrl+.")
+        self.abort = QPushButton("Abort now")
+        self.abort.setShortcut("Escape")
+        outer.addWidget(self.generate)
+        row = QHBoxLayout()
+        row.addWidget(self.stop_band)
+        row.addWidget(self.abort)
+        outer.addLayout(row)
+        outer.addStretch(1)
+        self.generate.clicked.connect(self.generate_clicked)
+        self.prompt.returnPressed.connect(self.generate_clicked)
+        self.stop_band.clicked.connect(self.stop_band_clicked)
+        self.abort.clicked.connect(self.abort_clicked)
+        self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
+        self.seed.setEnabled(False)
+        self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i)))
+        self.method.currentIndexChanged.connect(self._on_method)
+        self.set_busy(False)
+
+    def _on_method(self) -> None:
+        m = self.method.currentData()
+        self.n.setEnabled(m != "single")
+        self.strategy.setEnabled(m == "gridar")
+        self.manual.setEnabled(m == "gridar")
+        if m == "gridar":
+            self.n.setSingleStep(4)
+            self.n.setValue(max(4, self.n.value() // 4 * 4))
+        else:
+            self.n.setSingleStep(1)
+
+    def add_model_folder(self, path: str) -> None:
+        if self.model.findData(path) < 0:
+            self.model.insertItem(self.model.count() - 1, path, path)
+        self.model.setCurrentIndex(self.model.findData(path))
+
+    def set_busy(self, busy: bool) -> None:
+        self.generate.setEnabled(not busy)
+        self.stop_band.setEnabled(busy)
+        self.abort.setEnabled(busy)
+
+    def reuse_seed(self, seed: int | None) -> None:
+        if seed is not None:
+            self.random_seed.setChecked(False)
+            self.seed.setValue(seed)
+
+    def request(self) -> SearchRequest:
+        """A frozen snapshot of the form; a random seed is drawn here and shown."""
+        if self.random_seed.isChecked():
+            self.seed.setValue(random.randrange(2**31 - 1))
+        method = self.method.currentData()
+        return SearchRequest(prompt=self.prompt.text().strip(), method=method,
+                             n=1 if method == "single" else self.n.value(), seed=self.seed.value(),
+                             params=SamplingParams(cfg=self.cfg.value(), temperature=self.temperature.value()),
+                             strategy=self.strategy.currentData())
+
+    def apply(self, req: SearchRequest) -> None:
+        """Restore the form from a request (e.g. read from a PNG)."""
+        self.prompt.setText(req.prompt)
+        self.method.setCurrentIndex(max(0, self.method.findData(req.method)))
+        self.n.setValue(req.n)
+        self.reuse_seed(req.seed)
+        self.cfg.setValue(req.params.cfg)
+        self.temperature.setValue(req.params.temperature)
+        self.strategy.setCurrentIndex(max(0, self.strategy.findData(req.strategy)))

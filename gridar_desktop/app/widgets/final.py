@@ -1,0 +1,39 @@
+"""The final view: the N finished candidates ranked by the scorer; the artist may pick another."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QListWidget, QListWidgetItem
+
+from ..images import to_pixmap
+
+
+class FinalView(QListWidget):
+    chosen = Signal(int)              # candidate index
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setIconSize(QSize(96, 96))
+        self.setFlow(QListWidget.Flow.LeftToRight)
+        self.setWrapping(False)
+        self.setFixedHeight(150)
+        self.setMovement(QListWidget.Movement.Static)
+        self.currentItemChanged.connect(self._on_current)
+
+    def show_ranking(self, images: np.ndarray, scores: list[float], ranking: list[int]) -> None:
+        self.blockSignals(True)
+        self.clear()
+        for rank, i in enumerate(ranking):
+            pm = to_pixmap(images[i]).scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,
+                                             Qt.TransformationMode.FastTransformation)
+            item = QListWidgetItem(QIcon(pm), f"#{rank + 1}  cand {i + 1}\nscore {scores[i]:.2f}")
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            self.addItem(item)
+        self.setCurrentRow(0)
+        self.blockSignals(False)
+
+    def _on_current(self, item, _prev) -> None:
+        if item is not None:
+            self.chosen.emit(int(item.data(Qt.ItemDataRole.UserRole)))

@@ -1,0 +1,348 @@
+"""The main window: controls on the left, the canvas in the middle, layouts on the right, the candidate strip and
+the final ranking below. Widgets only display the studio's state and forward the artist's actions."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton, QSplitter,
+                               QVBoxLayout, QWidget)
+
+from ..engine import events as ev
+from ..io.atomic import atomic_write_text
+from ..io.paths import config_dir, log_dir
+from ..io.png import ImageFileError, read_metadata
+from .studio import Studio, request_from_metadata
+from .widgets.candidates import CandidateStrip
+from .widgets.canvas import CanvasView
+from .widgets.controls import Controls
+from .widgets.final import FinalView
+from .widgets.layouts import LayoutPanel
+
+log = logging.getLogger("gridar.app")
+
+
+class ErrorBanner(QWidget):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 8, 4)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QPushButton("Dismiss")
+        close.clicked.connect(lambda: self.show_message(""))
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close)
+        self.setStyleSheet("background: #b71c1c; color: white;")
+        self.setVisible(False)
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.setVisible(bool(text))
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, studio: Studio | None = None) -> None:
+        super().__init__()
+        self.studio = studio or Studio()
+        self.setWindowTitle("GridAR Desktop")
+        self.setAcceptDrops(True)
+        self.save_path: Path | None = None
+        self.selected = 0
+        self.previews = None
+        self.rows_drawn = None
+        self.paint_latencies: list[float] = []
+        self._await_paint: float | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+        self.controls = Controls()
+        self.canvas = CanvasView()
+        self.strip = CandidateStrip()
+        self.layouts = LayoutPanel()
+        self.final = FinalView()
+        self.banner = ErrorBanner()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(False)
+
+        centre = QWidget()
+        cl = QVBoxLayout(centre)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addWidget(self.banner)
+        cl.addWidget(self.canvas, 1)
+        bottom = QWidget()
+        bl = QVBoxLayout(bottom)
+        bl.setContentsMargins(6, 0, 6, 6)
+        bl.addWidget(self.strip)
+        self.final_label = QLabel("Final ranking (scorer); click to choose another")
+        self.final_label.setObjectName("heading")
+        bl.addWidget(self.final_label)
+        bl.addWidget(self.final)
+        mid = QSplitter(Qt.Orientation.Vertical)
+        mid.addWidget(centre)
+        mid.addWidget(bottom)
+        mid.setStretchFactor(0, 3)
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.addWidget(self.controls)
+        main.addWidget(mid)
+        main.addWidget(self.layouts)
+        main.setStretchFactor(1, 1)
+        main.setSizes([260, 700, 320])
+        self.setCentralWidget(main)
+        self.statusBar().addPermanentWidget(self.progress)
+        self._menus()
+        self._wire()
+        self._restore_settings()
+
+    # -- set-up ------------------------------------------------------------------------------------------------
+    def _menus(self) -> None:
+        f = self.menuBar().addMenu("&File")
+        self.act_open = QAction("&Open image...", self, shortcut=QKeySequence.StandardKey.Open,
+                                triggered=self.open_dialog)
+        self.act_save = QAction("&Save", self, shortcut=QKeySequence.StandardKey.Save, triggered=self.save)
+        self.act_save_as = QAction("Save &As...", self, shortcut=QKeySequence.StandardKey.SaveAs,
+                                   triggered=lambda: self.save(ask=True))
+        self.act_logs = QAction("Open &log folder", self, triggered=self.open_logs)
+        self.act_quit = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close)
+        for a in (self.act_open, self.act_save, self.act_save_as, self.act_logs, self.act_quit):
+            f.addAction(a)
+        v = self.menuBar().addMenu("&View")
+        self.act_crisp = QAction("&Crisp pixels", self, checkable=True, checked=True,
+                                 triggered=self.canvas.set_crisp)
+        v.addAction(self.act_crisp)
+        v.addAction(QAction("&Reset zoom", self, shortcut="Ctrl+0", triggered=self.canvas.reset_view))
+
+    def _wire(self) -> None:
+        s, c = self.studio, self.controls
+        c.generate_clicked.connect(self.start_generation)
+        c.stop_band_clicked.connect(s.stop_after_band)
+        c.abort_clicked.connect(s.abort)
+        c.reuse.clicked.connect(lambda: c.reuse_seed(s.last_seed))
+        c.manual.toggled.connect(lambda on: setattr(s, "manual", on))
+        c.model_chosen.connect(self.choose_model)
+        s.busy_changed.connect(c.set_busy)
+        s.status.connect(lambda m: self.statusBar().showMessage(m))
+        s.error.connect(self.banner.show_message)
+        s.engine_event.connect(self.on_event)
+        s.verdicts_shown.connect(lambda r: self.strip.show_review(r, interactive=False))
+        s.verdicts_wanted.connect(lambda r: self.strip.show_review(r, interactive=True))
+        s.layouts_wanted.connect(lambda st, p: self.layouts.show_layouts(st, p, editable=True))
+        s.question_closed.connect(self._question_closed)
+        s.result_ready.connect(self.on_result)
+        self.strip.continue_clicked.connect(s.answer)
+        self.strip.selected.connect(self.select_candidate)
+        self.layouts.continue_clicked.connect(s.answer)
+        self.final.chosen.connect(self.choose_final)
+        self.canvas.painted.connect(self._on_painted)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- actions -----------------------------------------------------------------------------------------------
+    def start_generation(self) -> asyncio.Task | None:
+        if self.studio.busy:
+            return None
+        try:
+            req = self.controls.request()
+            req.validate()
+        except ValueError as e:
+            self.banner.show_message(str(e))
+            return None
+        if not req.prompt:
+            self.banner.show_message("Type a prompt first, e.g. 'a red circle above a blue square'.")
+            return None
+        self.studio.manual = self.controls.manual.isChecked()
+        self.final.clear()
+        self.layouts.set_idle()
+        self.previews, self.rows_drawn = None, None
+        return self._spawn(self.studio.generate(req))
+
+    def choose_model(self, spec: str) -> asyncio.Task | None:
+        if not spec:
+            path = QFileDialog.getExistingDirectory(self, "Choose a Janus model folder")
+            if not path:
+                return None
+            self.controls.add_model_folder(path)
+            spec = path
+        return self._spawn(self.studio.load_model(spec))
+
+    def select_candidate(self, i: int) -> None:
+        self.selected = i
+        if self.previews is not None and i < len(self.previews):
+            total = self.studio.model.backend.info.rows if self.studio.model else 1
+            self.canvas.set_image(self.previews[i], self.rows_drawn, total, f"candidate {i + 1}")
+
+    def choose_final(self, i: int) -> None:
+        self.studio.choose(i)
+        if self.studio.result is not None:
+            r = self.studio.result
+            self.canvas.set_image(r.images[i], None, 1, f"candidate {i + 1}, score {r.scores[i]:.2f}")
+
+    def _question_closed(self) -> None:
+        self.strip.set_interactive(False)
+        self.layouts.set_idle()
+
+    # -- engine events (GUI thread) ----------------------------------------------------------------------------
+    def on_event(self, e: object) -> None:
+        info = self.studio.model.backend.info if self.studio.model else None
+        if isinstance(e, ev.BandStarted):
+            self.statusBar().showMessage(f"Drawing band {e.stage + 1}: token rows {e.from_row + 1}-{e.to_row} "
+                                         f"for {e.n} candidates")
+            self.progress.setRange(0, 100)
+        elif isinstance(e, ev.TokenProgress):
+            self.progress.setValue(int(100 * e.tokens_done / max(1, e.tokens_total)))
+        elif isinstance(e, ev.BandCandidates):
+            self.previews, self.rows_drawn = e.previews, e.rows
+            self.strip.show_previews(e.previews, f"Band {e.stage + 1}: {len(e.previews)} candidates")
+            self.select_candidate(min(self.selected, len(e.previews) - 1))
+        elif isinstance(e, ev.BandAccepted):
+            self.previews, self.rows_drawn = e.previews, e.rows
+            self._await_paint = self.studio.event_times.get("BandAccepted")
+            self.select_candidate(min(self.selected, len(e.previews) - 1))
+        elif isinstance(e, ev.LayoutProposals) and not self.studio.manual:
+            self.layouts.show_layouts(e.stage, list(e.prompts), editable=False)
+        elif isinstance(e, ev.LayoutsAccepted):
+            self.layouts.show_layouts(e.stage, list(e.prompts), editable=False)
+        elif isinstance(e, ev.FinalRanking):
+            self.final.show_ranking(e.images, list(e.scores), list(e.ranking))
+            best = e.ranking[0]
+            total = info.rows if info else 1
+            self.canvas.set_image(e.images[best], None, total, f"best: candidate {best + 1}")
+
+    def _on_painted(self, t: float) -> None:
+        if self._await_paint is not None:
+            self.paint_latencies.append(t - self._await_paint)
+            self._await_paint = None
+
+    def on_result(self, result) -> None:
+        self.progress.setValue(100)
+        self._append_history(result)
+
+    # -- files -------------------------------------------------------------------------------------------------
+    def save(self, ask: bool = False) -> Path | None:
+        if self.studio.result is None:
+            self.banner.show_message("Nothing to save yet: generate an image first.")
+            return None
+        path = self.save_path
+        if ask or path is None:
+            name, _ = QFileDialog.getSaveFileName(self, "Save image", str(path or "gridar.png"), "PNG (*.png)")
+            if not name:
+                return None
+            path = Path(name).with_suffix(".png")
+        try:
+            self.studio.save(path)
+        except OSError as e:
+            self.banner.show_message(f"Could not save {path}: {e}")
+            return None
+        self.save_path = path
+        self.statusBar().showMessage(f"Saved {path}")
+        return path
+
+    def open_dialog(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "Open a GridAR image", "", "PNG (*.png)")
+        if name:
+            self.open_image(name)
+
+    def open_image(self, path: str | Path) -> bool:
+        """Restore settings (and show the image) from a PNG this app saved."""
+        from ..io.png import load_image
+        try:
+            meta = read_metadata(path)
+            img = load_image(path)
+        except ImageFileError as e:
+            self.banner.show_message(str(e))
+            return False
+        if not meta:
+            self.banner.show_message(f"{path} carries no GridAR metadata; nothing to restore.")
+            return False
+        import numpy as np
+        self.controls.apply(request_from_metadata(meta))
+        self.canvas.set_image(np.asarray(img), None, 1, f"opened {Path(path).name}")
+        self.statusBar().showMessage(f"Restored settings from {path}")
+        return True
+
+    def dragEnterEvent(self, e) -> None:  # noqa: N802
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:  # noqa: N802
+        for url in e.mimeData().urls():
+            self.open_image(url.toLocalFile())
+            break
+
+    def open_logs(self) -> None:
+        log_dir().mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_dir())))
+
+    def _append_history(self, result) -> None:
+        entry = {"time": time.time(), "prompt": result.request.prompt, "method": result.request.method,
+                 "n": result.request.n, "seed": result.request.seed, "chosen": result.best}
+        path = config_dir() / "history.jsonl"
+        try:
+            old = path.read_text() if path.exists() else ""
+            atomic_write_text(path, old + json.dumps(entry) + "\n")
+        except OSError as e:
+            log.warning("could not write history: %s", e)
+
+    # -- persistence -------------------------------------------------------------------------------------------
+    def _settings_path(self) -> Path:
+        return config_dir() / "settings.json"
+
+    def _restore_settings(self) -> None:
+        try:
+            s = json.loads(self._settings_path().read_text())
+        except (OSError, ValueError):
+            return
+        if "geometry" in s:
+            self.restoreGeometry(QByteArray(base64.b64decode(s["geometry"])))
+        c = self.controls
+        c.prompt.setText(s.get("prompt", c.prompt.text()))
+        c.cfg.setValue(s.get("cfg", c.cfg.value()))
+        c.temperature.setValue(s.get("temperature", c.temperature.value()))
+        c.method.setCurrentIndex(max(0, c.method.findData(s.get("method", "gridar"))))
+        c.n.setValue(s.get("n", c.n.value()))
+        c.manual.setChecked(s.get("manual", False))
+        self.act_crisp.setChecked(s.get("crisp", True))
+        self.canvas.set_crisp(self.act_crisp.isChecked())
+
+    def save_settings(self) -> None:
+        c = self.controls
+        s = {"geometry": base64.b64encode(bytes(self.saveGeometry())).decode(), "prompt": c.prompt.text(),
+             "cfg": c.cfg.value(), "temperature": c.temperature.value(), "method": c.method.currentData(),
+             "n": c.n.value(), "manual": c.manual.isChecked(), "crisp": self.act_crisp.isChecked()}
+        try:
+            atomic_write_text(self._settings_path(), json.dumps(s, indent=1))
+        except OSError as e:
+            log.warning("could not save settings: %s", e)
+
+    def closeEvent(self, e) -> None:  # noqa: N802
+        self.save_settings()
+        self.studio.shutdown()          # aborts a running job and joins the GPU thread
+        super().closeEvent(e)
+
+
+def gui_stall_probe(window: MainWindow, interval_ms: int = 5) -> dict:
+    """Measure the longest gap between timer ticks on the GUI thread (a stall blocks the ticks)."""
+    stats = {"max_gap_s": 0.0, "ticks": 0}
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        stats["max_gap_s"] = max(stats["max_gap_s"], now - last[0] - interval_ms / 1000)
+        stats["ticks"] += 1
+        last[0] = now
+    timer = QTimer(window)
+    timer.timeout.connect(tick)
+    timer.start(interval_ms)
+    stats["timer"] = timer
+    return stats

@@ -1,0 +1,200 @@
+"""The desktop studio, offscreen, driven like an artist would (pytest-qt + qasync)."""
+import asyncio
+import json
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+import qasync  # noqa: E402
+
+from gridar_desktop.app.studio import Studio  # noqa: E402
+from gridar_desktop.app.window import MainWindow  # noqa: E402
+from gridar_desktop.engine import events as ev  # noqa: E402
+from gridar_desktop.engine.search import PruneDecision  # noqa: E402
+from gridar_desktop.engine.tiny import DEMO_META, tiny_janus  # noqa: E402
+from gridar_desktop.io.png import read_metadata  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    model, processor = tiny_janus(seed=6)
+    d = tmp_path_factory.mktemp("studio-model")
+    model.save_pretrained(d)
+    processor.save_pretrained(d)
+    (d / "gridar.json").write_text(json.dumps(DEMO_META))
+    return str(d)
+
+
+@pytest.fixture
+def loop(qapp):
+    lp = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(lp)
+    yield lp
+
+
+@pytest.fixture
+def window(qtbot, loop, model_dir):
+    w = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(w)
+    w.show()
+    task = w.choose_model(model_dir)
+    qtbot.waitUntil(task.done, timeout=30000)
+    assert task.result() is True
+    yield w
+    w.close()
+
+
+def wait(qtbot, task, timeout=60000):
+    qtbot.waitUntil(task.done, timeout=timeout)
+    return task.result()
+
+
+def test_full_interactive_generation_with_manual_override(qtbot, window, tmp_path):
+    w, s = window, window.studio
+    w.controls.prompt.setText("two red circles and a blue square")
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    w.controls.n.setValue(4)
+    w.controls.manual.setChecked(True)
+    reviews = []
+    s.verdicts_wanted.connect(reviews.append)
+    task = w.start_generation()
+    # band 1: the artist overrides the verifier: keeps 1 and 2, rejects 3 and 4, and refills 4 from 2
+    qtbot.waitUntil(lambda: s.waiting_for_artist and w.strip.continue_btn.isEnabled(), timeout=60000)
+    cards = w.strip.cards
+    for i, keep in enumerate([True, True, False, False]):
+        cards[i].keep.setChecked(keep)
+    cards[3].source.setCurrentIndex(cards[3].source.findData(1))
+    cards[2].source.setCurrentIndex(cards[2].source.findData(0))
+    w.strip.continue_btn.click()
+    # layouts: the artist edits candidate 1's clause
+    qtbot.waitUntil(lambda: w.layouts.continue_btn.isEnabled(), timeout=60000)
+    w.layouts.edits[0].setText("two red circles and a blue square, with the blue square at the bottom")
+    w.layouts.continue_btn.click()
+    # band 2: accept the verifier, then the layouts as proposed
+    qtbot.waitUntil(lambda: s.waiting_for_artist and w.strip.continue_btn.isEnabled(), timeout=60000)
+    w.strip.accept_btn.click()
+    qtbot.waitUntil(lambda: w.layouts.continue_btn.isEnabled(), timeout=60000)
+    w.layouts.continue_btn.click()
+    res = wait(qtbot, task)
+    assert res is not None and len(reviews) == 2
+    node = res.tree[0]
+    assert node["keep"] == [True, True, False, False] and node["sources"] == [0, 1, 0, 1]
+    assert node["overridden"] is True
+    assert node["layouts"][0] == "two red circles and a blue square, with the blue square at the bottom"
+    assert np.array_equal(res.tokens[3, :16], res.tokens[1, :16])
+    assert w.final.count() == 4
+    # pick another candidate in the final view and save it; the PNG carries the choice and the tree
+    w.final.setCurrentRow(2)
+    chosen = s.chosen
+    assert chosen == res.ranking[2]
+    w.save_path = tmp_path / "out.png"
+    assert w.save() == tmp_path / "out.png"
+    meta = read_metadata(tmp_path / "out.png")
+    assert meta["chosen"] == chosen and meta["tree"][0]["sources"] == [0, 1, 0, 1]
+
+
+def test_save_and_reload_round_trip(qtbot, window, tmp_path):
+    w = window
+    w.controls.prompt.setText("a red circle above a blue square")
+    w.controls.method.setCurrentIndex(w.controls.method.findData("best-of-n"))
+    w.controls.n.setValue(3)
+    w.controls.random_seed.setChecked(False)
+    w.controls.seed.setValue(77)
+    w.controls.cfg.setValue(4.5)
+    res = wait(qtbot, w.start_generation())
+    assert res is not None
+    w.save_path = tmp_path / "a.png"
+    w.save()
+    w.controls.prompt.setText("something else")
+    w.controls.seed.setValue(1)
+    w.controls.cfg.setValue(2.0)
+    assert w.open_image(tmp_path / "a.png")
+    c = w.controls
+    assert c.prompt.text() == "a red circle above a blue square" and c.seed.value() == 77
+    assert c.cfg.value() == 4.5 and c.method.currentData() == "best-of-n" and c.n.value() == 3
+    # regenerating with the restored settings reproduces the saved image exactly
+    again = wait(qtbot, w.start_generation())
+    assert np.array_equal(again.tokens, res.tokens)
+
+
+def test_stop_after_band(qtbot, window):
+    w, s = window, window.studio
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    w.controls.n.setValue(4)
+    w.controls.manual.setChecked(False)
+    s.engine_event.connect(lambda e: isinstance(e, ev.BandStarted) and e.stage == 0 and w.controls.stop_band.click())
+    res = wait(qtbot, w.start_generation())
+    assert res is not None and res.stopped_early and res.tokens.shape[1] == 16
+    assert w.controls.generate.isEnabled() and not w.controls.abort.isEnabled()
+
+
+def test_abort_now_also_while_waiting_for_the_artist(qtbot, window):
+    w, s = window, window.studio
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    w.controls.manual.setChecked(True)
+    task = w.start_generation()
+    qtbot.waitUntil(lambda: s.waiting_for_artist, timeout=60000)
+    w.controls.abort.click()
+    assert wait(qtbot, task) is None
+    assert "Aborted" in w.statusBar().currentMessage() and not s.busy
+    # and the studio works again afterwards
+    w.controls.manual.setChecked(False)
+    assert wait(qtbot, w.start_generation()) is not None
+
+
+def test_engine_error_is_shown_and_recovered_from(qtbot, window, monkeypatch):
+    w, s = window, window.studio
+    from gridar_desktop.engine import search as search_mod
+
+    def boom(self):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(search_mod.Search, "run", boom)
+    assert wait(qtbot, w.start_generation()) is None
+    assert w.banner.isVisible() and "ran out of memory" in w.banner.label.text()
+    monkeypatch.undo()
+    w.controls.method.setCurrentIndex(w.controls.method.findData("single"))
+    assert wait(qtbot, w.start_generation()) is not None
+    assert not w.banner.isVisible()
+
+
+def test_bad_prompt_and_bad_model_folder(qtbot, window, tmp_path):
+    w, s = window, window.studio
+    w.controls.prompt.setText("a purple dragon")
+    assert wait(qtbot, w.start_generation()) is None
+    assert "'dragon'" in w.banner.label.text()
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    assert wait(qtbot, w.choose_model(str(tmp_path))) is False
+    assert "'llama' model" in w.banner.label.text()
+    assert s.model is not None            # the previous model stays usable
+
+
+def test_closing_mid_generation_leaves_no_thread(qtbot, loop, model_dir):
+    w = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(w)
+    w.show()
+    wait(qtbot, w.choose_model(model_dir))
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    task = w.start_generation()
+    qtbot.waitUntil(lambda: w.progress.value() > 0, timeout=60000)
+    w.close()
+    qtbot.waitUntil(task.done, timeout=10000)
+    assert not any(t.name.startswith("gridar-gpu") and t.is_alive() for t in threading.enumerate())
+
+
+def test_keyboard_review(qtbot, window):
+    """Number keys select a candidate, K toggles keep, A accepts the verifier's proposal."""
+    w, s = window, window.studio
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    w.controls.manual.setChecked(True)
+    task = w.start_generation()
+    qtbot.waitUntil(lambda: s.waiting_for_artist and w.strip.continue_btn.isEnabled(), timeout=60000)
+    before = w.strip.cards[1].keep.isChecked()
+    w.strip.select(1)
+    w.strip.toggle_keep()
+    assert w.strip.cards[1].keep.isChecked() != before
+    d = w.strip.decision()
+    assert isinstance(d, PruneDecision) and d.keep[1] != before
+    w.controls.abort.click()
+    wait(qtbot, task)
