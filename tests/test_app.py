@@ -117,6 +117,20 @@ def test_save_and_reload_round_trip(qtbot, window, tmp_path):
     # regenerating with the restored settings reproduces the saved image exactly
     again = wait(qtbot, w.start_generation())
     assert np.array_equal(again.tokens, res.tokens)
+    # both finished images are in the history panel (newest first), and a click restores one
+    assert w.history.count() == 2
+    w.controls.prompt.setText("changed")
+    w.history.itemClicked.emit(w.history.item(1))
+    assert w.controls.prompt.text() == "a red circle above a blue square"
+
+
+def test_live_previews_during_a_band(qtbot, window):
+    w, s = window, window.studio
+    rows = []
+    s.engine_event.connect(lambda e: isinstance(e, ev.RowPreview) and rows.append(e.rows))
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    assert wait(qtbot, w.start_generation()) is not None
+    assert rows == [1, 3, 5, 6, 7]       # rows 2 and 4 end a band: BandCandidates shows those
 
 
 def test_stop_after_band(qtbot, window):

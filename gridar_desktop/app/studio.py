@@ -99,6 +99,7 @@ class Studio(QObject):
         self.gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridar-gpu")
         self.model: LoadedModel | None = None
         self.manual = False
+        self.live_previews = True
         self.busy = False
         self.result: SearchResult | None = None
         self.chosen: int | None = None
@@ -153,7 +154,7 @@ class Studio(QObject):
             loop.call_soon_threadsafe(self._deliver, e, t)
         try:
             search = Search(self.model.backend, self.model.roles if request.method != "single" else None, request,
-                            ArtistPolicy(self, loop), emit, self._token)
+                            ArtistPolicy(self, loop), emit, self._token, live_previews=self.live_previews)
             result = await loop.run_in_executor(self.gpu, search.run)
         except Cancelled:
             self.status.emit("Aborted")

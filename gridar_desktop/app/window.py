@@ -16,13 +16,14 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QP
 
 from ..engine import events as ev
 from ..io.atomic import atomic_write_text
-from ..io.paths import config_dir, log_dir
+from ..io.paths import config_dir, data_dir, log_dir
 from ..io.png import ImageFileError, read_metadata
 from .studio import Studio, request_from_metadata
 from .widgets.candidates import CandidateStrip
 from .widgets.canvas import CanvasView
 from .widgets.controls import Controls
 from .widgets.final import FinalView
+from .widgets.history import HistoryPanel
 from .widgets.layouts import LayoutPanel
 
 log = logging.getLogger("gridar.app")
@@ -67,6 +68,7 @@ class MainWindow(QMainWindow):
         self.strip = CandidateStrip()
         self.layouts = LayoutPanel()
         self.final = FinalView()
+        self.history = HistoryPanel(data_dir() / "history")
         self.banner = ErrorBanner()
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
@@ -92,7 +94,17 @@ class MainWindow(QMainWindow):
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(self.controls)
         main.addWidget(mid)
-        main.addWidget(self.layouts)
+        side = QSplitter(Qt.Orientation.Vertical)
+        side.addWidget(self.layouts)
+        hist = QWidget()
+        hl = QVBoxLayout(hist)
+        hl.setContentsMargins(0, 0, 0, 0)
+        hist_label = QLabel("History")
+        hist_label.setObjectName("heading")
+        hl.addWidget(hist_label)
+        hl.addWidget(self.history)
+        side.addWidget(hist)
+        main.addWidget(side)
         main.setStretchFactor(1, 1)
         main.setSizes([260, 700, 320])
         self.setCentralWidget(main)
@@ -128,6 +140,7 @@ class MainWindow(QMainWindow):
         c.manual.toggled.connect(lambda on: setattr(s, "manual", on))
         c.model_chosen.connect(self.choose_model)
         s.busy_changed.connect(c.set_busy)
+        s.model_changed.connect(self._on_model_changed)
         s.status.connect(lambda m: self.statusBar().showMessage(m))
         s.error.connect(self.banner.show_message)
         s.engine_event.connect(self.on_event)
@@ -141,6 +154,7 @@ class MainWindow(QMainWindow):
         self.layouts.continue_clicked.connect(s.answer)
         self.final.chosen.connect(self.choose_final)
         self.canvas.painted.connect(self._on_painted)
+        self.history.open_requested.connect(self.open_image)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -176,6 +190,12 @@ class MainWindow(QMainWindow):
             spec = path
         return self._spawn(self.studio.load_model(spec))
 
+    def _on_model_changed(self, spec: str) -> None:
+        if spec == "demo":
+            self.controls.model.setCurrentIndex(0)
+        else:
+            self.controls.add_model_folder(spec)
+
     def select_candidate(self, i: int) -> None:
         self.selected = i
         if self.previews is not None and i < len(self.previews):
@@ -201,6 +221,9 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, 100)
         elif isinstance(e, ev.TokenProgress):
             self.progress.setValue(int(100 * e.tokens_done / max(1, e.tokens_total)))
+        elif isinstance(e, ev.RowPreview):
+            self.previews, self.rows_drawn = e.previews, e.rows
+            self.select_candidate(min(self.selected, len(e.previews) - 1))
         elif isinstance(e, ev.BandCandidates):
             self.previews, self.rows_drawn = e.previews, e.rows
             self.strip.show_previews(e.previews, f"Band {e.stage + 1}: {len(e.previews)} candidates")
@@ -285,14 +308,17 @@ class MainWindow(QMainWindow):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_dir())))
 
     def _append_history(self, result) -> None:
-        entry = {"time": time.time(), "prompt": result.request.prompt, "method": result.request.method,
-                 "n": result.request.n, "seed": result.request.seed, "chosen": result.best}
-        path = config_dir() / "history.jsonl"
+        """Every finished generation is kept (atomically) in the history folder: a crash loses no finished image."""
+        if result.stopped_early:
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
+        path = data_dir() / "history" / f"{stamp}.png"
         try:
-            old = path.read_text() if path.exists() else ""
-            atomic_write_text(path, old + json.dumps(entry) + "\n")
-        except OSError as e:
+            self.studio.save(path)
+        except (OSError, ValueError) as e:
             log.warning("could not write history: %s", e)
+            return
+        self.history.add(path)
 
     # -- persistence -------------------------------------------------------------------------------------------
     def _settings_path(self) -> Path:

@@ -23,6 +23,14 @@ class TokenProgress:
 
 
 @dataclass(frozen=True)
+class RowPreview:
+    """Live previews while a band is drawn: every candidate after each completed token row."""
+    stage: int
+    rows: int
+    previews: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
 class BandCandidates:
     """Every candidate after a band, as partial previews (uint8 (n, H, W, 3)) with rows drawn so far."""
     stage: int

@@ -179,12 +179,14 @@ class Search:
     """One job: a backend, the judging roles, a request, a policy, an event sink and a cancel token."""
 
     def __init__(self, backend: JanusBackend, roles: Roles | None, request: SearchRequest,
-                 policy: Policy | None = None, emit: Emit | None = None, cancel: CancelToken | None = None) -> None:
+                 policy: Policy | None = None, emit: Emit | None = None, cancel: CancelToken | None = None,
+                 live_previews: bool = False) -> None:
         request.validate()
         self.b, self.roles, self.req = backend, roles, request
         self.policy = policy or AutoPolicy()
         self.emit = emit or (lambda e: None)
         self.cancel = cancel or CancelToken()
+        self.live_previews = live_previews      # decode every token row for the GUI (costs VQ decodes)
         self.cost = CostRecord()
         self.gen = new_generator(request.seed, backend.device)
         self.rng = random.Random(request.seed)
@@ -210,6 +212,8 @@ class Search:
             k = st.tokens.shape[1]
             if k % self.b.info.cols == 0:           # one event per token row keeps the GUI queue short
                 self.emit(ev.TokenProgress(stage, k, total))
+                if self.live_previews and k < total:
+                    self.emit(ev.RowPreview(stage, k // self.b.info.cols, self._previews(st.tokens)))
         return decode_to_row(self.b, state, to_row, self.req.params, generator=self.gen, cancel=self.cancel,
                              cost=self.cost, on_token=progress)
 

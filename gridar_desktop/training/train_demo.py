@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vq-steps", type=int, default=1400)
-    ap.add_argument("--gen-steps", type=int, default=6000)
+    ap.add_argument("--gen-steps", type=int, default=4000)
+    ap.add_argument("--gen-scenes", type=int, default=80_000, help="scenes rendered and VQ-encoded for stage gen")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("vq stage done after %.0f s", time.time() - t0)
     if args.stage in ("all", "gen") and not (work / "gen_final.pt").exists():
         from .gen import train_gen
-        train_gen(cfg, work, steps=args.gen_steps, seed=args.seed)
+        train_gen(cfg, work, steps=args.gen_steps, seed=args.seed, n_scenes=args.gen_scenes)
         log.info("gen stage done after %.0f s", time.time() - t0)
     if args.stage in ("all", "pack"):
         from .gen import pack
