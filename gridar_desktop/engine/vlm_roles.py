@@ -1,0 +1,117 @@
+"""The judging roles on any local image-text-to-text model (Qwen2.5-VL, LLaVA, MiniCPM-V style folders that
+transformers supports natively), through AutoModelForImageTextToText + AutoProcessor + the folder's chat template.
+No trust_remote_code: an architecture transformers does not know gets a clear error instead.
+
+Probabilities come from the raw logits of one forward pass at the first answer position (P("yes") + P("Yes"), and
+likewise "possible"); reformulations are greedy generations, validated against the original prompt.
+Cost: 2 x all parameters x (batch x padded input length) per call, plus generated rows for reformulation.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .backend import resolve_device, resolve_dtype
+from .cost import CostRecord
+from .errors import ModelLoadError
+from .janus_roles import masked_view
+from .roles import PartialView, validate_reformulation
+
+VERIFY = ("The top {rows} of {total} rows of this image are drawn; the grey part below is not drawn yet. Prompt: "
+          "\"{prompt}\". Could the finished image still match the prompt exactly? Say impossible only if what is "
+          "visible already rules it out. Answer with one word: possible or impossible.")
+SCORE = ("This image was generated from the prompt: \"{prompt}\". Does it accurately show the prompt? Answer yes or "
+         "no.")
+LAYOUT = ("The top of this image is drawn; the grey part is not drawn yet. Rewrite the prompt \"{prompt}\" so it "
+          "describes the final layout: repeat it verbatim, then append after a comma a short clause saying where the "
+          "objects are or will be, e.g. \", with the red circle at the top and the blue square at the bottom\". Never "
+          "change objects, counts or colours. If unsure, repeat the prompt unchanged. Reply with the prompt only.")
+
+
+class VLMRoles:
+    def __init__(self, folder: str | Path, device: str = "auto", dtype: str = "auto",
+                 max_new_tokens: int = 48) -> None:
+        path = Path(folder).expanduser()
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"'{path}' is not a model folder (no config.json)")
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+        try:
+            mtype = json.loads((path / "config.json").read_text()).get("model_type")
+        except ValueError:
+            raise ModelLoadError(f"'{path}/config.json' is not valid JSON") from None
+        try:
+            self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"could not load the processor of '{path}' ({mtype}): {e}") from None
+        template = getattr(self.processor, "chat_template", None) or getattr(
+            getattr(self.processor, "tokenizer", None), "chat_template", None)
+        if not template:
+            raise ModelLoadError(f"'{path}' has no chat template, so questions cannot be formatted for it; use an "
+                                 "instruction-tuned VLM folder that ships chat_template.jinja or a template in its "
+                                 "tokenizer config")
+        self.device = resolve_device(device)
+        try:
+            self.model = AutoModelForImageTextToText.from_pretrained(
+                path, local_files_only=True, dtype=resolve_dtype(dtype, self.device)).to(self.device).eval()
+        except ValueError as e:
+            raise ModelLoadError(f"'{path}' holds a '{mtype}' model, which is not an image-text-to-text "
+                                 f"architecture transformers supports natively ({str(e).splitlines()[0]})") from None
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"could not load the weights in '{path}': {e}") from None
+        self.tok = self.processor.tokenizer
+        self.tok.padding_side = "left"
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.max_new_tokens = max_new_tokens
+        self.answers = {w: self._variants(w) for w in ("yes", "possible")}
+
+    def _variants(self, word: str) -> list[int]:
+        ids = set()
+        for v in (word, word.capitalize(), " " + word, " " + word.capitalize()):
+            enc = self.tok(v, add_special_tokens=False).input_ids
+            if len(enc) == 1 and enc[0] != self.tok.unk_token_id:
+                ids.add(enc[0])
+        return sorted(ids)
+
+    def _batch(self, questions: list[str], images: list[np.ndarray]):
+        texts = [self.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
+            add_generation_prompt=True, tokenize=False) for q in questions]
+        batch = self.processor(text=texts, images=list(images), return_tensors="pt", padding=True)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _count(self, cost: CostRecord, role: str, batch, decoded: int = 0) -> None:
+        rc = cost.role(role, self.params)
+        rc.calls += 1
+        rc.prefill_token_rows += int(batch["input_ids"].numel())
+        rc.decode_token_rows += decoded
+
+    @torch.inference_mode()
+    def _prob(self, questions: list[str], images: list[np.ndarray], answer: str, cost: CostRecord,
+              role: str) -> list[float]:
+        batch = self._batch(questions, images)
+        logits = self.model(**batch).logits[:, -1].float()
+        self._count(cost, role, batch)
+        ids = self.answers[answer]
+        if not ids:
+            return [0.0] * len(questions)
+        return F.softmax(logits, -1)[:, ids].sum(-1).clamp(0, 1).tolist()
+
+    def verify(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[float]:
+        qs = [VERIFY.format(prompt=prompt, rows=v.rows, total=v.total_rows) for v in views]
+        return self._prob(qs, [masked_view(v) for v in views], "possible", cost, "verifier")
+
+    def score(self, prompt: str, images: list[np.ndarray], cost: CostRecord) -> list[float]:
+        return self._prob([SCORE.format(prompt=prompt)] * len(images), list(images), "yes", cost, "scorer")
+
+    @torch.inference_mode()
+    def reformulate(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[str]:
+        batch = self._batch([LAYOUT.format(prompt=prompt)] * len(views), [masked_view(v) for v in views])
+        out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new = out[:, batch["input_ids"].shape[1]:]
+        self._count(cost, "reformulator", batch, int(new.numel()))
+        texts = self.processor.batch_decode(new, skip_special_tokens=True)
+        return [validate_reformulation(prompt, t.strip().splitlines()[0] if t.strip() else "") for t in texts]
