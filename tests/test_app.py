@@ -13,17 +13,14 @@ from gridar_desktop.app.studio import Studio  # noqa: E402
 from gridar_desktop.app.window import MainWindow  # noqa: E402
 from gridar_desktop.engine import events as ev  # noqa: E402
 from gridar_desktop.engine.search import PruneDecision  # noqa: E402
-from gridar_desktop.engine.tiny import DEMO_META, tiny_janus  # noqa: E402
+from gridar_desktop.engine.tiny import save_tiny_janus  # noqa: E402
 from gridar_desktop.io.png import read_metadata  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    model, processor = tiny_janus(seed=6)
     d = tmp_path_factory.mktemp("studio-model")
-    model.save_pretrained(d)
-    processor.save_pretrained(d)
-    (d / "gridar.json").write_text(json.dumps(DEMO_META))
+    save_tiny_janus(d, seed=6)
     return str(d)
 
 
@@ -159,7 +156,7 @@ def test_abort_now_also_while_waiting_for_the_artist(qtbot, window):
 
 
 def test_engine_error_is_shown_and_recovered_from(qtbot, window, monkeypatch):
-    w, s = window, window.studio
+    w = window
     from gridar_desktop.engine import search as search_mod
 
     def boom(self):

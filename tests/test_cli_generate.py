@@ -4,18 +4,15 @@ import json
 import pytest
 
 from gridar_desktop.cli import main as cli_main
-from gridar_desktop.engine.tiny import DEMO_META, tiny_janus
+from gridar_desktop.engine.tiny import save_tiny_janus
 from gridar_desktop.io.png import read_metadata
 from gridar_desktop.shapes.promptsets import make_prompt_set, write_jsonl
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    model, processor = tiny_janus(seed=5)
     d = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(d)
-    processor.save_pretrained(d)
-    (d / "gridar.json").write_text(json.dumps(DEMO_META))
+    save_tiny_janus(d, seed=5)
     return d
 
 

@@ -14,7 +14,7 @@ from gridar_desktop.engine.decode import (decode, decode_to_row, drop_streams, m
 from gridar_desktop.engine.errors import Cancelled, ModelLoadError, PromptNotUnderstood
 from gridar_desktop.engine.sampling import (SamplingParams, cfg_three_way, cfg_two_way, orthogonal_part, sample,
                                             warp)
-from gridar_desktop.engine.tiny import DEMO_META, tiny_backend, tiny_janus
+from gridar_desktop.engine.tiny import DEMO_META, save_tiny_janus, tiny_backend
 
 PROMPT = "a red circle above a blue square"
 TOTAL = 64
@@ -191,12 +191,8 @@ def test_prompt_with_unknown_words(backend):
 
 @pytest.fixture(scope="module")
 def saved_folder(tmp_path_factory):
-    model, processor = tiny_janus(seed=2)
     folder = tmp_path_factory.mktemp("tiny-janus")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    (folder / "gridar.json").write_text(json.dumps(DEMO_META))
-    return folder, model
+    return folder, save_tiny_janus(folder, seed=2)
 
 
 def test_load_by_path_offline(saved_folder, monkeypatch):

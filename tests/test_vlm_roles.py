@@ -58,5 +58,5 @@ def test_unsupported_architecture(tmp_path):
     (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["model_type"] == "llama"
-    with pytest.raises(ModelLoadError, match="'llama'") as e:
+    with pytest.raises(ModelLoadError, match="'llama'"):
         VLMRoles(tmp_path, device="cpu")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .backend import JANUS_PRO_TEMPLATE, JanusBackend
 from .cost import CostRecord
-from .roles import PartialView, validate_reformulation
+from .roles import PartialView, answer_token_ids, validate_reformulation
 
 HIDDEN_FILL = (128, 128, 128)      # rows not drawn yet are shown as flat grey to the verifier
 
@@ -56,15 +56,7 @@ class JanusRoles:
             p.numel() for mod in (m.generation_head, m.generation_aligner) for p in mod.parameters())
         self.vision_params = sum(p.numel() for p in m.vision_model.parameters()) + sum(
             p.numel() for p in m.aligner.parameters())
-        self.answers = {w: self._variants(w) for w in ("yes", "possible")}
-
-    def _variants(self, word: str) -> list[int]:
-        ids = set()
-        for v in (word, word.capitalize(), " " + word, " " + word.capitalize()):
-            enc = self.tok(v, add_special_tokens=False).input_ids
-            if len(enc) == 1 and enc[0] != self.tok.unk_token_id:
-                ids.add(enc[0])
-        return sorted(ids)
+        self.answers = {w: answer_token_ids(self.tok, w) for w in ("yes", "possible")}
 
     # -- inputs --------------------------------------------------------------------------------------------------
     def _ids(self, kind: str, prompt: str, view: PartialView | None) -> list[int]:

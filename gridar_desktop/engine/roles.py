@@ -47,3 +47,14 @@ def validate_reformulation(original: str, proposal: str) -> str:
     if prop.startswith(orig) and prop[len(orig):].startswith(","):
         return prop
     return orig
+
+
+def answer_token_ids(tokenizer, word: str) -> list[int]:
+    """Single-token spellings of an answer word ("yes", "Yes", " yes", " Yes") in a tokenizer's vocabulary; their
+    probabilities are summed."""
+    ids = set()
+    for v in (word, word.capitalize(), " " + word, " " + word.capitalize()):
+        enc = tokenizer(v, add_special_tokens=False).input_ids
+        if len(enc) == 1 and enc[0] != tokenizer.unk_token_id:
+            ids.add(enc[0])
+    return sorted(ids)

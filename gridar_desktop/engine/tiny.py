@@ -18,6 +18,17 @@ def tiny_janus(seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4)
     return model, build_processor()
 
 
+def save_tiny_janus(path, seed: int = 0):
+    """Save a tiny random demo-architecture model folder (weights, processor, gridar.json) to `path`."""
+    import json
+    from pathlib import Path
+    model, processor = tiny_janus(seed)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    (Path(path) / "gridar.json").write_text(json.dumps(DEMO_META))
+    return model
+
+
 def tiny_backend(seed: int = 0, **kw) -> JanusBackend:
     model, processor = tiny_janus(seed, **kw)
     return JanusBackend(model, processor, "cpu", meta=dict(DEMO_META))

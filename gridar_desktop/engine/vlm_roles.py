@@ -19,7 +19,7 @@ from .backend import resolve_device, resolve_dtype
 from .cost import CostRecord
 from .errors import ModelLoadError
 from .janus_roles import masked_view
-from .roles import PartialView, validate_reformulation
+from .roles import PartialView, answer_token_ids, validate_reformulation
 
 VERIFY = ("The top {rows} of {total} rows of this image are drawn; the grey part below is not drawn yet. Prompt: "
           "\"{prompt}\". Could the finished image still match the prompt exactly? Say impossible only if what is "
@@ -66,15 +66,7 @@ class VLMRoles:
         self.tok.padding_side = "left"
         self.params = sum(p.numel() for p in self.model.parameters())
         self.max_new_tokens = max_new_tokens
-        self.answers = {w: self._variants(w) for w in ("yes", "possible")}
-
-    def _variants(self, word: str) -> list[int]:
-        ids = set()
-        for v in (word, word.capitalize(), " " + word, " " + word.capitalize()):
-            enc = self.tok(v, add_special_tokens=False).input_ids
-            if len(enc) == 1 and enc[0] != self.tok.unk_token_id:
-                ids.add(enc[0])
-        return sorted(ids)
+        self.answers = {w: answer_token_ids(self.tok, w) for w in ("yes", "possible")}
 
     def _batch(self, questions: list[str], images: list[np.ndarray]):
         texts = [self.processor.apply_chat_template(

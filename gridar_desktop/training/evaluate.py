@@ -1,7 +1,6 @@
 """Quality checks of the demo model's stages, measured with the judge (measurement only, never training labels)."""
 from __future__ import annotations
 
-import random
 
 import numpy as np
 import torch

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vq-steps", type=int, default=1400)
-    ap.add_argument("--gen-steps", type=int, default=4000)
+    ap.add_argument("--gen-steps", type=int, default=2200)
     ap.add_argument("--gen-scenes", type=int, default=80_000, help="scenes rendered and VQ-encoded for stage gen")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
