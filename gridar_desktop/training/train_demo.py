@@ -4,6 +4,8 @@ Stages (each skipped when its output exists, each resumable from its own checkpo
   vq    the VQ tokenizer on shapes renders                      -> work/vq_final.pt
   gen   the generation path on prompt -> image tokens            -> work/gen_final.pt
   pack  assemble a `save_pretrained` folder (fp16 weights)       -> OUT (default resources/models/shapes-demo)
+  und   (run on its own: --stage und) teach the understanding path of the model in OUT to verify, score and
+        reformulate, replaying generation batches, and write it back to OUT
 """
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="build/demo-train", help="checkpoint folder (resumable)")
     ap.add_argument("--out", default="resources/models/shapes-demo", help="final model folder")
-    ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack"])
+    ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack", "und"])
+    ap.add_argument("--und-steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vq-steps", type=int, default=1400)
-    ap.add_argument("--gen-steps", type=int, default=2200)
+    ap.add_argument("--gen-steps", type=int, default=2600)
     ap.add_argument("--gen-scenes", type=int, default=80_000, help="scenes rendered and VQ-encoded for stage gen")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -44,11 +47,27 @@ def main(argv: list[str] | None = None) -> int:
         from .gen import train_gen
         train_gen(cfg, work, steps=args.gen_steps, seed=args.seed, n_scenes=args.gen_scenes)
         log.info("gen stage done after %.0f s", time.time() - t0)
+    if args.stage == "und":
+        _understanding(cfg, work, Path(args.out), args)
+        return 0
     if args.stage in ("all", "pack"):
         from .gen import pack
         pack(cfg, work, args.out)
         log.info("packed %s", args.out)
     return 0
+
+
+def _understanding(cfg, work: Path, out: Path, args) -> None:
+    """Train the shipped model's understanding path in place (resumable through work/und_ckpt.pt)."""
+    from transformers import JanusForConditionalGeneration
+
+    from .demo_config import build_processor, save_folder
+    from .gen import build_dataset
+    from .understand import train_understanding
+    model = JanusForConditionalGeneration.from_pretrained(out, local_files_only=True, dtype=torch.float32)
+    data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
+    train_understanding(model, data, work, steps=args.und_steps, seed=args.seed)
+    save_folder(model.to(torch.float16).eval(), build_processor(), out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,72 @@
+"""Screenshots of the studio's main states for the README (offscreen, the bundled demo model).
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py [--out docs]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
+os.environ.setdefault("GRIDAR_HOME", __import__("tempfile").mkdtemp(prefix="gridar-shots-"))
+
+
+async def shoot(window, out: str) -> None:
+    studio, c = window.studio, window.controls
+    await studio.load_model("demo")
+    await asyncio.sleep(0.3)
+    window.grab().save(f"{out}/studio-idle.png")
+    c.prompt.setText("a red circle, two blue squares and a yellow triangle")
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.n.setValue(4)
+    c.random_seed.setChecked(False)
+    c.seed.setValue(11)
+    c.manual.setChecked(True)
+    task = window.start_generation()
+    while not studio.waiting_for_artist:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    window.grab().save(f"{out}/studio-review.png")
+    while not task.done():              # accept the verifier and the layouts at every question
+        if studio.waiting_for_artist:
+            if window.strip.continue_btn.isEnabled():
+                window.strip.accept_btn.click()
+            elif window.layouts.continue_btn.isEnabled():
+                window.layouts.continue_btn.click()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    window.grab().save(f"{out}/studio-final.png")
+    c.manual.setChecked(False)
+    c.prompt.setText("a red dragon above a blue castle")
+    await window.start_generation()
+    await asyncio.sleep(0.3)
+    window.grab().save(f"{out}/studio-error.png")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="docs")
+    args = ap.parse_args()
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from gridar_desktop.app.studio import Studio
+    from gridar_desktop.app.theme import apply_theme
+    from gridar_desktop.app.window import MainWindow
+    app = QApplication(sys.argv[:1])
+    apply_theme(app, "dark")
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    w = MainWindow(Studio(device="cpu"))
+    w.resize(1360, 860)
+    w.show()
+    with loop:
+        loop.run_until_complete(shoot(w, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
