@@ -159,6 +159,11 @@ class Studio(QObject):
         except Cancelled:
             self.status.emit("Aborted")
             return None
+        except EngineError as e:        # expected, explained to the artist: no traceback in the log
+            log.warning("generation refused: %s", e)
+            self.error.emit(describe_error(e))
+            self.status.emit("Generation failed")
+            return None
         except Exception as e:  # noqa: BLE001
             log.exception("generation failed")
             self.error.emit(describe_error(e))

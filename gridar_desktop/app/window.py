@@ -104,6 +104,8 @@ class MainWindow(QMainWindow):
         hl.addWidget(hist_label)
         hl.addWidget(self.history)
         side.addWidget(hist)
+        side.setStretchFactor(0, 3)
+        side.setStretchFactor(1, 2)
         main.addWidget(side)
         main.setStretchFactor(1, 1)
         main.setSizes([260, 700, 320])
@@ -176,8 +178,12 @@ class MainWindow(QMainWindow):
             self.banner.show_message("Type a prompt first, e.g. 'a red circle above a blue square'.")
             return None
         self.studio.manual = self.controls.manual.isChecked()
+        self.final.blockSignals(True)
         self.final.clear()
-        self.layouts.set_idle()
+        self.final.blockSignals(False)
+        self.strip.clear()
+        self.layouts.clear()
+        self.canvas.set_image(None)
         self.previews, self.rows_drawn = None, None
         return self._spawn(self.studio.generate(req))
 

@@ -168,8 +168,10 @@ class JanusBackend:
         """Token ids of a generation prompt, ending with the begin-of-image token."""
         bad = self.unknown_words(prompt)
         if bad:
-            raise PromptNotUnderstood(f"the model in '{self.info.folder}' does not know the word"
-                                      f"{'s' if len(bad) > 1 else ''} {', '.join(repr(b) for b in bad)}")
+            name = self.meta.get("name") or f"the model in '{self.info.folder}'"
+            hint = self.meta.get("prompt_hint", "")
+            raise PromptNotUnderstood(f"{name} does not know the word{'s' if len(bad) > 1 else ''} "
+                                      f"{', '.join(repr(b) for b in bad)}" + (f". {hint}" if hint else ""))
         if self.info.prompt_format == "plain":
             text = prompt.strip().lower()
         else:

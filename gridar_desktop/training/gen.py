@@ -156,7 +156,9 @@ def pack(config, work: str | Path, out: str | Path) -> None:
     model.load_state_dict(torch.load(work / "gen_final.pt", weights_only=True))
     model = model.to(torch.float16).eval()
     save_folder(model, build_processor(), out)
-    meta = {"prompt_format": "plain", "canvas_colour": list(BACKGROUND), "name": "shapes-demo",
+    meta = {"prompt_format": "plain", "canvas_colour": list(BACKGROUND), "name": "The demo model",
+            "prompt_hint": "It knows only the shapes world: colours red, green, blue, yellow, purple, orange; shapes "
+                           "circle, square, triangle; counts a/one to four; e.g. 'a red circle above two blue squares'",
             "training": {k: json.loads((work / f).read_text()) for k, f in
                          (("vq", "vq_done.json"), ("gen", "gen_done.json")) if (work / f).exists()}}
     (Path(out) / "gridar.json").write_text(json.dumps(meta, indent=1))

@@ -112,6 +112,12 @@ class CandidateStrip(QWidget):
         for i, c in enumerate(self.cards):
             c.setVisible(i < n)
 
+    def clear(self) -> None:
+        self._ensure(0)
+        self.review = None
+        self.heading.setText("Candidates")
+        self.set_interactive(False)
+
     def show_previews(self, previews: np.ndarray, heading: str) -> None:
         self._ensure(len(previews))
         for card, img in zip(self.cards, previews):

@@ -43,6 +43,12 @@ class LayoutPanel(QWidget):
         self.heading.setText(f"{what} (after band {stage + 1})")
         self.continue_btn.setEnabled(editable)
 
+    def clear(self) -> None:
+        for i in range(len(self.edits)):
+            self.form.setRowVisible(i, False)
+        self.heading.setText("Layout")
+        self.continue_btn.setEnabled(False)
+
     def set_idle(self) -> None:
         self.continue_btn.setEnabled(False)
         for e in self.edits:
