@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="three-way", choices=["three-way", "replace"],
                    help="how GridAR uses a reformulated prompt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cfg", type=float, default=3.0, help="guidance scale, Janus convention (default 3)")
+    p.add_argument("--cfg", type=float, default=2.0,
+                   help="guidance scale, Janus convention (default 2, the demo model's best; Janus-Pro uses 5)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)

@@ -56,7 +56,7 @@ class SearchRequest:
     method: str = "gridar"                  # gridar | best-of-n | single
     n: int = 4
     seed: int = 0
-    params: SamplingParams = SamplingParams(cfg=3.0)
+    params: SamplingParams = SamplingParams(cfg=2.0)
     schedule: tuple[Stage, ...] = DEFAULT_SCHEDULE
     strategy: str = "three-way"             # three-way | replace
     prune: bool = True

@@ -47,7 +47,7 @@ class Controls(QWidget):
         self.cfg = QDoubleSpinBox()
         self.cfg.setRange(1.0, 20.0)
         self.cfg.setSingleStep(0.5)
-        self.cfg.setValue(3.0)
+        self.cfg.setValue(2.0)         # measured best for the demo model (README)
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.05, 3.0)
         self.temperature.setSingleStep(0.05)
