@@ -64,6 +64,7 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
     from .demo_config import build_processor, save_folder
     from .gen import build_dataset
     from .understand import train_understanding
+    work.mkdir(parents=True, exist_ok=True)
     model = JanusForConditionalGeneration.from_pretrained(out, local_files_only=True, dtype=torch.float32)
     data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
     train_understanding(model, data, work, steps=args.und_steps, seed=args.seed)
