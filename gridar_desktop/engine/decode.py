@@ -57,8 +57,17 @@ class DecodeState:
         return slice(s * self.n, (s + 1) * self.n)
 
 
-def _cache_length(cache: DynamicCache) -> int:
-    return cache.get_seq_length()
+def left_pad(rows: list[list[int]], pad_id: int, device: torch.device | str = "cpu",
+             extra: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows left-padded to a common width: ids (R, W) and attention mask (R, W + extra), where the `extra`
+    trailing mask columns are 1 (positions appended after the text, e.g. image tokens)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width + extra), dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, device=device)
+        mask[i, width - len(r):] = 1
+    return ids, mask
 
 
 @torch.inference_mode()
@@ -76,12 +85,8 @@ def prefill(backend: JanusBackend, prompts: dict[str, list[list[int]]], prefix: 
     rows = [ids for s in streams for ids in prompts[s]]
     if any(len(prompts[s]) != n for s in streams):
         raise ValueError("every stream needs one prompt per candidate")
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), backend.pad_id, dtype=torch.long, device=dev)
-    mask = torch.zeros((len(rows), width + k), dtype=torch.long, device=dev)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, device=dev)
-        mask[i, width - len(r):] = 1
+    ids, mask = left_pad(rows, backend.pad_id, dev, extra=k)
+    width = ids.shape[1]
     embeds = backend.embed_text(ids)                                           # (R, width, H)
     if k:
         img = backend.embed_image(prefix.repeat(len(streams), 1))              # (R, k, H)

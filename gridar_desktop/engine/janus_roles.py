@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .backend import JANUS_PRO_TEMPLATE, JanusBackend
 from .cost import CostRecord
+from .decode import left_pad
 from .roles import PartialView, answer_token_ids, validate_reformulation
 
 HIDDEN_FILL = (128, 128, 128)      # rows not drawn yet are shown as flat grey to the verifier
@@ -82,13 +83,7 @@ class JanusRoles:
     @torch.inference_mode()
     def _forward(self, rows: list[list[int]], images: list[np.ndarray], cache=None):
         """Left-padded batch forward with image features scattered into the placeholder positions."""
-        width = max(len(r) for r in rows)
-        dev = self.b.device
-        ids = torch.full((len(rows), width), self.b.pad_id, dtype=torch.long, device=dev)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r):] = torch.tensor(r, device=dev)
-            mask[i, width - len(r):] = 1
+        ids, mask = left_pad(rows, self.b.pad_id, self.b.device)
         embeds = self.model.get_input_embeddings()(ids)
         feats = self.model.model.get_image_features(self._pixels(images), return_dict=True).pooler_output
         place = (ids == self.image_token).unsqueeze(-1)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..engine.decode import left_pad
 from ..shapes.grammar import SceneSpec, format_prompt
 from ..shapes.scene import layout_of, render_scene
 from .data import random_scene, to_tensor
@@ -69,12 +70,7 @@ def make_batch(data: dict, rng: random.Random, batch: int) -> tuple[torch.Tensor
         if rng.random() < UNCOND_P:
             ids = [BOS] + [PAD] * len(words) + [BOI]
         rows.append(ids)
-    width = max(len(r) for r in rows)
-    ids = torch.full((batch, width), PAD, dtype=torch.long)
-    mask = torch.zeros((batch, width), dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, width - len(r):] = torch.tensor(r)
-        mask[b, width - len(r):] = 1
+    ids, mask = left_pad(rows, PAD)
     return ids, mask, data["tokens_t"][picks]
 
 

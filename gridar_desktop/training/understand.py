@@ -27,6 +27,7 @@ from ..shapes.partial import Seen, contradictions
 from ..shapes.promptsets import CATEGORIES, sample_spec
 from ..shapes.scene import IMAGE_SIZE, SceneError, SceneObject, relation_holds, render_scene, sample_scene
 from .demo_config import BOI, BOS, EOI, EOS, GRID, IMAGE, PAD
+from ..engine.decode import left_pad
 from .gen import WORD_ID, generation_loss, make_batch
 
 log = logging.getLogger(__name__)
@@ -143,13 +144,10 @@ def _question(task: str, spec: SceneSpec, end: str) -> list[int]:
 def understanding_loss(model, rows: list[tuple[list[int], list[int]]], images: torch.Tensor) -> torch.Tensor:
     """Cross-entropy on answer tokens of [BOS, BOI, IMAGE*64, EOI, question, answer]."""
     seqs = [[BOS, BOI] + [IMAGE] * GRID * GRID + [EOI] + q + a for q, a in rows]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
-    mask = torch.zeros_like(ids)
+    ids, mask = left_pad(seqs, PAD)
+    width = ids.shape[1]
     target = torch.full_like(ids, -100)
-    for i, ((q, a), s) in enumerate(zip(rows, seqs)):
-        ids[i, width - len(s):] = torch.tensor(s)
-        mask[i, width - len(s):] = 1
+    for i, (_, a) in enumerate(rows):
         target[i, width - len(a) - 1:width - 1] = torch.tensor(a)    # position t predicts token t+1
     embeds = model.get_input_embeddings()(ids)
     feats = model.model.get_image_features(images, return_dict=True).pooler_output
