@@ -7,6 +7,9 @@ Data come from the scene sampler; labels come from the scene specification (what
           visible part already contradicts the prompt (`shapes.partial.contradictions`), else "possible".
 - layout: unperturbed scenes, partly shown; the target clause places every visible group where its centre is and
           every group not visible yet at the bottom; nothing is appended when everything is already visible.
+Partial views are read from the visible rows only: the vision encoder sees the whole canvas (hidden rows grey), but
+only the image features of the drawn token rows enter the language model (2 or 4 of 8 rows: 1/4 or 1/2 of the
+image positions), which is what makes verification cheap (`engine.janus_roles` does the same).
 Half of the images go through the VQ (encode -> decode) so the roles learn on images that look generated.
 Generation batches are replayed at every step so the shared language model keeps generating as before.
 """
@@ -141,17 +144,20 @@ def _question(task: str, spec: SceneSpec, end: str) -> list[int]:
     return [WORD_ID[w] for w in f"{task} : {format_prompt(spec)}".replace(",", " ,").split()] + [WORD_ID[end]]
 
 
-def understanding_loss(model, rows: list[tuple[list[int], list[int]]], images: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on answer tokens of [BOS, BOI, IMAGE*64, EOI, question, answer]."""
-    seqs = [[BOS, BOI] + [IMAGE] * GRID * GRID + [EOI] + q + a for q, a in rows]
+def understanding_loss(model, rows: list[tuple[list[int], list[int]]], images: torch.Tensor,
+                       visible_rows: list[int] | None = None) -> torch.Tensor:
+    """Cross-entropy on answer tokens of [BOS, BOI, IMAGE*(8*visible rows), EOI, question, answer]."""
+    vis = visible_rows or [GRID] * len(rows)
+    seqs = [[BOS, BOI] + [IMAGE] * GRID * v + [EOI] + q + a for (q, a), v in zip(rows, vis)]
     ids, mask = left_pad(seqs, PAD)
     width = ids.shape[1]
     target = torch.full_like(ids, -100)
     for i, (_, a) in enumerate(rows):
         target[i, width - len(a) - 1:width - 1] = torch.tensor(a)    # position t predicts token t+1
     embeds = model.get_input_embeddings()(ids)
-    feats = model.model.get_image_features(images, return_dict=True).pooler_output
-    embeds = embeds.masked_scatter((ids == IMAGE).unsqueeze(-1), feats.reshape(-1, embeds.shape[-1]))
+    feats = model.model.get_image_features(images, return_dict=True).pooler_output       # (B, 64, H)
+    shown = torch.arange(GRID * GRID).unsqueeze(0) < torch.tensor(vis).unsqueeze(1) * GRID   # (B, 64) top rows
+    embeds = embeds.masked_scatter((ids == IMAGE).unsqueeze(-1), feats[shown])
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
     h = model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).last_hidden_state
     sel = target != -100
@@ -192,7 +198,7 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
                 px[sel] = m.vqmodel.decoder(m.vqmodel.post_quant_conv(zq)).clamp(-1, 1)
             for i, e in enumerate(ex):
                 px[i, :, e[2]:] = HIDDEN_FILL / 127.5 - 1
-        loss_u = understanding_loss(model, [(e[3], e[4]) for e in ex], px)
+        loss_u = understanding_loss(model, [(e[3], e[4]) for e in ex], px, [e[2] * GRID // IMAGE_SIZE for e in ex])
         ids, mask, tokens = make_batch(gen_data, rng, batch // 2)
         loss_g = generation_loss(model, ids, mask, tokens)
         loss = loss_u + 0.5 * loss_g
