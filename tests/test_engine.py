@@ -9,8 +9,8 @@ import torch
 from gridar_desktop.engine.backend import JanusBackend, resolve_device
 from gridar_desktop.engine.cancel import CancelToken
 from gridar_desktop.engine.cost import CostRecord
-from gridar_desktop.engine.decode import (decode, decode_to_row, drop_streams, merge_streams, new_generator, prefill,
-                                          select, start)
+from gridar_desktop.engine.decode import (concat_candidates, copy_stream, decode, decode_to_row, drop_streams,
+                                          merge_streams, new_generator, prefill, select, start)
 from gridar_desktop.engine.errors import Cancelled, ModelLoadError, PromptNotUnderstood
 from gridar_desktop.engine.sampling import (SamplingParams, cfg_three_way, cfg_two_way, orthogonal_part, sample,
                                             warp)
@@ -94,6 +94,22 @@ def test_layout_stream_merge_matches_fresh_prefill(backend):
                                    atol=2e-4, rtol=1e-4)
     st = drop_streams(st, ["layout"])
     assert st.streams == ("cond", "uncond") and st.hidden.shape[0] == 4
+
+
+def test_copied_and_concatenated_rows_match_fresh_prefill(backend):
+    """A layout stream assembled from a copied cond row (same text) and a prefilled row decodes like fresh rows."""
+    p = SamplingParams(cfg=4.0)
+    ids = backend.prompt_ids(PROMPT)
+    layout = backend.prompt_ids(PROMPT + ", with the red circle at the top left and the blue square at the bottom")
+    st = decode(backend, start(backend, PROMPT, 3), 16, p, new_generator(5))
+    copied = copy_stream(st, "cond", [2, 0], "layout")          # candidates 2 and 0 keep the original text
+    new = prefill(backend, {"layout": [layout]}, st.tokens[[1]])
+    joined = select(concat_candidates(copied, new), [1, 2, 0])    # back to candidate order 0, 1, 2
+    st = merge_streams(st, joined)
+    st = decode(backend, st, 8, p, new_generator(6))
+    logits = backend.image_logits(st.hidden)[st.stream_rows("layout")]
+    for b, text in enumerate([ids, layout, ids]):
+        torch.testing.assert_close(logits[b], fresh_logits(backend, text, st.tokens[b]), atol=2e-4, rtol=1e-4)
 
 
 def test_three_way_formula():

@@ -27,10 +27,19 @@ def test_probabilities_batched_with_cost(roles):
     p = roles.verify(PROMPT, views(4), cost)
     assert len(p) == 4 and all(0.0 <= x <= 1.0 for x in p)
     v = cost.roles["verifier"]
-    assert v.calls == 1 and v.prefill_token_rows == 4 * len(roles._ids("verify", PROMPT, None))
+    assert v.calls == 1 and v.prefill_token_rows == 4 * len(roles._ids("verify", PROMPT, views(1)[0]))
+    # a quarter of the rows drawn: the language model reads a quarter of the image positions
+    assert len(roles._ids("verify", PROMPT, None)) - len(roles._ids("verify", PROMPT, views(1)[0])) == 48
     assert v.flops > 2 * v.params * v.token_rows          # the vision tower is counted too
     s = roles.score(PROMPT, [x.image for x in views(3)], cost)
     assert len(s) == 3 and cost.roles["scorer"].calls == 1
+
+
+def test_mixed_visible_rows_batch_equals_single_calls(roles):
+    vs = views(2, rows=2) + views(2, rows=4)
+    batch = roles.verify(PROMPT, vs, CostRecord())
+    single = [roles.verify(PROMPT, [v], CostRecord())[0] for v in vs]
+    assert batch == pytest.approx(single, abs=1e-4)
 
 
 def test_batch_equals_one_by_one(roles):

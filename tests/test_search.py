@@ -21,10 +21,11 @@ LAYOUT = PROMPT + ", with the red circles at the top and the blue square at the 
 class ScriptedRoles:
     """Verdicts, scores and layouts from a script, recording every call."""
 
-    def __init__(self, verdicts=None, scores=None, layouts=None):
+    def __init__(self, verdicts=None, scores=None, layouts=None, layout_script=None):
         self.verdicts = list(verdicts or [])
         self.scores = scores
         self.layouts = layouts
+        self.layout_script = list(layout_script or [])            # one list of layouts per reformulation call
         self.calls = []
 
     def verify(self, prompt, views, cost):
@@ -40,6 +41,8 @@ class ScriptedRoles:
     def reformulate(self, prompt, views, cost):
         self.calls.append(("reformulate", len(views), views[0].rows))
         cost.role("reformulator").calls += 1
+        if self.layout_script:
+            return self.layout_script.pop(0)
         return self.layouts if self.layouts is not None else [LAYOUT] * len(views)
 
 
@@ -148,12 +151,14 @@ def test_reproducible_under_seed(backend):
 
 
 def test_only_new_conditioning_is_prefilled(backend):
-    """Three-way growth prefills each candidate's layout row (with its anchor) and nothing else."""
+    """Three-way growth prefills each candidate's layout row (with its anchor) once; a layout that does not change
+    at the next stage keeps its row."""
     res = run(backend, ScriptedRoles())
     L = len(backend.prompt_ids(PROMPT))
     Lr = len(backend.prompt_ids(LAYOUT))
     g = res.cost.roles["generator"]
-    assert g.prefill_token_rows == 2 * L + 4 * (Lr + 16) + 4 * (Lr + 32)
+    assert g.prefill_token_rows == 2 * L + 4 * (Lr + 16)
+    assert res.tree[1]["prefilled"] == [{"stream": "layout", "rows": 0, "reused": 4}]
     # decode rows: 2 rows per candidate for the first quarter, 3 afterwards; the very last token is not fed
     assert g.decode_token_rows == 4 * (2 * 16 + 3 * 16 + 3 * 31)
     assert res.cost.image_tokens == 4 * 64
@@ -165,7 +170,7 @@ def test_prompt_replacement_strategy(backend):
     L = len(backend.prompt_ids(PROMPT))
     Lr = len(backend.prompt_ids(LAYOUT))
     g = res.cost.roles["generator"]
-    assert g.prefill_token_rows == 2 * L + 4 * (Lr + 16) + 4 * (Lr + 32)
+    assert g.prefill_token_rows == 2 * L + 4 * (Lr + 16)          # stage 2 proposes the same text: rows kept
     assert g.decode_token_rows == 4 * 2 * (16 + 16 + 31)
 
 
@@ -232,3 +237,31 @@ def test_settle_fixes_inconsistent_decisions():
     import random
     d = settle(PruneDecision([False, True, False, False], [3, 0, 2, 1]), random.Random(0))
     assert d.keep == [False, True, False, False] and d.sources == [1, 1, 1, 1]
+
+
+LAYOUT2 = PROMPT + ", with the red circles at the top"
+
+
+def test_layout_rows_are_reused_copied_or_prefilled_once(backend):
+    """Stage 2: slots 1-3 are rejected and refilled from slot 0; slots 0 and 1 get the same new layout (one prefill
+    for the shared anchor), slot 2 falls back to the prompt (its cond row is copied), slot 3 keeps the layout its
+    row already reads."""
+    roles = ScriptedRoles(verdicts=[[0.9] * 4, [0.9, 0.1, 0.1, 0.1]],
+                          layout_script=[[LAYOUT] * 4, [LAYOUT2, LAYOUT2, PROMPT, LAYOUT]])
+    res = run(backend, roles)
+    assert res.tree[1]["sources"] == [0, 0, 0, 0]
+    L, Lr, Lr2 = (len(backend.prompt_ids(p)) for p in (PROMPT, LAYOUT, LAYOUT2))
+    assert res.cost.roles["generator"].prefill_token_rows == 2 * L + 4 * (Lr + 16) + (Lr2 + 32)
+    assert res.tree[1]["prefilled"] == [{"stream": "layout", "rows": 1, "reused": 2}]
+    # same seed, same script: the assembled rows decode exactly as before
+    again = run(backend, ScriptedRoles(verdicts=[[0.9] * 4, [0.9, 0.1, 0.1, 0.1]],
+                                       layout_script=[[LAYOUT] * 4, [LAYOUT2, LAYOUT2, PROMPT, LAYOUT]]))
+    assert torch.equal(res.tokens, again.tokens)
+
+
+def test_prompt_replacement_prefills_only_changed_rows(backend):
+    roles = ScriptedRoles(layout_script=[[LAYOUT, PROMPT, LAYOUT, PROMPT], [LAYOUT, PROMPT, LAYOUT2, LAYOUT2]])
+    res = run(backend, roles, strategy="replace")
+    L, Lr, Lr2 = (len(backend.prompt_ids(p)) for p in (PROMPT, LAYOUT, LAYOUT2))
+    # stage 1: two rows change (prefilled together, padded to the longer); stage 2: slots 2 and 3 change
+    assert res.cost.roles["generator"].prefill_token_rows == 2 * L + 2 * (Lr + 16) + 2 * (Lr2 + 32)

@@ -122,11 +122,9 @@ def drop_streams(state: DecodeState, names: tuple[str, ...] | list[str]) -> Deco
     return DecodeState(state.cache, kept, state.n, state.mask[idx], state.pos[idx], state.hidden[idx], state.tokens)
 
 
-def merge_streams(a: DecodeState, b: DecodeState) -> DecodeState:
-    """Streams of `a` followed by those of `b` (same candidates, same image tokens), in `a`'s cache. The shorter
-    cache is left-padded; cached keys already carry their rotary positions, so padding does not move them."""
-    if a.n != b.n or not torch.equal(a.tokens, b.tokens):
-        raise ValueError("merge_streams needs the same candidates with the same image tokens")
+def _cat_rows(a: DecodeState, b: DecodeState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Append `b`'s cache rows to `a`'s cache (in place); the shorter cache is left-padded. Cached keys already carry
+    their rotary positions, so padding does not move them. Returns the joined (mask, pos, hidden)."""
     ta, tb = a.mask.shape[1], b.mask.shape[1]
     width = max(ta, tb)
 
@@ -136,8 +134,33 @@ def merge_streams(a: DecodeState, b: DecodeState) -> DecodeState:
         la.keys = torch.cat([pad(la.keys, ta), pad(lb.keys, tb)])
         la.values = torch.cat([pad(la.values, ta), pad(lb.values, tb)])
     mask = torch.cat([torch.nn.functional.pad(a.mask, (width - ta, 0)), torch.nn.functional.pad(b.mask, (width - tb, 0))])
-    return DecodeState(a.cache, a.streams + b.streams, a.n, mask, torch.cat([a.pos, b.pos]),
-                       torch.cat([a.hidden, b.hidden]), a.tokens)
+    return mask, torch.cat([a.pos, b.pos]), torch.cat([a.hidden, b.hidden])
+
+
+def merge_streams(a: DecodeState, b: DecodeState) -> DecodeState:
+    """Streams of `a` followed by those of `b` (same candidates, same image tokens), in `a`'s cache."""
+    if a.n != b.n or not torch.equal(a.tokens, b.tokens):
+        raise ValueError("merge_streams needs the same candidates with the same image tokens")
+    mask, pos, hidden = _cat_rows(a, b)
+    return DecodeState(a.cache, a.streams + b.streams, a.n, mask, pos, hidden, a.tokens)
+
+
+def copy_stream(state: DecodeState, stream: str, candidates: list[int], as_name: str) -> DecodeState:
+    """A new one-stream state holding copies of `stream`'s rows for `candidates` (state is left untouched)."""
+    idx = torch.as_tensor(candidates, dtype=torch.long, device=state.mask.device) + state.stream_rows(stream).start
+    cache = DynamicCache()
+    for i, layer in enumerate(state.cache.layers):
+        cache.update(layer.keys[idx], layer.values[idx], i)
+    return DecodeState(cache, (as_name,), len(candidates), state.mask[idx], state.pos[idx], state.hidden[idx],
+                       state.tokens[candidates])
+
+
+def concat_candidates(a: DecodeState, b: DecodeState) -> DecodeState:
+    """Candidates of `a` followed by those of `b`, for one-stream states of the same stream (in `a`'s cache)."""
+    if a.streams != b.streams or len(a.streams) != 1:
+        raise ValueError("concat_candidates joins one-stream states of the same stream")
+    mask, pos, hidden = _cat_rows(a, b)
+    return DecodeState(a.cache, a.streams, a.n + b.n, mask, pos, hidden, torch.cat([a.tokens, b.tokens]))
 
 
 @torch.inference_mode()

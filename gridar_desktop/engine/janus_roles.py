@@ -9,8 +9,14 @@ Prompt formats:
 - "plain" (the demo model): word-level questions, ``verify : <prompt> ?``, ``score : <prompt> ?`` and
   ``layout : <prompt> ,`` (the model continues with the clause, e.g. "with the red circles at the top").
 - "janus-pro": the model's SFT chat format with an instruction in English.
+
+Partial views, plain format: the vision encoder sees the whole canvas (rows not drawn yet grey), but only the image
+features of the drawn rows enter the language model: a quarter of the image positions at the first band, half at the
+second. The demo model is trained that way (`training.understand`). Janus-Pro was not, so it reads all positions.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -52,6 +58,7 @@ class JanusRoles:
         cfg = self.model.config
         self.image_token = cfg.image_token_id
         self.n_image_tokens = cfg.vision_config.num_image_tokens
+        self.feature_grid = math.isqrt(self.n_image_tokens)         # the vision encoder's patch grid (square)
         m = self.model.model
         self.lm_params = backend.info.generator_params - sum(
             p.numel() for mod in (m.generation_head, m.generation_aligner) for p in mod.parameters())
@@ -60,9 +67,16 @@ class JanusRoles:
         self.answers = {w: answer_token_ids(self.tok, w) for w in ("yes", "possible")}
 
     # -- inputs --------------------------------------------------------------------------------------------------
+    def visible_features(self, view: PartialView | None) -> int:
+        """How many image features (raster order) the language model reads for a view."""
+        if view is None or not self.plain:
+            return self.n_image_tokens
+        rows = math.ceil(view.rows * self.feature_grid / view.total_rows)
+        return min(self.n_image_tokens, rows * self.feature_grid)
+
     def _ids(self, kind: str, prompt: str, view: PartialView | None) -> list[int]:
         if self.plain:
-            image = [self.b.boi_id] + [self.image_token] * self.n_image_tokens + [self.tok.convert_tokens_to_ids(
+            image = [self.b.boi_id] + [self.image_token] * self.visible_features(view) + [self.tok.convert_tokens_to_ids(
                 getattr(self.tok, "eoi_token", "<end_of_image>"))]
             tail = {"verify": "?", "score": "?", "layout": ","}[kind]
             words = f"{kind} : {prompt.strip().lower()} {tail}"
@@ -82,12 +96,14 @@ class JanusRoles:
 
     @torch.inference_mode()
     def _forward(self, rows: list[list[int]], images: list[np.ndarray], cache=None):
-        """Left-padded batch forward with image features scattered into the placeholder positions."""
+        """Left-padded batch forward with image features scattered into the placeholder positions; a row with
+        fewer placeholders than features reads the first ones (the drawn rows, in raster order)."""
         ids, mask = left_pad(rows, self.b.pad_id, self.b.device)
         embeds = self.model.get_input_embeddings()(ids)
-        feats = self.model.model.get_image_features(self._pixels(images), return_dict=True).pooler_output
-        place = (ids == self.image_token).unsqueeze(-1)
-        embeds = embeds.masked_scatter(place, feats.reshape(-1, embeds.shape[-1]).to(embeds.dtype))
+        feats = self.model.model.get_image_features(self._pixels(images), return_dict=True).pooler_output  # (B,F,H)
+        place = ids == self.image_token                                                      # (B, W)
+        shown = torch.arange(feats.shape[1], device=ids.device) < place.sum(-1, keepdim=True)  # (B, F)
+        embeds = embeds.masked_scatter(place.unsqueeze(-1), feats[shown].to(embeds.dtype))
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         out = self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos,
                                               cache=cache, use_cache=cache is not None)

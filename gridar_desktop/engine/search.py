@@ -9,7 +9,9 @@ half, verify, reformulate from the original prompt, complete):
         verify partial views -> policy              rejection only; rejected slots continue a survivor's copy
         select(state, sources)                      cache rows gathered, not recomputed
         reformulate -> policy                       from the ORIGINAL prompt, per candidate
-        prefill the new layout rows with the anchor (the only new prefill) and merge them in
+        build the layout rows: a candidate whose layout did not change keeps its row, one whose layout is the
+        original prompt copies its cond row (same text, same anchor: same cache), identical (layout, anchor) pairs
+        are prefilled once; only the rest is new prefill
     score finished images, rank, pick the best
 
 Decision points go through a `Policy`: `AutoPolicy` accepts the verifier's verdicts and the proposed layouts; the
@@ -29,7 +31,8 @@ from . import events as ev
 from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
-from .decode import DecodeState, decode_to_row, drop_streams, merge_streams, new_generator, prefill, select, start
+from .decode import (DecodeState, concat_candidates, copy_stream, decode_to_row, drop_streams, merge_streams,
+                     new_generator, prefill, select, start)
 from .errors import PromptNotUnderstood
 from .roles import PartialView, Roles, validate_reformulation
 from .sampling import SamplingParams
@@ -254,6 +257,7 @@ class Search:
     def _gridar(self) -> SearchResult:
         req = self.req
         state = start(self.b, req.prompt, req.n, self.cost)
+        self.texts = {"cond": [req.prompt] * req.n}      # what each conditioning stream row reads, per candidate
         tree: list[dict] = []
         for i, stage in enumerate(req.schedule):
             to_row = max(1, round(stage.until * self.rows))
@@ -289,6 +293,7 @@ class Search:
         if decision.sources != list(range(state.n)):
             state = select(state, decision.sources)
             previews = previews[decision.sources]
+            self.texts = {k: [v[j] for j in decision.sources] for k, v in self.texts.items()}
         return state, previews
 
     def _relayout(self, state: DecodeState, views: list[PartialView], i: int, node: dict) -> DecodeState:
@@ -298,14 +303,43 @@ class Search:
         accepted = [validate_reformulation(self.req.prompt, s) for s in self.policy.review_layouts(i, proposals)]
         self.emit(ev.LayoutsAccepted(i, tuple(accepted)))
         node.update(layouts=accepted, proposed_layouts=proposals)
-        # Drop the previous stage's layout conditioning: every stage reformulates from the original prompt.
+        # Every stage reformulates from the original prompt; the new texts replace the layout stream (three-way) or
+        # the cond stream (prompt replacement).
         if self.req.strategy == "three-way":
-            state = drop_streams(state, ["layout"]) if "layout" in state.streams else state
             if all(a == self.req.prompt for a in accepted):
-                return state                         # nothing new: 3-way would equal 2-way, skip the rows
-            new = prefill(self.b, {"layout": self._layout_ids(accepted)}, state.tokens, self.cost)
-            return merge_streams(state, new)
-        # prompt replacement: the reformulated prompt becomes the condition; uncond rows stay
-        state = drop_streams(state, ["cond"])
-        new = prefill(self.b, {"cond": self._layout_ids(accepted)}, state.tokens, self.cost)
-        return merge_streams(new, state)
+                self.texts.pop("layout", None)       # nothing new: 3-way would equal 2-way, skip the rows
+                return drop_streams(state, ["layout"]) if "layout" in state.streams else state
+            return self._restream(state, "layout", accepted, node)
+        return self._restream(state, "cond", accepted, node)
+
+    def _restream(self, state: DecodeState, name: str, texts: list[str], node: dict) -> DecodeState:
+        """Stream `name` conditioned on texts[i] for candidate i, prefilling (text, anchor) only where no carried row
+        already holds exactly that conditioning."""
+        parts: list[DecodeState] = []
+        order: list[int] = []                        # candidate index of each row of the joined parts
+        reuse: dict[str, list[int]] = {}
+        fresh: list[int] = []
+        for i, t in enumerate(texts):
+            src = next((s for s in ([name] + [x for x in self.texts if x != name])
+                        if s in state.streams and self.texts[s][i] == t), None)
+            (reuse.setdefault(src, []) if src else fresh).append(i)
+        for src, cands in reuse.items():
+            parts.append(copy_stream(state, src, cands, name))
+            order += cands
+        if fresh:
+            keys = [(texts[i], state.tokens[i].cpu().numpy().tobytes()) for i in fresh]
+            unique = list(dict.fromkeys(keys))
+            first = [fresh[keys.index(k)] for k in unique]
+            new = prefill(self.b, {name: self._layout_ids([texts[i] for i in first])}, state.tokens[first], self.cost)
+            parts.append(select(new, [unique.index(k) for k in keys]) if len(unique) < len(fresh) else new)
+            order += fresh
+        prefilled = len(set((texts[i], state.tokens[i].cpu().numpy().tobytes()) for i in fresh))
+        node.setdefault("prefilled", []).append({"stream": name, "rows": prefilled, "reused": len(texts) - len(fresh)})
+        joined = parts[0]
+        for p in parts[1:]:
+            joined = concat_candidates(joined, p)
+        joined = select(joined, [order.index(i) for i in range(len(texts))])
+        if name in state.streams:
+            state = drop_streams(state, [name])
+        self.texts[name] = list(texts)
+        return merge_streams(state, joined)
