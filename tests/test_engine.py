@@ -82,7 +82,7 @@ def test_layout_stream_merge_matches_fresh_prefill(backend):
               backend.prompt_ids(PROMPT + ", with the red circle at the top left and the blue square at the bottom")]
     cost = CostRecord()
     lay = prefill(backend, {"layout": layout}, st.tokens, cost)
-    assert cost.roles["generator"].prefill_token_rows == 2 * (len(layout[1]) + 16)   # only the new rows
+    assert cost.roles["generator"].prefill_token_rows == len(layout[0]) + len(layout[1]) + 2 * 16  # new rows only
     st = merge_streams(st, lay)
     assert st.streams == ("cond", "uncond", "layout") and st.padded
     st = decode(backend, st, 8, p, new_generator(6))

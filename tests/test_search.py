@@ -242,20 +242,31 @@ def test_settle_fixes_inconsistent_decisions():
 LAYOUT2 = PROMPT + ", with the red circles at the top"
 
 
+class LayoutEdits(AutoPolicy):
+    """An artist who types the layouts (one list per stage)."""
+
+    def __init__(self, script):
+        self.script = list(script)
+
+    def review_layouts(self, stage, proposals):
+        return self.script.pop(0)
+
+
 def test_layout_rows_are_reused_copied_or_prefilled_once(backend):
     """Stage 2: slots 1-3 are rejected and refilled from slot 0; slots 0 and 1 get the same new layout (one prefill
     for the shared anchor), slot 2 falls back to the prompt (its cond row is copied), slot 3 keeps the layout its
     row already reads."""
-    roles = ScriptedRoles(verdicts=[[0.9] * 4, [0.9, 0.1, 0.1, 0.1]],
-                          layout_script=[[LAYOUT] * 4, [LAYOUT2, LAYOUT2, PROMPT, LAYOUT]])
-    res = run(backend, roles)
+    roles = ScriptedRoles(verdicts=[[0.9] * 4, [0.9, 0.1, 0.1, 0.1]])
+    res = run(backend, roles, policy=LayoutEdits([[LAYOUT] * 4, [LAYOUT2, LAYOUT2, PROMPT, LAYOUT]]))
+    # the four slots show one anchor at stage 2: the reformulator is asked once
+    assert [c for c in roles.calls if c[0] == "reformulate"] == [("reformulate", 4, 2), ("reformulate", 1, 4)]
     assert res.tree[1]["sources"] == [0, 0, 0, 0]
     L, Lr, Lr2 = (len(backend.prompt_ids(p)) for p in (PROMPT, LAYOUT, LAYOUT2))
     assert res.cost.roles["generator"].prefill_token_rows == 2 * L + 4 * (Lr + 16) + (Lr2 + 32)
     assert res.tree[1]["prefilled"] == [{"stream": "layout", "rows": 1, "reused": 2}]
     # same seed, same script: the assembled rows decode exactly as before
-    again = run(backend, ScriptedRoles(verdicts=[[0.9] * 4, [0.9, 0.1, 0.1, 0.1]],
-                                       layout_script=[[LAYOUT] * 4, [LAYOUT2, LAYOUT2, PROMPT, LAYOUT]]))
+    again = run(backend, ScriptedRoles(verdicts=[[0.9] * 4, [0.9, 0.1, 0.1, 0.1]]),
+                policy=LayoutEdits([[LAYOUT] * 4, [LAYOUT2, LAYOUT2, PROMPT, LAYOUT]]))
     assert torch.equal(res.tokens, again.tokens)
 
 
@@ -265,3 +276,25 @@ def test_prompt_replacement_prefills_only_changed_rows(backend):
     L, Lr, Lr2 = (len(backend.prompt_ids(p)) for p in (PROMPT, LAYOUT, LAYOUT2))
     # stage 1: two rows change (prefilled together, padded to the longer); stage 2: slots 2 and 3 change
     assert res.cost.roles["generator"].prefill_token_rows == 2 * L + 2 * (Lr + 16) + 2 * (Lr2 + 32)
+
+
+@pytest.mark.parametrize("method,n", [("gridar", 4), ("best-of-n", 4)])
+def test_a_batch_of_jobs_draws_what_each_job_draws_alone(backend, method, n):
+    """Jobs with different prompts (so left padding) and seeds share the forwards but keep their own draws."""
+    other = "a green triangle to the left of a yellow square"
+    reqs = [SearchRequest(prompt=PROMPT, method=method, n=n, seed=11), SearchRequest(prompt=other, method=method,
+                                                                                     n=n, seed=5)]
+    verdicts = [[0.9, 0.1, 0.8, 0.2], [0.2, 0.9, 0.9, 0.1]]
+    batch = Search(backend, ScriptedRoles(verdicts=[verdicts[0] + verdicts[1]] * 2), reqs).run_all()
+    for req, got, v in zip(reqs, batch, verdicts):
+        alone = Search(backend, ScriptedRoles(verdicts=[v, v]), req).run()
+        assert torch.equal(got.tokens, alone.tokens)
+        # "prefilled" is row bookkeeping: in the batch the other job's layout rows exist (copied from cond)
+        def decisions(tree):
+            return [{k: v for k, v in node.items() if k != "prefilled"} for node in tree]
+        assert decisions(got.tree) == decisions(alone.tree) and got.request == req
+
+
+def test_batch_jobs_must_share_settings(backend):
+    with pytest.raises(ValueError, match="only in prompt and seed"):
+        Search(backend, None, [SearchRequest(prompt=PROMPT, n=4), SearchRequest(prompt=PROMPT, n=8)])

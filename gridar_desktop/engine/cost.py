@@ -1,7 +1,8 @@
 """The cost record: what a generation spent, per model role, counted by the code that spends it.
 
-Forward token-rows count every row of every forward pass (prefill and decode, padding included, since it is
-computed). FLOPs are estimated as 2 x parameters x token-rows per role (weights only; attention over the context and
+Forward token-rows count every real position of every forward pass (prefill and decode). Left padding, which only
+exists because rows of different lengths share a batch, is not counted: a job costs the same alone or batched with
+other jobs (the benchmark batches prompts). FLOPs are estimated as 2 x parameters x token-rows per role (weights only; attention over the context and
 the VQ decoder are not in the estimate, and VQ decodes are counted separately).
 """
 from __future__ import annotations
@@ -43,8 +44,9 @@ class CostRecord:
             rc.params = params
         return rc
 
-    def add_prefill(self, role: str, rows: int, length: int, params: int) -> None:
-        self.role(role, params).prefill_token_rows += rows * length
+    def add_prefill(self, role: str, positions: int, params: int) -> None:
+        """`positions`: real (unpadded) token positions run through the model, summed over the batch's rows."""
+        self.role(role, params).prefill_token_rows += positions
 
     def add_decode(self, role: str, rows: int, params: int) -> None:
         self.role(role, params).decode_token_rows += rows

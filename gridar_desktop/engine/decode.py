@@ -86,8 +86,7 @@ def prefill(backend: JanusBackend, prompts: dict[str, list[list[int]]], prefix: 
     if any(len(prompts[s]) != n for s in streams):
         raise ValueError("every stream needs one prompt per candidate")
     ids, mask = left_pad(rows, backend.pad_id, dev, extra=k)
-    width = ids.shape[1]
-    embeds = backend.embed_text(ids)                                           # (R, width, H)
+    embeds = backend.embed_text(ids)                                           # (R, W, H)
     if k:
         img = backend.embed_image(prefix.repeat(len(streams), 1))              # (R, k, H)
         embeds = torch.cat([embeds, img.to(embeds.dtype)], 1)
@@ -95,7 +94,7 @@ def prefill(backend: JanusBackend, prompts: dict[str, list[list[int]]], prefix: 
     cache = DynamicCache(config=backend.model.config.text_config)
     hidden = backend.forward(embeds, mask if (mask == 0).any() else None, positions, cache)
     if cost is not None:
-        cost.add_prefill("generator", len(rows), width + k, backend.info.generator_params)
+        cost.add_prefill("generator", int(mask.sum()), backend.info.generator_params)
     return DecodeState(cache, streams, n, mask, mask.sum(-1), hidden[:, -1], prefix.clone())
 
 
@@ -194,7 +193,7 @@ TokenCallback = Callable[[DecodeState], None]
 
 @torch.inference_mode()
 def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: SamplingParams,
-           generator: torch.Generator | None = None, cancel: CancelToken | None = None,
+           generator: torch.Generator | list[torch.Generator] | None = None, cancel: CancelToken | None = None,
            cost: CostRecord | None = None, on_token: TokenCallback | None = None,
            forced: torch.Tensor | None = None, forced_mask: torch.Tensor | None = None) -> DecodeState:
     """Draw `n_tokens` more tokens per candidate. The last token of a finished image is not fed back (nothing

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .backend import JANUS_PRO_TEMPLATE, JanusBackend
 from .cost import CostRecord
 from .decode import left_pad
-from .roles import PartialView, answer_token_ids, validate_reformulation
+from .roles import PartialView, Prompts, answer_token_ids, per_item, validate_reformulation
 
 HIDDEN_FILL = (128, 128, 128)      # rows not drawn yet are shown as flat grey to the verifier
 
@@ -112,14 +112,14 @@ class JanusRoles:
     def _count(self, cost: CostRecord, role: str, rows: list[list[int]], decoded_rows: int = 0) -> None:
         rc = cost.role(role, self.lm_params)
         rc.calls += 1
-        rc.prefill_token_rows += len(rows) * max(len(r) for r in rows)
+        rc.prefill_token_rows += sum(len(r) for r in rows)       # real positions; left padding is not counted
         rc.decode_token_rows += decoded_rows
         rc.extra_flops += 2.0 * self.vision_params * len(rows) * self.n_image_tokens
 
     @torch.inference_mode()
-    def _answer_prob(self, kind: str, prompt: str, views: list[PartialView | None], images: list[np.ndarray],
+    def _answer_prob(self, kind: str, prompt: Prompts, views: list[PartialView | None], images: list[np.ndarray],
                      answer: str, cost: CostRecord, role: str) -> list[float]:
-        rows = [self._ids(kind, prompt, v) for v in views]
+        rows = [self._ids(kind, p, v) for p, v in zip(per_item(prompt, len(views)), views)]
         h, _, _ = self._forward(rows, images)
         probs = F.softmax(self.model.lm_head(h[:, -1]).float(), dim=-1)        # (B, V) raw, no warpers
         self._count(cost, role, rows)
@@ -129,18 +129,19 @@ class JanusRoles:
         return probs[:, ids].sum(-1).clamp(0, 1).tolist()
 
     # -- the roles -----------------------------------------------------------------------------------------------
-    def verify(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[float]:
+    def verify(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[float]:
         return self._answer_prob("verify", prompt, views, [masked_view(v) for v in views], "possible", cost,
                                  "verifier")
 
-    def score(self, prompt: str, images: list[np.ndarray], cost: CostRecord) -> list[float]:
+    def score(self, prompt: Prompts, images: list[np.ndarray], cost: CostRecord) -> list[float]:
         return self._answer_prob("score", prompt, [None] * len(images), list(images), "yes", cost, "scorer")
 
     @torch.inference_mode()
-    def reformulate(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[str]:
+    def reformulate(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[str]:
         """Greedy continuation with a KV cache, batched; each result validated against the original prompt."""
         from transformers import DynamicCache
-        rows = [self._ids("layout", prompt, v) for v in views]
+        prompts = per_item(prompt, len(views))
+        rows = [self._ids("layout", p, v) for p, v in zip(prompts, views)]
         cache = DynamicCache(config=self.model.config.text_config)
         h, mask, pos = self._forward(rows, [masked_view(v) for v in views], cache)
         eos = self.tok.eos_token_id
@@ -166,7 +167,7 @@ class JanusRoles:
             next_pos = next_pos + 1
             decoded += len(rows)
         self._count(cost, "reformulator", rows, decoded)
-        return [self._validate(prompt, self._join(prompt, t)) for t in out]
+        return [self._validate(p, self._join(p, t)) for p, t in zip(prompts, out)]
 
     def _validate(self, prompt: str, proposal: str) -> str:
         """The common rule (original prompt verbatim + a clause), and for the demo model also its grammar: the

@@ -4,13 +4,14 @@
 - score:       finished images -> P("yes, it matches the prompt") per candidate (the final selection).
 - reformulate: partial views -> the original prompt verbatim plus a short layout clause, per candidate.
 
+`prompt` is one prompt for every item, or one prompt per item (a batch of jobs asks in one call).
 Implementations count their own cost in the job's `CostRecord` under the roles "verifier", "scorer" and
 "reformulator". A probability that cannot be read counts as the lowest score, never the highest.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -29,12 +30,24 @@ class PartialView:
         return self.image.shape[0] * self.rows // self.total_rows
 
 
+Prompts = str | Sequence[str]
+
+
+def per_item(prompt: Prompts, n: int) -> list[str]:
+    """One prompt per item."""
+    if isinstance(prompt, str):
+        return [prompt] * n
+    if len(prompt) != n:
+        raise ValueError(f"{len(prompt)} prompts for {n} items")
+    return list(prompt)
+
+
 class Roles(Protocol):
-    def verify(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[float]: ...
+    def verify(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[float]: ...
 
-    def score(self, prompt: str, images: list[np.ndarray], cost: CostRecord) -> list[float]: ...
+    def score(self, prompt: Prompts, images: list[np.ndarray], cost: CostRecord) -> list[float]: ...
 
-    def reformulate(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[str]: ...
+    def reformulate(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[str]: ...
 
 
 def validate_reformulation(original: str, proposal: str) -> str:

@@ -69,9 +69,14 @@ def warp(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
     return logits
 
 
-def sample(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    """(n, V) guided logits -> (n,) token ids."""
+def sample(logits: torch.Tensor, p: SamplingParams,
+           generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
+    """(n, V) guided logits -> (n,) token ids. A list of k generators splits the rows into k equal consecutive
+    chunks (one per job of a batch), each drawn from its own generator, exactly as that job alone would draw."""
     if p.greedy:
         return logits.argmax(-1)
+    if isinstance(generator, (list, tuple)):
+        chunks = logits.chunk(len(generator))
+        return torch.cat([sample(c, p, g) for c, g in zip(chunks, generator)])
     probs = warp(logits.float(), p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -17,12 +17,17 @@ half, verify, reformulate from the original prompt, complete):
 Decision points go through a `Policy`: `AutoPolicy` accepts the verifier's verdicts and the proposed layouts; the
 desktop app's artist policy may change them. Everything random (sampling, which survivor refills a slot) comes from
 the request's seed.
+
+Batches. A `Search` may run several jobs at once (the benchmark does: the same settings, different prompts and
+seeds). Their candidates share every forward pass and every role call, but each job keeps its own generator and
+its own refill draws, so a job draws exactly what it would draw alone (logits agree to float rounding). A batch
+emits no events: events describe one job, for the desktop app.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -179,24 +184,41 @@ class SearchResult:
 # The searches
 
 class Search:
-    """One job: a backend, the judging roles, a request, a policy, an event sink and a cancel token."""
+    """A job (or a batch of jobs with the same settings): a backend, the judging roles, the request(s), a policy, an
+    event sink and a cancel token. `run()` returns one job's result, `run_all()` one result per job."""
 
-    def __init__(self, backend: JanusBackend, roles: Roles | None, request: SearchRequest,
+    def __init__(self, backend: JanusBackend, roles: Roles | None, request: SearchRequest | Sequence[SearchRequest],
                  policy: Policy | None = None, emit: Emit | None = None, cancel: CancelToken | None = None,
                  live_previews: bool = False) -> None:
-        request.validate()
-        self.b, self.roles, self.req = backend, roles, request
+        jobs = [request] if isinstance(request, SearchRequest) else list(request)
+        if not jobs:
+            raise ValueError("a search needs at least one request")
+        for r in jobs:
+            r.validate()
+            if replace(r, prompt="", seed=0) != replace(jobs[0], prompt="", seed=0):
+                raise ValueError("the jobs of a batch may differ only in prompt and seed")
+        self.b, self.roles, self.jobs, self.req = backend, roles, jobs, jobs[0]
         self.policy = policy or AutoPolicy()
-        self.emit = emit or (lambda e: None)
+        self.emit = (emit or (lambda e: None)) if len(jobs) == 1 else (lambda e: None)
         self.cancel = cancel or CancelToken()
         self.live_previews = live_previews      # decode every token row for the GUI (costs VQ decodes)
         self.cost = CostRecord()
-        self.gen = new_generator(request.seed, backend.device)
-        self.rng = random.Random(request.seed)
+        gens = [new_generator(r.seed, backend.device) for r in jobs]
+        self.gen = gens[0] if len(gens) == 1 else gens
+        self.rngs = [random.Random(r.seed) for r in jobs]
         self.rows = backend.info.rows
-        self.prompt_ids = backend.prompt_ids(request.prompt)     # fails early on words the model does not know
+        self.n = self.req.n                                      # candidates per job
+        # fails early on words the model does not know
+        self.prompt_ids = [backend.prompt_ids(r.prompt) for r in jobs]
+        self.prompts = [r.prompt for r in jobs for _ in range(self.n)]     # per candidate
+        self.nodes: list[list[dict]] = [[] for _ in jobs]
 
     def run(self) -> SearchResult:
+        if len(self.jobs) != 1:
+            raise ValueError("run() is for one job; use run_all() for a batch")
+        return self.run_all()[0]
+
+    def run_all(self) -> list[SearchResult]:
         self.cost.start()
         try:
             if self.req.method == "gridar":
@@ -206,6 +228,17 @@ class Search:
             self.cost.stop()
 
     # -- helpers -----------------------------------------------------------------------------------------------
+    def _job_slices(self) -> list[slice]:
+        return [slice(j * self.n, (j + 1) * self.n) for j in range(len(self.jobs))]
+
+    def _start(self) -> DecodeState:
+        """Each job's prompt rows prefilled once, then branched into its candidates (job-major)."""
+        if len(self.jobs) == 1:
+            return start(self.b, self.req.prompt, self.n, self.cost)
+        ids = self.prompt_ids
+        state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, cost=self.cost)
+        return select(state, [j for j in range(len(ids)) for _ in range(self.n)])
+
     def _decode(self, state: DecodeState, stage: int, to_row: int) -> DecodeState:
         start_row = state.tokens.shape[1] // self.b.info.cols
         self.emit(ev.BandStarted(stage, start_row, to_row, state.n))
@@ -225,120 +258,140 @@ class Search:
         return self.b.decode_tokens(tokens)
 
     def _score(self, images: np.ndarray) -> list[float]:
-        if self.roles is None or len(images) == 1:
+        if self.roles is None or self.n == 1:
             return [1.0] * len(images)
-        return [float(s) for s in self.roles.score(self.req.prompt, list(images), self.cost)]
+        return [float(s) for s in self.roles.score(self.prompts, list(images), self.cost)]
 
-    def _finish(self, state: DecodeState, tree: list[dict], stopped: bool) -> SearchResult:
+    def _finish(self, state: DecodeState, stopped: bool) -> list[SearchResult]:
         images = self._previews(state.tokens)
         scores = self._score(images) if not stopped else [0.0] * len(images)
-        ranking = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        self.emit(ev.FinalRanking(tuple(scores), tuple(ranking), images.copy()))
-        self.emit(ev.CostUpdate(self.cost.to_json()))
         tokens = state.tokens.cpu()
-        return SearchResult(self.req, tokens, images, scores, ranking, tree, self.cost, stopped)
-
-    def _layout_ids(self, prompts: list[str]) -> list[list[int]]:
         out = []
-        for p in prompts:
+        for j, s in enumerate(self._job_slices()):
+            sc = scores[s]
+            ranking = sorted(range(len(sc)), key=lambda i: (-sc[i], i))
+            self.emit(ev.FinalRanking(tuple(sc), tuple(ranking), images[s].copy()))
+            out.append(SearchResult(self.jobs[j], tokens[s], images[s], sc, ranking, self.nodes[j], self.cost,
+                                    stopped))
+        self.emit(ev.CostUpdate(self.cost.to_json()))
+        return out
+
+    def _layout_ids(self, texts: list[str], candidates: list[int]) -> list[list[int]]:
+        out = []
+        for t, c in zip(texts, candidates):
             try:
-                out.append(self.b.prompt_ids(p))
+                out.append(self.b.prompt_ids(t))
             except PromptNotUnderstood:
-                out.append(self.prompt_ids)         # the model cannot read it: keep the original conditioning
+                out.append(self.prompt_ids[c // self.n])   # the model cannot read it: keep the original conditioning
         return out
 
     # -- Best-of-N and single ----------------------------------------------------------------------------------
-    def _plain(self) -> SearchResult:
-        state = start(self.b, self.req.prompt, self.req.n, self.cost)
-        state = self._decode(state, 0, self.rows)
-        return self._finish(state, [], False)
+    def _plain(self) -> list[SearchResult]:
+        state = self._decode(self._start(), 0, self.rows)
+        return self._finish(state, False)
 
     # -- GridAR ------------------------------------------------------------------------------------------------
-    def _gridar(self) -> SearchResult:
+    def _gridar(self) -> list[SearchResult]:
         req = self.req
-        state = start(self.b, req.prompt, req.n, self.cost)
-        self.texts = {"cond": [req.prompt] * req.n}      # what each conditioning stream row reads, per candidate
-        tree: list[dict] = []
+        state = self._start()
+        self.texts = {"cond": list(self.prompts)}       # what each conditioning stream row reads, per candidate
         for i, stage in enumerate(req.schedule):
             to_row = max(1, round(stage.until * self.rows))
             state = self._decode(state, i, to_row)
             if to_row == self.rows:
                 break
-            node: dict = {"stage": i, "rows": to_row}
+            nodes = [{"stage": i, "rows": to_row} for _ in self.jobs]
             previews = self._previews(state.tokens)
             self.emit(ev.BandCandidates(i, to_row, previews.copy()))
             views = [PartialView(img, to_row, self.rows) for img in previews]
             if stage.verify and req.prune and self.roles is not None:
-                state, previews = self._prune(state, previews, views, i, node)
+                state, previews = self._prune(state, previews, views, i, nodes)
                 views = [PartialView(img, to_row, self.rows) for img in previews]
             self.emit(ev.BandAccepted(i, to_row, previews.copy()))
             if stage.reformulate and req.reformulate and self.roles is not None:
-                state = self._relayout(state, views, i, node)
-            tree.append(node)
+                state = self._relayout(state, views, i, nodes)
+            for j, node in enumerate(nodes):
+                self.nodes[j].append(node)
             if self.cancel.stopping_after_band:
-                return self._finish(state, tree, True)
-        return self._finish(state, tree, False)
+                return self._finish(state, True)
+        return self._finish(state, False)
 
     def _prune(self, state: DecodeState, previews: np.ndarray, views: list[PartialView], i: int,
-               node: dict) -> tuple[DecodeState, np.ndarray]:
-        p = [float(x) for x in self.roles.verify(self.req.prompt, views, self.cost)]
+               nodes: list[dict]) -> tuple[DecodeState, np.ndarray]:
+        p = [float(x) for x in self.roles.verify(self.prompts, views, self.cost)]
         self.emit(ev.Verdicts(i, tuple(p)))
-        proposed = propose_pruning(p, self.req.threshold, self.rng)
-        decision = settle(self.policy.review_verdicts(VerdictReview(i, tuple(p), proposed, previews)), self.rng)
-        self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
-                                  tuple(decision.all_rejected_groups)))
-        node.update(p_possible=p, keep=decision.keep, sources=decision.sources,
-                    all_rejected_groups=decision.all_rejected_groups,
-                    overridden=decision.keep != proposed.keep or decision.sources != proposed.sources)
-        if decision.sources != list(range(state.n)):
-            state = select(state, decision.sources)
-            previews = previews[decision.sources]
-            self.texts = {k: [v[j] for j in decision.sources] for k, v in self.texts.items()}
+        sources: list[int] = []
+        for j, s in enumerate(self._job_slices()):
+            proposed = propose_pruning(p[s], self.req.threshold, self.rngs[j])
+            review = VerdictReview(i, tuple(p[s]), proposed, previews[s])
+            decision = settle(self.policy.review_verdicts(review), self.rngs[j])
+            self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
+                                      tuple(decision.all_rejected_groups)))
+            nodes[j].update(p_possible=p[s], keep=decision.keep, sources=decision.sources,
+                            all_rejected_groups=decision.all_rejected_groups,
+                            overridden=decision.keep != proposed.keep or decision.sources != proposed.sources)
+            sources += [s.start + x for x in decision.sources]
+        if sources != list(range(state.n)):
+            state = select(state, sources)
+            previews = previews[sources]
+            self.texts = {k: [v[x] for x in sources] for k, v in self.texts.items()}
         return state, previews
 
-    def _relayout(self, state: DecodeState, views: list[PartialView], i: int, node: dict) -> DecodeState:
-        proposals = [validate_reformulation(self.req.prompt, s)
-                     for s in self.roles.reformulate(self.req.prompt, views, self.cost)]
-        self.emit(ev.LayoutProposals(i, tuple(proposals)))
-        accepted = [validate_reformulation(self.req.prompt, s) for s in self.policy.review_layouts(i, proposals)]
-        self.emit(ev.LayoutsAccepted(i, tuple(accepted)))
-        node.update(layouts=accepted, proposed_layouts=proposals)
+    def _relayout(self, state: DecodeState, views: list[PartialView], i: int, nodes: list[dict]) -> DecodeState:
+        # Copies left by pruning show the same anchor, and greedy reformulation of the same view is the same text:
+        # ask once per distinct (job, anchor).
+        keys = [(c // self.n, state.tokens[c].cpu().numpy().tobytes()) for c in range(state.n)]
+        unique = list(dict.fromkeys(keys))
+        first = [keys.index(k) for k in unique]
+        asked = self.roles.reformulate([self.prompts[c] for c in first], [views[c] for c in first], self.cost)
+        proposals = [validate_reformulation(self.prompts[c], asked[unique.index(k)]) for c, k in enumerate(keys)]
+        accepted: list[str] = []
+        for j, s in enumerate(self._job_slices()):
+            prompt = self.jobs[j].prompt
+            self.emit(ev.LayoutProposals(i, tuple(proposals[s])))
+            mine = [validate_reformulation(prompt, t) for t in self.policy.review_layouts(i, proposals[s])]
+            self.emit(ev.LayoutsAccepted(i, tuple(mine)))
+            nodes[j].update(layouts=mine, proposed_layouts=proposals[s])
+            accepted += mine
         # Every stage reformulates from the original prompt; the new texts replace the layout stream (three-way) or
         # the cond stream (prompt replacement).
         if self.req.strategy == "three-way":
-            if all(a == self.req.prompt for a in accepted):
+            if all(a == p.strip() for a, p in zip(accepted, self.prompts)):
                 self.texts.pop("layout", None)       # nothing new: 3-way would equal 2-way, skip the rows
                 return drop_streams(state, ["layout"]) if "layout" in state.streams else state
-            return self._restream(state, "layout", accepted, node)
-        return self._restream(state, "cond", accepted, node)
+            return self._restream(state, "layout", accepted, nodes)
+        return self._restream(state, "cond", accepted, nodes)
 
-    def _restream(self, state: DecodeState, name: str, texts: list[str], node: dict) -> DecodeState:
-        """Stream `name` conditioned on texts[i] for candidate i, prefilling (text, anchor) only where no carried row
+    def _restream(self, state: DecodeState, name: str, texts: list[str], nodes: list[dict]) -> DecodeState:
+        """Stream `name` conditioned on texts[c] for candidate c, prefilling (text, anchor) only where no carried row
         already holds exactly that conditioning."""
         parts: list[DecodeState] = []
         order: list[int] = []                        # candidate index of each row of the joined parts
         reuse: dict[str, list[int]] = {}
         fresh: list[int] = []
-        for i, t in enumerate(texts):
+        for c, t in enumerate(texts):
             src = next((s for s in ([name] + [x for x in self.texts if x != name])
-                        if s in state.streams and self.texts[s][i] == t), None)
-            (reuse.setdefault(src, []) if src else fresh).append(i)
+                        if s in state.streams and self.texts[s][c] == t), None)
+            (reuse.setdefault(src, []) if src else fresh).append(c)
         for src, cands in reuse.items():
             parts.append(copy_stream(state, src, cands, name))
             order += cands
+        keys = [(texts[c], state.tokens[c].cpu().numpy().tobytes()) for c in fresh]
+        unique = list(dict.fromkeys(keys))
         if fresh:
-            keys = [(texts[i], state.tokens[i].cpu().numpy().tobytes()) for i in fresh]
-            unique = list(dict.fromkeys(keys))
             first = [fresh[keys.index(k)] for k in unique]
-            new = prefill(self.b, {name: self._layout_ids([texts[i] for i in first])}, state.tokens[first], self.cost)
+            new = prefill(self.b, {name: self._layout_ids([texts[c] for c in first], first)}, state.tokens[first],
+                          self.cost)
             parts.append(select(new, [unique.index(k) for k in keys]) if len(unique) < len(fresh) else new)
             order += fresh
-        prefilled = len(set((texts[i], state.tokens[i].cpu().numpy().tobytes()) for i in fresh))
-        node.setdefault("prefilled", []).append({"stream": name, "rows": prefilled, "reused": len(texts) - len(fresh)})
+        for j, s in enumerate(self._job_slices()):
+            mine = [k for c, k in zip(fresh, keys) if s.start <= c < s.stop]
+            nodes[j].setdefault("prefilled", []).append(
+                {"stream": name, "rows": len(set(mine)), "reused": self.n - len(mine)})
         joined = parts[0]
         for p in parts[1:]:
             joined = concat_candidates(joined, p)
-        joined = select(joined, [order.index(i) for i in range(len(texts))])
+        joined = select(joined, [order.index(c) for c in range(len(texts))])
         if name in state.streams:
             state = drop_streams(state, [name])
         self.texts[name] = list(texts)

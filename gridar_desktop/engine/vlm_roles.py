@@ -19,7 +19,7 @@ from .backend import resolve_device, resolve_dtype
 from .cost import CostRecord
 from .errors import ModelLoadError
 from .janus_roles import masked_view
-from .roles import PartialView, answer_token_ids, validate_reformulation
+from .roles import PartialView, Prompts, answer_token_ids, per_item, validate_reformulation
 
 VERIFY = ("The top {rows} of {total} rows of this image are drawn; the grey part below is not drawn yet. Prompt: "
           "\"{prompt}\". Could the finished image still match the prompt exactly? Say impossible only if what is "
@@ -78,7 +78,7 @@ class VLMRoles:
     def _count(self, cost: CostRecord, role: str, batch, decoded: int = 0) -> None:
         rc = cost.role(role, self.params)
         rc.calls += 1
-        rc.prefill_token_rows += int(batch["input_ids"].numel())
+        rc.prefill_token_rows += int(batch["attention_mask"].sum())     # real positions, not the left padding
         rc.decode_token_rows += decoded
 
     @torch.inference_mode()
@@ -92,18 +92,21 @@ class VLMRoles:
             return [0.0] * len(questions)
         return F.softmax(logits, -1)[:, ids].sum(-1).clamp(0, 1).tolist()
 
-    def verify(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[float]:
-        qs = [VERIFY.format(prompt=prompt, rows=v.rows, total=v.total_rows) for v in views]
+    def verify(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[float]:
+        qs = [VERIFY.format(prompt=p, rows=v.rows, total=v.total_rows)
+              for p, v in zip(per_item(prompt, len(views)), views)]
         return self._prob(qs, [masked_view(v) for v in views], "possible", cost, "verifier")
 
-    def score(self, prompt: str, images: list[np.ndarray], cost: CostRecord) -> list[float]:
-        return self._prob([SCORE.format(prompt=prompt)] * len(images), list(images), "yes", cost, "scorer")
+    def score(self, prompt: Prompts, images: list[np.ndarray], cost: CostRecord) -> list[float]:
+        qs = [SCORE.format(prompt=p) for p in per_item(prompt, len(images))]
+        return self._prob(qs, list(images), "yes", cost, "scorer")
 
     @torch.inference_mode()
-    def reformulate(self, prompt: str, views: list[PartialView], cost: CostRecord) -> list[str]:
-        batch = self._batch([LAYOUT.format(prompt=prompt)] * len(views), [masked_view(v) for v in views])
+    def reformulate(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[str]:
+        prompts = per_item(prompt, len(views))
+        batch = self._batch([LAYOUT.format(prompt=p) for p in prompts], [masked_view(v) for v in views])
         out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False)
         new = out[:, batch["input_ids"].shape[1]:]
         self._count(cost, "reformulator", batch, int(new.numel()))
         texts = self.processor.batch_decode(new, skip_special_tokens=True)
-        return [validate_reformulation(prompt, t.strip().splitlines()[0] if t.strip() else "") for t in texts]
+        return [validate_reformulation(p, t.strip().splitlines()[0] if t.strip() else "") for p, t in zip(prompts, texts)]
