@@ -89,7 +89,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     backend = _load(args)
     report = run_bench(backend, _roles(backend), prompts, methods, seeds,
-                       progress=lambda m: print(m, file=sys.stderr))
+                       progress=lambda m: print(m, file=sys.stderr), batch=args.batch)
     report.update(model=args.model, prompts_file=args.prompts)
     atomic_write_text(args.out, json.dumps(report, indent=1))
     print(args.out)
@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    p.add_argument("--batch", type=int, default=16, help="prompts run together in one batched search (results "
+                   "do not depend on it beyond float rounding)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_bench)
 

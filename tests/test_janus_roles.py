@@ -84,3 +84,25 @@ def test_hidden_rows_are_grey():
     v = views(1, rows=2)[0]
     m = masked_view(v)
     assert (m[16:] == 128).all() and np.array_equal(m[:16], v.image[:16])
+
+
+def test_finished_reformulations_leave_the_batch(roles, monkeypatch):
+    """Rows that emitted EOS are no longer computed (nor counted); the others continue with their own cache rows."""
+    vocab = roles.model.lm_head.out_features
+    eos, w = roles.tok.eos_token_id, roles.tok.convert_tokens_to_ids
+    script = [[w("with"), eos, w("with")], [w("the"), w("the")], [eos, w("red")], [w("circle")], [eos]]
+    seen = []
+
+    def fake_head(h):
+        want = script.pop(0)
+        seen.append(h.shape[0])
+        out = torch.full((h.shape[0], vocab), -1e4)
+        out[torch.arange(h.shape[0]), torch.tensor(want)] = 1e4
+        return out
+    monkeypatch.setattr(roles.model.lm_head, "forward", fake_head)
+    cost = CostRecord()
+    out = roles.reformulate(PROMPT, views(3), cost)
+    assert seen == [3, 2, 2, 1, 1]
+    assert cost.roles["reformulator"].decode_token_rows == 2 + 2 + 1 + 1
+    # "with the" is not a valid clause: falls back; the empty one is the prompt itself
+    assert out == [PROMPT, PROMPT, PROMPT]

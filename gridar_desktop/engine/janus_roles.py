@@ -146,26 +146,31 @@ class JanusRoles:
         h, mask, pos = self._forward(rows, [masked_view(v) for v in views], cache)
         eos = self.tok.eos_token_id
         out: list[list[int]] = [[] for _ in rows]
-        done = torch.zeros(len(rows), dtype=torch.bool, device=self.b.device)
+        alive = list(range(len(rows)))          # the row each cache row belongs to; finished rows leave the batch
         last, decoded = h[:, -1], 0
         next_pos = pos[:, -1] + 1
         for _ in range(self.max_new_tokens):
-            nxt = self.model.lm_head(last).float().argmax(-1)
-            for i, t in enumerate(nxt.tolist()):
-                if not done[i]:
-                    if t == eos:
-                        done[i] = True
-                    else:
-                        out[i].append(t)
-            if bool(done.all()):
+            nxt = self.model.lm_head(last).float().argmax(-1)                # (A,)
+            going = []
+            for a, (row, t) in enumerate(zip(alive, nxt.tolist())):
+                if t != eos:
+                    out[row].append(t)
+                    going.append(a)
+            if not going:
                 break
-            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], 1)
+            if len(going) < len(alive):
+                idx = torch.tensor(going, device=nxt.device)
+                for layer in cache.layers:
+                    layer.keys, layer.values = layer.keys[idx], layer.values[idx]
+                mask, next_pos, nxt = mask[idx], next_pos[idx], nxt[idx]
+                alive = [alive[a] for a in going]
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], 1)
             emb = self.model.get_input_embeddings()(nxt.unsqueeze(1))
             last = self.model.model.language_model(inputs_embeds=emb, attention_mask=mask,
                                                    position_ids=next_pos.unsqueeze(1), cache=cache,
                                                    use_cache=True).last_hidden_state[:, -1]
             next_pos = next_pos + 1
-            decoded += len(rows)
+            decoded += len(alive)
         self._count(cost, "reformulator", rows, decoded)
         return [self._validate(p, self._join(p, t)) for p, t in zip(prompts, out)]
 
