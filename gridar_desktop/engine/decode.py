@@ -165,15 +165,18 @@ def concat_candidates(a: DecodeState, b: DecodeState) -> DecodeState:
 @torch.inference_mode()
 def step(backend: JanusBackend, state: DecodeState, next_tokens: torch.Tensor,
          cost: CostRecord | None = None) -> DecodeState:
-    """Feed one image token per candidate (n,) to every stream."""
-    rows_tok = next_tokens.repeat(len(state.streams)).unsqueeze(1)            # (R, 1)
-    embeds = backend.embed_image(rows_tok)
-    mask = torch.cat([state.mask, state.mask.new_ones(state.rows, 1)], 1)
-    hidden = backend.forward(embeds, mask if state.padded else None, state.pos.unsqueeze(1), state.cache)
+    """Feed image tokens to every stream: one per candidate (n,), or a run of m known tokens (n, m) in one forward
+    (the forced tokens of an edit)."""
+    run = next_tokens if next_tokens.dim() == 2 else next_tokens.unsqueeze(1)   # (n, m)
+    m = run.shape[1]
+    embeds = backend.embed_image(run.repeat(len(state.streams), 1))           # (R, m, H)
+    mask = torch.cat([state.mask, state.mask.new_ones(state.rows, m)], 1)
+    positions = state.pos.unsqueeze(1) + torch.arange(m, device=state.pos.device)
+    hidden = backend.forward(embeds, mask if state.padded else None, positions, state.cache)
     if cost is not None:
-        cost.add_decode("generator", state.rows, backend.info.generator_params)
-    return DecodeState(state.cache, state.streams, state.n, mask, state.pos + 1, hidden[:, -1],
-                       torch.cat([state.tokens, next_tokens.unsqueeze(1)], 1))
+        cost.add_decode("generator", state.rows * m, backend.info.generator_params)
+    return DecodeState(state.cache, state.streams, state.n, mask, state.pos + m, hidden[:, -1],
+                       torch.cat([state.tokens, run], 1))
 
 
 @torch.inference_mode()
@@ -198,20 +201,28 @@ def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: Sam
            forced: torch.Tensor | None = None, forced_mask: torch.Tensor | None = None) -> DecodeState:
     """Draw `n_tokens` more tokens per candidate. The last token of a finished image is not fed back (nothing
     would read its hidden state). `forced` (n, rows*cols) with `forced_mask` (rows*cols,) bool teacher-forces
-    positions instead of sampling them (masked editing); forced tokens are not counted as generated."""
+    positions instead of sampling them (masked editing): a run of forced positions is fed in one forward (cut at
+    the end of each token row, so `on_token` still sees every row boundary), and forced tokens are not counted as
+    generated."""
     total = backend.info.rows * backend.info.cols
-    for _ in range(n_tokens):
+    cols = backend.info.cols
+    end = state.tokens.shape[1] + n_tokens
+    while state.tokens.shape[1] < end:
         if cancel is not None:
             cancel.check()
         k = state.tokens.shape[1]
         if forced is not None and forced_mask is not None and bool(forced_mask[k]):
-            nxt = forced[:, k].to(state.tokens.device)
+            stop = k + 1
+            limit = min(end, (k // cols + 1) * cols)
+            while stop < limit and bool(forced_mask[stop]):
+                stop += 1
+            nxt = forced[:, k:stop].to(state.tokens.device)                      # (n, m)
         else:
-            nxt = sample(guided_logits(backend, state, params), params, generator)
+            nxt = sample(guided_logits(backend, state, params), params, generator).unsqueeze(1)
             if cost is not None:
                 cost.image_tokens += state.n
-        if k + 1 == total:
-            state = replace(state, tokens=torch.cat([state.tokens, nxt.unsqueeze(1)], 1))
+        if k + nxt.shape[1] == total:
+            state = replace(state, tokens=torch.cat([state.tokens, nxt], 1))
         else:
             state = step(backend, state, nxt, cost)
         if on_token is not None:

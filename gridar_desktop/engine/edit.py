@@ -1,0 +1,127 @@
+"""Masked editing: an image and a mask become a source token grid with the tokens to redraw; the result is pasted
+back over the source so nothing outside the mask changes.
+
+The artist's mask is in pixels (any size; white = redraw, as in inpainting tools). The rule for tokens: **a token is
+redrawn when any pixel of its patch is masked** (after the mask is brought to the model's resolution and cut at
+half intensity). A generous rule is safe because paste-back restores every pixel outside the mask, while a token
+left out would leave masked pixels unedited.
+
+Decoding (see `engine.search`): source tokens before the first redrawn token are prefilled once as an image prefix;
+inside the redrawn span, source tokens are teacher-forced (a run per row in one forward) and the redrawn ones are
+sampled; after the last redrawn token nothing is computed (the source tokens are appended). Paste-back feathers the
+seam *inside* the mask (alpha ramps from 0 at the mask edge to 1 at `feather` pixels inside), so pixels outside
+the mask are the source's exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from .errors import EngineError
+
+FITS = ("resize", "crop")
+
+
+class EditInputError(EngineError):
+    """An edit's image or mask cannot be used as given (the message says why and what to do)."""
+
+
+@dataclass(frozen=True, eq=False)
+class EditTarget:
+    """What an edit keeps and what it redraws, at the model's resolution (compared by identity)."""
+    source: np.ndarray                  # uint8 (H, W, 3) the image being edited (after fitting)
+    mask: np.ndarray                    # bool (H, W): pixels to redraw
+    tokens: tuple[int, ...]             # the source's codes, raster order (rows*cols)
+    redraw: tuple[bool, ...]            # per token: sampled (True) or forced from the source (False)
+    feather: float = 2.0                # paste-back seam width in pixels, inside the mask
+    notes: tuple[str, ...] = field(default=())   # what was done to the inputs (resampled mask, crop, ...)
+
+    @property
+    def first(self) -> int:
+        return self.redraw.index(True)
+
+    @property
+    def last(self) -> int:
+        return len(self.redraw) - 1 - self.redraw[::-1].index(True)
+
+    @property
+    def redrawn_tokens(self) -> int:
+        return sum(self.redraw)
+
+
+def fit_image(image: Image.Image, size: int, fit: str = "resize") -> tuple[Image.Image, str | None]:
+    """Bring an image to size x size: 'resize' (whole image, aspect ratio not kept) or 'crop' (centre square, then
+    resize). Returns the image and a note when something was changed."""
+    if fit not in FITS:
+        raise EditInputError(f"unknown fit '{fit}'; use resize or crop")
+    w, h = image.size
+    if (w, h) == (size, size):
+        return image, None
+    if fit == "crop" and w != h:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+        note = f"cropped the centre {side}x{side} of the {w}x{h} image, then resized it to {size}x{size}"
+    else:
+        note = f"resized the {w}x{h} image to {size}x{size}" + (" (aspect ratio not kept)" if w != h else "")
+    return image.resize((size, size), Image.Resampling.LANCZOS), note
+
+
+def fit_mask(mask: Image.Image, size: int, image_size: tuple[int, int], fit: str = "resize") -> tuple[np.ndarray,
+                                                                                                       list[str]]:
+    """A mask image (any mode and size) -> bool (size, size). A mask whose size differs from the image's is first
+    resampled to the image's size (and said so); then it follows the image's fit."""
+    notes = []
+    m = mask.convert("L")
+    if m.size != image_size:
+        notes.append(f"the mask is {m.size[0]}x{m.size[1]} but the image is {image_size[0]}x{image_size[1]}: "
+                     "resampled the mask to the image's size")
+        m = m.resize(image_size, Image.Resampling.BILINEAR)
+    m, _ = fit_image(m, size, fit)
+    return np.asarray(m) >= 128, notes
+
+
+def token_mask(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """bool (H, W) pixels -> bool (rows, cols): a token is redrawn when any pixel of its patch is masked."""
+    h, w = mask.shape
+    return mask.reshape(rows, h // rows, cols, w // cols).any(axis=(1, 3))
+
+
+def feather_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
+    """float (H, W) in [0, 1]: 0 outside the mask, ramping to 1 at `feather` pixels inside it."""
+    if feather <= 0:
+        return mask.astype(np.float32)
+    inside = ndimage.distance_transform_edt(mask)            # distance to the nearest unmasked pixel (>= 1 inside)
+    return np.clip(inside / (feather + 1.0), 0.0, 1.0).astype(np.float32) * mask
+
+
+def paste_back(source: np.ndarray, generated: np.ndarray, mask: np.ndarray, feather: float) -> np.ndarray:
+    """uint8 (..., H, W, 3) generated images over the source, through the feathered mask."""
+    a = feather_alpha(mask, feather)[..., None]
+    out = a * generated.astype(np.float32) + (1.0 - a) * source.astype(np.float32)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def prepare_edit(backend, image: Image.Image, mask: Image.Image, fit: str = "resize",
+                 feather: float = 2.0) -> EditTarget:
+    """Fit the image and mask to the model, encode the source and derive the tokens to redraw. An empty mask is an
+    error; a mask covering every token makes the edit a plain generation (noted)."""
+    size, rows, cols = backend.info.image_size, backend.info.rows, backend.info.cols
+    notes: list[str] = []
+    fitted, note = fit_image(image.convert("RGB"), size, fit)
+    if note:
+        notes.append(note)
+    pixels, mask_notes = fit_mask(mask, size, image.size, fit)
+    notes += mask_notes
+    if not pixels.any():
+        raise EditInputError("the mask is empty: paint over the part of the image that should change (white = "
+                             "redraw)")
+    tm = token_mask(pixels, rows, cols).flatten()
+    if tm.all():
+        notes.append("the mask covers every token: the edit is a new generation from the prompt")
+    src = np.asarray(fitted, dtype=np.uint8)
+    tokens = backend.encode_images(src[None])[0].tolist()
+    return EditTarget(src, pixels, tuple(int(t) for t in tokens), tuple(bool(x) for x in tm), feather, tuple(notes))
