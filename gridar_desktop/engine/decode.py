@@ -200,27 +200,44 @@ def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: Sam
            cost: CostRecord | None = None, on_token: TokenCallback | None = None,
            forced: torch.Tensor | None = None, forced_mask: torch.Tensor | None = None) -> DecodeState:
     """Draw `n_tokens` more tokens per candidate. The last token of a finished image is not fed back (nothing
-    would read its hidden state). `forced` (n, rows*cols) with `forced_mask` (rows*cols,) bool teacher-forces
-    positions instead of sampling them (masked editing): a run of forced positions is fed in one forward (cut at
-    the end of each token row, so `on_token` still sees every row boundary), and forced tokens are not counted as
-    generated."""
+    would read its hidden state). `forced` (n, rows*cols) with `forced_mask` (rows*cols,) or (n, rows*cols) bool
+    teacher-forces positions instead of sampling them (masked editing): a run of positions forced for every
+    candidate is fed in one forward (cut at the end of each token row, so `on_token` still sees every row
+    boundary), and forced tokens are not counted as generated."""
     total = backend.info.rows * backend.info.cols
     cols = backend.info.cols
     end = state.tokens.shape[1] + n_tokens
+    fm = None
+    if forced is not None and forced_mask is not None:
+        fm = forced_mask.to(state.tokens.device)
+        fm = fm.expand(state.n, total) if fm.dim() == 1 else fm                   # (n, total) bool
+        forced = forced.to(state.tokens.device)
     while state.tokens.shape[1] < end:
         if cancel is not None:
             cancel.check()
         k = state.tokens.shape[1]
-        if forced is not None and forced_mask is not None and bool(forced_mask[k]):
+        here = fm[:, k] if fm is not None else None
+        if here is not None and bool(here.all()):
             stop = k + 1
             limit = min(end, (k // cols + 1) * cols)
-            while stop < limit and bool(forced_mask[stop]):
+            while stop < limit and bool(fm[:, stop].all()):
                 stop += 1
-            nxt = forced[:, k:stop].to(state.tokens.device)                      # (n, m)
+            nxt = forced[:, k:stop]                                                # (n, m)
         else:
-            nxt = sample(guided_logits(backend, state, params), params, generator).unsqueeze(1)
+            logits = guided_logits(backend, state, params)
+            if here is None:
+                nxt = sample(logits, params, generator)
+            elif isinstance(generator, (list, tuple)):
+                # a batch of edits: a job whose tokens are all forced here draws nothing, as it would alone
+                nxt = torch.cat([f if h.all() else sample(lg, params, g) for lg, h, f, g in zip(
+                    logits.chunk(len(generator)), here.chunk(len(generator)), forced[:, k].chunk(len(generator)),
+                    generator)])
+                nxt = torch.where(here, forced[:, k], nxt)
+            else:
+                nxt = torch.where(here, forced[:, k], sample(logits, params, generator))
             if cost is not None:
-                cost.image_tokens += state.n
+                cost.image_tokens += state.n - (int(here.sum()) if here is not None else 0)
+            nxt = nxt.unsqueeze(1)
         if k + nxt.shape[1] == total:
             state = replace(state, tokens=torch.cat([state.tokens, nxt], 1))
         else:

@@ -105,6 +105,32 @@ def paste_back(source: np.ndarray, generated: np.ndarray, mask: np.ndarray, feat
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+def edit_metadata(e: EditTarget) -> dict:
+    """The edit for a PNG's JSON chunk: source and mask as small PNGs (base64), the token rule's result, notes."""
+    import base64
+    import io
+
+    def png(a: np.ndarray) -> str:
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG", optimize=True)
+        return base64.b64encode(buf.getvalue()).decode("ascii")
+    return {"source_png": png(e.source), "mask_png": png(e.mask.astype(np.uint8) * 255), "feather": e.feather,
+            "redraw": "".join("1" if r else "0" for r in e.redraw), "source_tokens": list(e.tokens),
+            "notes": list(e.notes)}
+
+
+def edit_from_metadata(meta: dict) -> EditTarget:
+    """Inverse of `edit_metadata`."""
+    import base64
+    import io
+
+    def img(s: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(s))))
+    return EditTarget(img(meta["source_png"]).astype(np.uint8)[..., :3], img(meta["mask_png"]) >= 128,
+                      tuple(meta["source_tokens"]), tuple(c == "1" for c in meta["redraw"]), float(meta["feather"]),
+                      tuple(meta.get("notes", ())))
+
+
 def prepare_edit(backend, image: Image.Image, mask: Image.Image, fit: str = "resize",
                  feather: float = 2.0) -> EditTarget:
     """Fit the image and mask to the model, encode the source and derive the tokens to redraw. An empty mask is an
@@ -122,6 +148,6 @@ def prepare_edit(backend, image: Image.Image, mask: Image.Image, fit: str = "res
     tm = token_mask(pixels, rows, cols).flatten()
     if tm.all():
         notes.append("the mask covers every token: the edit is a new generation from the prompt")
-    src = np.asarray(fitted, dtype=np.uint8)
+    src = np.array(fitted, dtype=np.uint8)
     tokens = backend.encode_images(src[None])[0].tolist()
     return EditTarget(src, pixels, tuple(int(t) for t in tokens), tuple(bool(x) for x in tm), feather, tuple(notes))

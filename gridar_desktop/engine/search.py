@@ -36,7 +36,8 @@ from . import events as ev
 from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
-from .decode import (DecodeState, concat_candidates, copy_stream, decode_to_row, drop_streams, merge_streams,
+from .edit import EditTarget, paste_back
+from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, merge_streams,
                      new_generator, prefill, select, start)
 from .errors import PromptNotUnderstood
 from .roles import PartialView, Roles, validate_reformulation
@@ -70,6 +71,7 @@ class SearchRequest:
     prune: bool = True
     reformulate: bool = True
     threshold: float = 0.5                  # P(possible) below this is a rejection
+    edit: EditTarget | None = None          # masked editing: redraw only edit.redraw's tokens of edit.source
 
     def validate(self) -> None:
         if self.method not in ("gridar", "best-of-n", "single"):
@@ -175,6 +177,9 @@ class SearchResult:
                     "layout_scale": r.params.layout_scale, "strategy": r.strategy, "prune": r.prune,
                     "reformulate": r.reformulate, "threshold": r.threshold,
                     "schedule": [asdict(s) for s in r.schedule]}
+        if r.edit is not None:
+            from .edit import edit_metadata
+            settings["edit"] = edit_metadata(r.edit)
         return {"settings": settings, "tree": self.tree, "scores": self.scores, "ranking": self.ranking,
                 "chosen": self.best, "tokens": self.tokens.tolist(), "cost": self.cost.to_json(),
                 "stopped_early": self.stopped_early}
@@ -195,8 +200,9 @@ class Search:
             raise ValueError("a search needs at least one request")
         for r in jobs:
             r.validate()
-            if replace(r, prompt="", seed=0) != replace(jobs[0], prompt="", seed=0):
-                raise ValueError("the jobs of a batch may differ only in prompt and seed")
+            if replace(r, prompt="", seed=0, edit=None) != replace(jobs[0], prompt="", seed=0, edit=None) or (
+                    r.edit is None) != (jobs[0].edit is None):
+                raise ValueError("the jobs of a batch may differ only in prompt, seed and edit")
         self.b, self.roles, self.jobs, self.req = backend, roles, jobs, jobs[0]
         self.policy = policy or AutoPolicy()
         self.emit = (emit or (lambda e: None)) if len(jobs) == 1 else (lambda e: None)
@@ -212,6 +218,16 @@ class Search:
         self.prompt_ids = [backend.prompt_ids(r.prompt) for r in jobs]
         self.prompts = [r.prompt for r in jobs for _ in range(self.n)]     # per candidate
         self.nodes: list[list[dict]] = [[] for _ in jobs]
+        self.edits = [r.edit for r in jobs] if jobs[0].edit is not None else None
+        if self.edits:
+            dev = backend.device
+            per_cand = [e for e in self.edits for _ in range(self.n)]
+            self.forced = torch.tensor([e.tokens for e in per_cand], dtype=torch.long, device=dev)   # (J*n, T)
+            self.forced_mask = ~torch.tensor([e.redraw for e in per_cand], dtype=torch.bool, device=dev)
+            cols = backend.info.cols
+            self.first_row = min(e.first for e in self.edits) // cols            # the redrawn span, in rows
+            self.end_token = max(e.last for e in self.edits) + 1                  # nothing after it is computed
+            self.end_row = -(-self.end_token // cols)
 
     def run(self) -> SearchResult:
         if len(self.jobs) != 1:
@@ -233,10 +249,14 @@ class Search:
 
     def _start(self) -> DecodeState:
         """Each job's prompt rows prefilled once, then branched into its candidates (job-major)."""
+        prefix = None
+        if self.edits:      # the source's tokens before the first redrawn one: one prefill, not token steps
+            k0 = min(e.first for e in self.edits)
+            prefix = torch.tensor([e.tokens[:k0] for e in self.edits], dtype=torch.long)
         if len(self.jobs) == 1:
-            return start(self.b, self.req.prompt, self.n, self.cost)
+            return start(self.b, self.req.prompt, self.n, self.cost, prefix)
         ids = self.prompt_ids
-        state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, cost=self.cost)
+        state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, prefix, self.cost)
         return select(state, [j for j in range(len(ids)) for _ in range(self.n)])
 
     def _decode(self, state: DecodeState, stage: int, to_row: int) -> DecodeState:
@@ -250,8 +270,18 @@ class Search:
                 self.emit(ev.TokenProgress(stage, k, total))
                 if self.live_previews and k < total:
                     self.emit(ev.RowPreview(stage, k // self.b.info.cols, self._previews(st.tokens)))
+        forced = {}
+        if self.edits:
+            forced = {"forced": self.forced, "forced_mask": self.forced_mask}
+            if to_row == self.end_row:      # stop at the last redrawn token; the rest is the source's, uncomputed
+                state = decode(self.b, state, self.end_token - state.tokens.shape[1], self.req.params,
+                               generator=self.gen, cancel=self.cancel, cost=self.cost, on_token=progress, **forced)
+                tail = self.forced[:, state.tokens.shape[1]:]
+                state = replace(state, tokens=torch.cat([state.tokens, tail.to(state.tokens.device)], 1))
+                progress(state)
+                return state
         return decode_to_row(self.b, state, to_row, self.req.params, generator=self.gen, cancel=self.cancel,
-                             cost=self.cost, on_token=progress)
+                             cost=self.cost, on_token=progress, **forced)
 
     def _previews(self, tokens: torch.Tensor) -> np.ndarray:
         self.cost.vq_decodes += tokens.shape[0]
@@ -262,8 +292,19 @@ class Search:
             return [1.0] * len(images)
         return [float(s) for s in self.roles.score(self.prompts, list(images), self.cost)]
 
+    def _final_images(self, tokens: torch.Tensor) -> np.ndarray:
+        images = self._previews(tokens)
+        if self.edits:      # nothing outside the mask changes: the source's own pixels, seam feathered inside
+            for j, s in enumerate(self._job_slices()):
+                e = self.edits[j]
+                images[s] = paste_back(e.source, images[s], e.mask, e.feather)
+        return images
+
     def _finish(self, state: DecodeState, stopped: bool) -> list[SearchResult]:
-        images = self._previews(state.tokens)
+        if self.edits and stopped:                    # an edit stopped early: keep the source below the band
+            tail = self.forced[:, state.tokens.shape[1]:]
+            state = replace(state, tokens=torch.cat([state.tokens, tail.to(state.tokens.device)], 1))
+        images = self._final_images(state.tokens)
         scores = self._score(images) if not stopped else [0.0] * len(images)
         tokens = state.tokens.cpu()
         out = []
@@ -286,8 +327,17 @@ class Search:
         return out
 
     # -- Best-of-N and single ----------------------------------------------------------------------------------
+    def _stage_rows(self) -> list[int]:
+        """Token row reached after each stage: fractions of the image, or of the redrawn span for an edit (stages
+        that would not advance are dropped)."""
+        if not self.edits:
+            return [max(1, round(st.until * self.rows)) for st in self.req.schedule]
+        span = self.end_row - self.first_row
+        return [self.end_row if st.until >= 1.0 else self.first_row + max(1, round(st.until * span))
+                for st in self.req.schedule]
+
     def _plain(self) -> list[SearchResult]:
-        state = self._decode(self._start(), 0, self.rows)
+        state = self._decode(self._start(), 0, self.end_row if self.edits else self.rows)
         return self._finish(state, False)
 
     # -- GridAR ------------------------------------------------------------------------------------------------
@@ -295,10 +345,14 @@ class Search:
         req = self.req
         state = self._start()
         self.texts = {"cond": list(self.prompts)}       # what each conditioning stream row reads, per candidate
-        for i, stage in enumerate(req.schedule):
-            to_row = max(1, round(stage.until * self.rows))
+        last = self.end_row if self.edits else self.rows
+        done_row = 0
+        for i, (stage, to_row) in enumerate(zip(req.schedule, self._stage_rows())):
+            if to_row <= done_row or (to_row >= last and stage.until < 1.0):
+                continue                               # a short edit span: this stage would not add a row
             state = self._decode(state, i, to_row)
-            if to_row == self.rows:
+            done_row = to_row
+            if to_row == last:
                 break
             nodes = [{"stage": i, "rows": to_row} for _ in self.jobs]
             previews = self._previews(state.tokens)
