@@ -296,5 +296,5 @@ def test_a_batch_of_jobs_draws_what_each_job_draws_alone(backend, method, n):
 
 
 def test_batch_jobs_must_share_settings(backend):
-    with pytest.raises(ValueError, match="only in prompt and seed"):
+    with pytest.raises(ValueError, match="only in prompt, seed and edit"):
         Search(backend, None, [SearchRequest(prompt=PROMPT, n=4), SearchRequest(prompt=PROMPT, n=8)])
