@@ -96,6 +96,56 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def edit_prompt(backend, instruction: str, target_prompt: str | None) -> str:
+    """The prompt an edit conditions on: the target prompt (the whole edited scene) when given, else the
+    instruction. The demo model reads only its shapes grammar, so there an instruction must itself be a scene."""
+    from .engine.errors import PromptNotUnderstood
+    prompt = (target_prompt or instruction).strip()
+    if backend.info.prompt_format == "plain" and not target_prompt:
+        from .shapes.grammar import PromptError, parse_prompt
+        try:
+            parse_prompt(prompt)
+        except PromptError as e:
+            raise PromptNotUnderstood(
+                f"the demo model cannot follow free instructions ('{instruction}': {e}); describe the edited scene "
+                "with --target-prompt, e.g. --target-prompt \"a blue circle and a red square\"") from None
+    backend.prompt_ids(prompt)                  # unknown words: a message listing them
+    return prompt
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .engine.edit import prepare_edit
+    from .engine.sampling import SamplingParams
+    from .engine.search import Search, SearchRequest
+    from .io.png import load_image, save_png
+    image, mask = load_image(args.image), load_image(args.mask, "L")
+    backend = _load(args)
+    prompt = edit_prompt(backend, args.instruction, args.target_prompt)
+    target = prepare_edit(backend, image, mask, fit=args.fit, feather=args.feather)
+    for note in target.notes:
+        print(f"gridar edit: {note}", file=sys.stderr)
+    n = 1 if args.method == "single" else args.n
+    params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
+    req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
+                        strategy=args.strategy, edit=target)
+    req.validate()
+    res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
+    meta = res.metadata()
+    meta["settings"].update(model=args.model, device=str(backend.device))
+    meta["settings"]["edit"].update(instruction=args.instruction, target_prompt=args.target_prompt,
+                                    image=str(args.image), mask=str(args.mask), fit=args.fit)
+    save_png(Image.fromarray(res.images[res.best]), args.output, prompt, meta)
+    if args.json:
+        print(json.dumps({"output": args.output, "prompt": prompt, "method": args.method, "n": n, "seed": args.seed,
+                          "redrawn_tokens": target.redrawn_tokens, "notes": list(target.notes),
+                          "chosen": res.best, "scores": res.scores, "cost": res.cost.to_json()}))
+    else:
+        print(args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gridar", description="GridAR Desktop on the command line: render and judge "
                                  "shapes-world scenes, generate images with GridAR, benchmark methods.")
@@ -133,6 +183,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out.png")
     p.add_argument("--json", action="store_true", help="print a JSON summary with the cost record")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("edit", help="redraw the masked part of an image (white mask pixels) to follow a prompt")
+    p.add_argument("image", help="the image to edit (any common format and size)")
+    p.add_argument("mask", help="an image whose white pixels mark what to redraw (resampled if its size differs)")
+    p.add_argument("instruction", help="what should change; with the demo model, the edited scene in its grammar")
+    p.add_argument("--target-prompt", default=None, help="the whole edited scene (what the image should show)")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--method", default="gridar", choices=["single", "best-of-n", "gridar"])
+    p.add_argument("-n", type=int, default=4)
+    p.add_argument("--strategy", default="replace", choices=["three-way", "replace"],
+                   help="how GridAR uses a reformulated prompt (edits: prompt replacement, as the paper)")
+    p.add_argument("--fit", default="resize", choices=["resize", "crop"],
+                   help="how an image of another size is brought to the model's resolution")
+    p.add_argument("--feather", type=float, default=2.0, help="seam width in pixels, inside the mask")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cfg", type=float, default=2.0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("-o", "--output", default="edit.png")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_edit)
 
     p = sub.add_parser("bench", help="compare methods on a prompt file over seeds; writes a JSON report")
     p.add_argument("--prompts", required=True, help='JSONL, one {"prompt": ..., "category": ...} per line')

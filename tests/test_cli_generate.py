@@ -46,7 +46,7 @@ def test_bench_report(folder, tmp_path, capsys):
     write_jsonl(make_prompt_set(5, 0), prompts)
     out = tmp_path / "r.json"
     rc = cli_main(["bench", "--prompts", str(prompts), "--methods", "best-of-n:4,gridar-replace:4",
-                   "--seeds", "0,1", "--model", str(folder), "--device", "cpu", "--out", str(out)])
+                   "--seeds", "0,1", "--model", str(folder), "--device", "cpu", "--batch", "2", "--out", str(out)])
     assert rc == 0
     r = json.loads(out.read_text())
     assert set(r["methods"]) == {"best-of-n:4", "gridar-replace:4"}
@@ -54,4 +54,46 @@ def test_bench_report(folder, tmp_path, capsys):
     assert 0 <= m["strict"] <= 1 and 0 <= m["partial"] <= 1 and len(m["strict_per_seed"]) == 2
     assert set(m["per_category"]) == {"single", "counting", "pair", "relation", "triple"}
     assert m["cost"]["image_tokens"] == 5 * 2 * 4 * 64
-    assert m["cost"]["roles"]["verifier"]["calls"] == 5 * 2 * 2
+    # 5 prompts in batches of 2 -> 3 batched searches per seed, each verifying twice
+    assert m["cost"]["roles"]["verifier"]["calls"] == 3 * 2 * 2
+
+
+@pytest.fixture()
+def edit_files(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from gridar_desktop.shapes.scene import make_scene
+    img, _ = make_scene("a red circle and a blue square", 1, 64)
+    img.resize((128, 128)).save(tmp_path / "src.jpg")
+    m = np.zeros((100, 100), np.uint8)
+    m[30:60, 30:60] = 255
+    Image.fromarray(m).save(tmp_path / "mask.png")
+    Image.new("L", (64, 64), 0).save(tmp_path / "empty.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    return tmp_path
+
+
+def test_edit_writes_png_with_source_and_mask(folder, edit_files, capsys):
+    out = edit_files / "out.png"
+    rc = cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
+                   "--target-prompt", "a green circle and a blue square", "--model", str(folder), "-n", "4",
+                   "--device", "cpu", "-o", str(out), "--json"])
+    assert rc == 0
+    cap = capsys.readouterr()
+    summary = json.loads(cap.out)
+    assert "resampled the mask" in cap.err and "resized the 128x128 image" in cap.err
+    meta = read_metadata(out)
+    edit = meta["settings"]["edit"]
+    assert edit["instruction"] == "make the circle green" and edit["source_png"] and edit["mask_png"]
+    assert summary["cost"]["image_tokens"] == 4 * summary["redrawn_tokens"] < 4 * 64
+
+
+def test_edit_errors(folder, edit_files, capsys):
+    base = ["--model", str(folder), "-o", str(edit_files / "x.png")]
+    assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "empty.png"), "a red circle"] + base) == 2
+    assert "mask is empty" in capsys.readouterr().err
+    assert cli_main(["edit", str(edit_files / "broken.png"), str(edit_files / "mask.png"), "a red circle"] + base) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make it green"] + base) == 2
+    assert "--target-prompt" in capsys.readouterr().err

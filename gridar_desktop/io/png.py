@@ -39,15 +39,16 @@ def save_png(image: Image.Image, path: str | Path, prompt: str = "", metadata: d
     return path
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB, or raise `ImageFileError` naming the file and the problem."""
+def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
+    """Open an image file in `mode` (RGB; "L" for masks), or raise `ImageFileError` naming the file and the
+    problem."""
     path = Path(path)
     if not path.exists():
         raise ImageFileError(f"{path}: no such file")
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert("RGB")
+            return im.convert(mode)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageFileError(f"{path}: not a readable image ({e.__class__.__name__}: {e})") from None
 
