@@ -96,27 +96,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def edit_prompt(backend, instruction: str, target_prompt: str | None) -> str:
-    """The prompt an edit conditions on: the target prompt (the whole edited scene) when given, else the
-    instruction. The demo model reads only its shapes grammar, so there an instruction must itself be a scene."""
-    from .engine.errors import PromptNotUnderstood
-    prompt = (target_prompt or instruction).strip()
-    if backend.info.prompt_format == "plain" and not target_prompt:
-        from .shapes.grammar import PromptError, parse_prompt
-        try:
-            parse_prompt(prompt)
-        except PromptError as e:
-            raise PromptNotUnderstood(
-                f"the demo model cannot follow free instructions ('{instruction}': {e}); describe the edited scene "
-                "with --target-prompt, e.g. --target-prompt \"a blue circle and a red square\"") from None
-    backend.prompt_ids(prompt)                  # unknown words: a message listing them
-    return prompt
-
-
 def _cmd_edit(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .engine.edit import prepare_edit
+    from .engine.edit import edit_prompt, prepare_edit
     from .engine.sampling import SamplingParams
     from .engine.search import Search, SearchRequest
     from .io.png import load_image, save_png

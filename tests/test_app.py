@@ -209,3 +209,77 @@ def test_keyboard_review(qtbot, window):
     assert isinstance(d, PruneDecision) and d.keep[1] != before
     w.controls.abort.click()
     wait(qtbot, task)
+
+
+# -- edit mode -----------------------------------------------------------------------------------------------------
+
+def test_mask_tools_stroke_undo_invert():
+    from gridar_desktop.app.mask_state import MaskState
+    m = MaskState(64)
+    m.begin_stroke(10, 10, 3)
+    m.paint(30, 10, 3)                       # a horizontal stroke: discs stamped all along, one undo step
+    m.end_stroke()
+    assert m.mask[10, 10:31].all() and not m.mask[20, 20] and m.can_undo
+    painted = m.mask.copy()
+    m.begin_stroke(20, 10, 2, erase=True)
+    m.end_stroke()
+    assert not m.mask[10, 20] and m.mask[10, 12]
+    m.undo()
+    assert np.array_equal(m.mask, painted) and m.can_redo
+    m.redo()
+    assert not m.mask[10, 20]
+    m.invert()
+    assert m.mask[10, 20] and not m.mask[10, 12]
+    m.clear()
+    assert not m.mask.any()
+    m.undo()
+    assert m.mask[10, 20]
+
+
+def test_full_edit_through_the_gui(qtbot, window, tmp_path):
+    """Open a plain image (it opens in edit mode), paint a mask with the mouse, edit with GridAR, save, reopen."""
+    from PySide6.QtCore import QPoint, Qt
+
+    from gridar_desktop.shapes.scene import make_scene
+    w, s = window, window.studio
+    img, _ = make_scene("a red circle and a blue square", 3, 64)
+    src = tmp_path / "photo.jpg"
+    img.resize((96, 96)).save(src)
+    assert w.open_image(src)
+    assert w.controls.editing and w.edit_panel.isVisible() and w.canvas.show_mask
+    assert "resized the 96x96 image to 64x64" in w.edit_panel.source.text()
+    # a stroke across the middle of the canvas with the mouse
+    r = w.canvas._target()
+    a = QPoint(int(r.left() + r.width() * 0.3), int(r.center().y()))
+    b = QPoint(int(r.left() + r.width() * 0.7), int(r.center().y()))
+    qtbot.mousePress(w.canvas, Qt.MouseButton.LeftButton, pos=a)
+    qtbot.mouseMove(w.canvas, b)
+    qtbot.mouseRelease(w.canvas, Qt.MouseButton.LeftButton, pos=b)
+    assert w.mask.mask[32, 20:44].all() and w.mask.coverage < 0.5
+    assert w.edit_panel.undo.isEnabled()
+    w.controls.prompt.setText("a green circle and a blue square")
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    w.controls.manual.setChecked(False)
+    res = wait(qtbot, w.start_generation())
+    assert res is not None and res.request.edit is not None
+    outside = ~res.request.edit.mask
+    assert all(np.array_equal(im[outside], res.request.edit.source[outside]) for im in res.images)
+    out = w.save_path = tmp_path / "edited.png"
+    assert w.save() == out
+    meta = read_metadata(out)
+    assert meta["settings"]["edit"]["mask_png"]
+    # reopening the saved edit restores the source and the mask
+    w.mask.clear()
+    assert w.open_image(out)
+    assert np.array_equal(w.mask.mask, res.request.edit.mask)
+
+
+def test_edit_without_mask_is_explained(qtbot, window, tmp_path):
+    from gridar_desktop.shapes.scene import make_scene
+    w = window
+    img, _ = make_scene("a red circle", 1, 64)
+    img.save(tmp_path / "plain.png")
+    assert w.open_image(tmp_path / "plain.png")
+    w.controls.prompt.setText("a green circle")
+    res = wait(qtbot, w.start_generation())
+    assert res is None and "mask is empty" in w.banner.label.text()

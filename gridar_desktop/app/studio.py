@@ -29,6 +29,14 @@ from ..engine.search import PruneDecision, Search, SearchRequest, SearchResult, 
 log = logging.getLogger("gridar.app")
 
 
+@dataclass(frozen=True)
+class EditInput:
+    """What the edit mode hands to a job: the source fitted to the model and the painted mask (same size)."""
+    image: object                 # uint8 (H, W, 3)
+    mask: object                  # bool (H, W)
+    feather: float = 2.0
+
+
 @dataclass
 class LoadedModel:
     spec: str
@@ -135,8 +143,9 @@ class Studio(QObject):
                          f"{self.model.backend.device}")
         return True
 
-    async def generate(self, request: SearchRequest) -> SearchResult | None:
-        """One interactive generation. Returns the result, or None when aborted or failed."""
+    async def generate(self, request: SearchRequest, edit: EditInput | None = None) -> SearchResult | None:
+        """One interactive generation, or an edit of `edit.image` inside `edit.mask`. Returns the result, or None
+        when aborted or failed."""
         if self.busy:
             return None
         if self.model is None and not await self.load_model("demo"):
@@ -152,10 +161,23 @@ class Studio(QObject):
         def emit(e: object) -> None:           # GPU thread -> GUI thread
             t = time.perf_counter()
             loop.call_soon_threadsafe(self._deliver, e, t)
+        model, token, policy, live = self.model, self._token, ArtistPolicy(self, loop), self.live_previews
+
+        def job() -> SearchResult:             # GPU thread: the edit's encode and the whole search
+            req = request
+            if edit is not None:
+                import numpy as np
+                from PIL import Image
+
+                from ..engine.edit import edit_prompt, prepare_edit
+                target = prepare_edit(model.backend, Image.fromarray(edit.image),
+                                      Image.fromarray(np.asarray(edit.mask, np.uint8) * 255), "resize", edit.feather)
+                req = replace(request, prompt=edit_prompt(model.backend, request.prompt, None), edit=target)
+            search = Search(model.backend, model.roles if req.method != "single" else None, req, policy, emit,
+                            token, live_previews=live)
+            return search.run()
         try:
-            search = Search(self.model.backend, self.model.roles if request.method != "single" else None, request,
-                            ArtistPolicy(self, loop), emit, self._token, live_previews=self.live_previews)
-            result = await loop.run_in_executor(self.gpu, search.run)
+            result = await loop.run_in_executor(self.gpu, job)
         except Cancelled:
             self.status.emit("Aborted")
             return None
@@ -253,10 +275,14 @@ def request_from_metadata(meta: dict) -> SearchRequest:
     params = SamplingParams(cfg=float(s.get("cfg", 3.0)), temperature=float(s.get("temperature", 1.0)),
                             top_k=int(s.get("top_k", 0)), top_p=float(s.get("top_p", 1.0)),
                             layout_scale=s.get("layout_scale"))
+    edit = None
+    if "edit" in s:
+        from ..engine.edit import edit_from_metadata
+        edit = edit_from_metadata(s["edit"])
     req = SearchRequest(prompt=meta.get("prompt", ""), method=s.get("method", "gridar"), n=int(s.get("n", 4)),
                         seed=int(s.get("seed", 0)), params=params, strategy=s.get("strategy", "three-way"),
                         prune=bool(s.get("prune", True)), reformulate=bool(s.get("reformulate", True)),
-                        threshold=float(s.get("threshold", 0.5)))
+                        threshold=float(s.get("threshold", 0.5)), edit=edit)
     if "schedule" in s:
         req = replace(req, schedule=tuple(Stage(**st) for st in s["schedule"]))
     return req

@@ -18,15 +18,18 @@ from ..engine import events as ev
 from ..io.atomic import atomic_write_text
 from ..io.paths import config_dir, data_dir, log_dir
 from ..io.png import ImageFileError, read_metadata
-from .studio import Studio, request_from_metadata
+from .mask_state import MaskState
+from .studio import EditInput, Studio, request_from_metadata
 from .widgets.candidates import CandidateStrip
 from .widgets.canvas import CanvasView
 from .widgets.controls import Controls
+from .widgets.edit_panel import EditPanel
 from .widgets.final import FinalView
 from .widgets.history import HistoryPanel
 from .widgets.layouts import LayoutPanel
 
 log = logging.getLogger("gridar.app")
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff *.gif)"
 
 
 class ErrorBanner(QWidget):
@@ -64,6 +67,12 @@ class MainWindow(QMainWindow):
         self._tasks: set[asyncio.Task] = set()
 
         self.controls = Controls()
+        self.edit_panel = EditPanel()
+        self.edit_panel.setVisible(False)
+        self.mask: MaskState | None = None
+        self.edit_original = None          # the opened image (PIL), refitted when the fit or the model changes
+        self.edit_source = None            # uint8 (S, S, 3) at the model's resolution
+        self.edit_name = ""
         self.canvas = CanvasView()
         self.strip = CandidateStrip()
         self.layouts = LayoutPanel()
@@ -92,7 +101,13 @@ class MainWindow(QMainWindow):
         mid.addWidget(bottom)
         mid.setStretchFactor(0, 3)
         main = QSplitter(Qt.Orientation.Horizontal)
-        main.addWidget(self.controls)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.controls)
+        ll.addWidget(self.edit_panel)
+        ll.addStretch(1)
+        main.addWidget(left)
         main.addWidget(mid)
         side = QSplitter(Qt.Orientation.Vertical)
         side.addWidget(self.layouts)
@@ -120,6 +135,7 @@ class MainWindow(QMainWindow):
         f = self.menuBar().addMenu("&File")
         self.act_open = QAction("&Open image...", self, shortcut=QKeySequence.StandardKey.Open,
                                 triggered=self.open_dialog)
+        self.act_open.setToolTip("A GridAR PNG restores its settings; any other image opens for editing")
         self.act_save = QAction("&Save", self, shortcut=QKeySequence.StandardKey.Save, triggered=self.save)
         self.act_save_as = QAction("Save &As...", self, shortcut=QKeySequence.StandardKey.SaveAs,
                                    triggered=lambda: self.save(ask=True))
@@ -157,6 +173,20 @@ class MainWindow(QMainWindow):
         self.final.chosen.connect(self.choose_final)
         self.canvas.painted.connect(self._on_painted)
         self.history.open_requested.connect(self.open_image)
+        c.mode_changed.connect(self._on_mode)
+        e = self.edit_panel
+        e.open_clicked.connect(self.open_dialog)
+        e.use_result_clicked.connect(self.edit_result)
+        e.fit_changed.connect(lambda _: self._refit())
+        e.tool_changed.connect(lambda t: (setattr(self.canvas, "tool", t), self.show_mask()))
+        e.brush_changed.connect(lambda r: (setattr(self.canvas, "brush", r), self.canvas.update()))
+        e.opacity_changed.connect(lambda o: (setattr(self.canvas, "mask_opacity", o), self.canvas.update()))
+        e.invert_clicked.connect(lambda: self._mask_op("invert"))
+        e.clear_clicked.connect(lambda: self._mask_op("clear"))
+        e.undo_clicked.connect(lambda: self._mask_op("undo"))
+        e.redo_clicked.connect(lambda: self._mask_op("redo"))
+        e.show_mask_clicked.connect(self.show_mask)
+        self.canvas.mask_changed.connect(self._mask_state_shown)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -175,8 +205,16 @@ class MainWindow(QMainWindow):
             self.banner.show_message(str(e))
             return None
         if not req.prompt:
-            self.banner.show_message("Type a prompt first, e.g. 'a red circle above a blue square'.")
+            self.banner.show_message("Type a prompt first, e.g. 'a red circle above a blue square'." if not
+                                     self.controls.editing else "Describe the edited image first, e.g. 'a green "
+                                     "circle and a blue square'.")
             return None
+        edit = None
+        if self.controls.editing:
+            if self.edit_source is None or self.mask is None:
+                self.banner.show_message("Open or drop an image to edit first (File > Open image...).")
+                return None
+            edit = EditInput(self.edit_source.copy(), self.mask.mask.copy(), self.edit_panel.feather.value())
         self.studio.manual = self.controls.manual.isChecked()
         self.final.blockSignals(True)
         self.final.clear()
@@ -184,8 +222,9 @@ class MainWindow(QMainWindow):
         self.strip.clear()
         self.layouts.clear()
         self.canvas.set_image(None)
+        self.canvas.set_mask(self.mask, show=False)
         self.previews, self.rows_drawn = None, None
-        return self._spawn(self.studio.generate(req))
+        return self._spawn(self.studio.generate(req, edit))
 
     def choose_model(self, spec: str) -> asyncio.Task | None:
         if not spec:
@@ -196,7 +235,72 @@ class MainWindow(QMainWindow):
             spec = path
         return self._spawn(self.studio.load_model(spec))
 
+    # -- edit mode ---------------------------------------------------------------------------------------------
+    def _on_mode(self, mode: str) -> None:
+        self.edit_panel.setVisible(mode == "edit")
+        if mode == "edit":
+            self.show_mask()
+        else:
+            self.canvas.set_mask(None)
+
+    def _model_size(self) -> int:
+        return self.studio.model.backend.info.image_size if self.studio.model else 64
+
+    def set_edit_source(self, image, name: str, mask=None) -> None:
+        """Open an image (PIL) for editing: fitted to the model's resolution with the chosen fit, shown with an
+        empty mask (or `mask`, bool at the model's resolution)."""
+        self.edit_original, self.edit_name = image.convert("RGB"), name
+        self._refit(mask)
+        if not self.controls.editing:
+            self.controls.mode.setCurrentIndex(1)
+        self.show_mask()
+
+    def _refit(self, mask=None) -> None:
+        import numpy as np
+
+        from ..engine.edit import fit_image
+        if self.edit_original is None:
+            return
+        size = self._model_size()
+        fitted, note = fit_image(self.edit_original, size, self.edit_panel.fit.currentData())
+        self.edit_source = np.array(fitted, dtype=np.uint8)
+        if self.mask is None or self.mask.size != size:
+            self.mask = MaskState(size)
+        if mask is not None and mask.shape == self.mask.mask.shape:
+            self.mask.set(mask)
+        self.edit_panel.set_source(f"{self.edit_name}: {note}" if note else f"{self.edit_name} ({size}x{size})")
+        self.show_mask()
+
+    def show_mask(self) -> None:
+        if self.edit_source is None or not self.controls.editing:
+            return
+        self.canvas.set_image(self.edit_source, None, 1, f"editing {self.edit_name}: paint what should change")
+        self.canvas.set_mask(self.mask, show=True)
+        self._mask_state_shown()
+
+    def _mask_op(self, op: str) -> None:
+        if self.mask is None:
+            return
+        getattr(self.mask, op)()
+        self.show_mask()
+
+    def _mask_state_shown(self) -> None:
+        m = self.mask
+        self.edit_panel.set_state(bool(m and m.can_undo), bool(m and m.can_redo), m.coverage if m else None)
+
+    def edit_result(self) -> None:
+        """The chosen result becomes the new source (keep editing it)."""
+        from PIL import Image
+        r = self.studio.result
+        if r is None or self.studio.chosen is None:
+            self.banner.show_message("No result yet to edit further.")
+            return
+        keep = self.mask.mask.copy() if self.mask is not None else None
+        self.set_edit_source(Image.fromarray(r.images[self.studio.chosen]), f"result of seed {r.request.seed}", keep)
+
     def _on_model_changed(self, spec: str) -> None:
+        if self.edit_original is not None and self.mask is not None and self.mask.size != self._model_size():
+            self._refit()               # another resolution: the source is refitted, the mask starts empty
         if spec == "demo":
             self.controls.model.setCurrentIndex(0)
         else:
@@ -278,25 +382,38 @@ class MainWindow(QMainWindow):
         return path
 
     def open_dialog(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Open a GridAR image", "", "PNG (*.png)")
+        name, _ = QFileDialog.getOpenFileName(self, "Open an image (a GridAR PNG restores its settings)", "",
+                                              IMAGE_FILTER)
         if name:
             self.open_image(name)
 
     def open_image(self, path: str | Path) -> bool:
-        """Restore settings (and show the image) from a PNG this app saved."""
+        """A PNG this app saved restores its settings (an edit also its source and mask); any other image opens
+        in edit mode as the image to edit."""
         from ..io.png import load_image
         try:
-            meta = read_metadata(path)
             img = load_image(path)
+            meta = read_metadata(path) if str(path).lower().endswith(".png") else {}
         except ImageFileError as e:
             self.banner.show_message(str(e))
             return False
+        name = Path(path).name
+        self.banner.show_message("")
         if not meta:
-            self.banner.show_message(f"{path} carries no GridAR metadata; nothing to restore.")
-            return False
+            self.set_edit_source(img, name)
+            self.statusBar().showMessage(f"Opened {name} for editing: paint over what should change")
+            return True
         import numpy as np
-        self.controls.apply(request_from_metadata(meta))
-        self.canvas.set_image(np.asarray(img), None, 1, f"opened {Path(path).name}")
+        from PIL import Image
+        req = request_from_metadata(meta)
+        self.controls.apply(req)
+        if req.edit is not None:
+            self.set_edit_source(Image.fromarray(req.edit.source), f"source of {name}", req.edit.mask)
+            self.edit_panel.feather.setValue(req.edit.feather)
+        else:
+            if self.controls.editing:
+                self.controls.mode.setCurrentIndex(0)
+            self.canvas.set_image(np.asarray(img), None, 1, f"opened {name}")
         self.statusBar().showMessage(f"Restored settings from {path}")
         return True
 

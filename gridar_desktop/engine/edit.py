@@ -131,6 +131,23 @@ def edit_from_metadata(meta: dict) -> EditTarget:
                       tuple(meta.get("notes", ())))
 
 
+def edit_prompt(backend, instruction: str, target_prompt: str | None) -> str:
+    """The prompt an edit conditions on: the target prompt (the whole edited scene) when given, else the
+    instruction. The demo model reads only its shapes grammar, so there an instruction must itself be a scene."""
+    from .errors import PromptNotUnderstood
+    prompt = (target_prompt or instruction).strip()
+    if backend.info.prompt_format == "plain" and not target_prompt:
+        from ..shapes.grammar import PromptError, parse_prompt
+        try:
+            parse_prompt(prompt)
+        except PromptError as e:
+            raise PromptNotUnderstood(
+                f"the demo model cannot follow free instructions ('{instruction}': {e}); describe the edited scene "
+                "with --target-prompt, e.g. --target-prompt \"a blue circle and a red square\"") from None
+    backend.prompt_ids(prompt)                  # unknown words: a message listing them
+    return prompt
+
+
 def prepare_edit(backend, image: Image.Image, mask: Image.Image, fit: str = "resize",
                  feather: float = 2.0) -> EditTarget:
     """Fit the image and mask to the model, encode the source and derive the tokens to redraw. An empty mask is an

@@ -1,4 +1,6 @@
-"""The canvas: the current image, painted band by band, with zoom, pan and crisp pixel scaling."""
+"""The canvas: the current image, painted band by band, with zoom, pan and crisp pixel scaling; in edit mode it
+also shows the mask (red, with adjustable opacity) and paints it with the brush or eraser (left button; the right or
+middle button pans)."""
 from __future__ import annotations
 
 import time
@@ -13,6 +15,7 @@ from ..images import to_qimage
 
 class CanvasView(QWidget):
     painted = Signal(float)            # perf_counter time at the end of each paint
+    mask_changed = Signal()            # a stroke changed the mask
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -27,6 +30,22 @@ class CanvasView(QWidget):
         self.zoom = 1.0
         self.pan = QPointF(0, 0)
         self._drag: QPointF | None = None
+        self.mask_state = None         # app.mask_state.MaskState while editing a mask
+        self.show_mask = False
+        self.tool = "brush"            # brush | eraser
+        self.brush = 4.0               # radius in image pixels
+        self.mask_opacity = 0.5
+        self._stroking = False
+        self._hover: QPointF | None = None
+        self.setMouseTracking(True)
+
+    def set_mask(self, state, show: bool = True) -> None:
+        self.mask_state, self.show_mask = state, show and state is not None
+        self.update()
+
+    def _to_image(self, pos: QPointF) -> tuple[float, float]:
+        r, size = self._target(), self.mask_state.size
+        return ((pos.x() - r.left()) / r.width() * size, (pos.y() - r.top()) / r.height() * size)
 
     def set_image(self, arr: np.ndarray | None, rows_drawn: int | None = None, total_rows: int = 1,
                   caption: str = "") -> None:
@@ -63,6 +82,19 @@ class CanvasView(QWidget):
                 p.fillRect(QRectF(r.left(), y, r.width(), r.bottom() - y), QColor(0, 0, 0, 110))
                 p.setPen(QPen(QColor(255, 196, 0), 2, Qt.PenStyle.DashLine))
                 p.drawLine(QPointF(r.left(), y), QPointF(r.right(), y))
+            if self.show_mask and self.mask_state is not None:
+                m = self.mask_state.mask
+                rgba = np.zeros(m.shape + (4,), np.uint8)
+                rgba[m] = (230, 40, 60, int(255 * self.mask_opacity))
+                h, w = m.shape
+                overlay = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+                p.drawImage(r, overlay)
+                if self._hover is not None:
+                    rad = self.brush * r.width() / self.mask_state.size
+                    p.setPen(QPen(QColor(255, 255, 255), 1))
+                    p.setBrush(Qt.BrushStyle.NoBrush)
+                    p.drawEllipse(self._hover, rad, rad)
             p.setPen(QPen(pal.mid().color(), 1))
             p.drawRect(r)
         if self.caption:
@@ -77,15 +109,34 @@ class CanvasView(QWidget):
         self.update()
 
     def mousePressEvent(self, e) -> None:  # noqa: N802
+        if self.show_mask and self.mask_state is not None and e.button() == Qt.MouseButton.LeftButton:
+            x, y = self._to_image(e.position())
+            self.mask_state.begin_stroke(x, y, self.brush, erase=self.tool == "eraser")
+            self._stroking = True
+            self.mask_changed.emit()
+            self.update()
+            return
         self._drag = e.position()
 
     def mouseMoveEvent(self, e) -> None:  # noqa: N802
-        if self._drag is not None:
+        if self.show_mask:
+            self._hover = e.position()
+        if self._stroking:
+            x, y = self._to_image(e.position())
+            self.mask_state.paint(x, y, self.brush, erase=self.tool == "eraser")
+            self.mask_changed.emit()
+            self.update()
+        elif self._drag is not None:
             self.pan += e.position() - self._drag
             self._drag = e.position()
             self.update()
+        elif self.show_mask:
+            self.update()
 
     def mouseReleaseEvent(self, _e) -> None:  # noqa: N802
+        if self._stroking and self.mask_state is not None:
+            self.mask_state.end_stroke()
+        self._stroking = False
         self._drag = None
 
     def mouseDoubleClickEvent(self, _e) -> None:  # noqa: N802

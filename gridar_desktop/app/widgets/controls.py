@@ -5,7 +5,7 @@ import random
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                               QPushButton, QSpinBox, QTabBar, QVBoxLayout, QWidget)
 
 from ...engine.sampling import SamplingParams
 from ...engine.search import SearchRequest
@@ -16,10 +16,17 @@ class Controls(QWidget):
     stop_band_clicked = Signal()
     abort_clicked = Signal()
     model_chosen = Signal(str)          # 'demo', a folder, or '' to browse
+    mode_changed = Signal(str)          # 'generate' | 'edit'
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         outer = QVBoxLayout(self)
+        self.mode = QTabBar()
+        self.mode.addTab("Generate")
+        self.mode.addTab("Edit")
+        self.mode.setExpanding(True)
+        self.mode.setToolTip("Generate a new image, or redraw the masked part of an image")
+        outer.addWidget(self.mode)
         self.prompt = QLineEdit("two red circles and a blue square")
         self.prompt.setPlaceholderText("e.g. a red circle above a blue square")
         self.prompt.setClearButtonEnabled(True)
@@ -88,7 +95,22 @@ class Controls(QWidget):
         self.seed.setEnabled(False)
         self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i)))
         self.method.currentIndexChanged.connect(self._on_method)
+        self.mode.currentChanged.connect(self._on_mode)
         self.set_busy(False)
+
+    @property
+    def editing(self) -> bool:
+        return self.mode.currentIndex() == 1
+
+    def _on_mode(self, index: int) -> None:
+        edit = index == 1
+        self.generate.setText("Edit" if edit else "Generate")
+        self.prompt.setPlaceholderText("the edited scene, e.g. a green circle and a blue square" if edit
+                                       else "e.g. a red circle above a blue square")
+        self.prompt.setToolTip("Describe the whole image after the edit" if edit else "")
+        if edit and self.strategy.currentData() == "three-way":
+            self.strategy.setCurrentIndex(self.strategy.findData("replace"))    # edits: prompt replacement
+        self.mode_changed.emit("edit" if edit else "generate")
 
     def _on_method(self) -> None:
         m = self.method.currentData()
