@@ -44,6 +44,34 @@ async def shoot(window, out: str) -> None:
     await window.start_generation()
     await asyncio.sleep(0.3)
     window.grab().save(f"{out}/studio-error.png")
+    await edit_shots(window, out)
+
+
+async def edit_shots(window, out: str) -> None:
+    """Edit mode: a scene opened for editing, its blue square masked, then redrawn as a green circle."""
+    import numpy as np
+    from PIL import Image
+
+    from gridar_desktop.shapes.scene import make_scene, sample_scene  # noqa: F401
+    studio, c = window.studio, window.controls
+    img, objs = make_scene("a red circle and a blue square", 4, 64)
+    window.set_edit_source(img, "scene.png")
+    sq = next(o for o in objs if o.shape == "square")
+    x0, y0, x1, y1 = sq.bbox
+    m = np.zeros((64, 64), bool)
+    m[max(0, int(y0) - 2):int(y1) + 3, max(0, int(x0) - 2):int(x1) + 3] = True
+    window.mask.set(m)
+    window.show_mask()
+    c.prompt.setText("a red circle and a green circle")
+    c.manual.setChecked(False)
+    c.random_seed.setChecked(False)
+    c.seed.setValue(3)
+    await asyncio.sleep(0.3)
+    window.grab().save(f"{out}/studio-edit-mask.png")
+    await window.start_generation()
+    await asyncio.sleep(0.3)
+    window.grab().save(f"{out}/studio-edit-result.png")
+    Image.fromarray(window.edit_source)  # keep the import used
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QApplication
 STYLE = """
 QLabel#heading { font-weight: 600; padding: 4px 0; }
 QPushButton#primary { font-weight: 600; padding: 6px; }
+QPushButton:checked { background: #ffb300; color: black; font-weight: 600; }
 """
 
 

@@ -250,6 +250,7 @@ class MainWindow(QMainWindow):
         """Open an image (PIL) for editing: fitted to the model's resolution with the chosen fit, shown with an
         empty mask (or `mask`, bool at the model's resolution)."""
         self.edit_original, self.edit_name = image.convert("RGB"), name
+        self.banner.show_message("")
         self._refit(mask)
         if not self.controls.editing:
             self.controls.mode.setCurrentIndex(1)

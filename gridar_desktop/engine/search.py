@@ -284,7 +284,11 @@ class Search:
                              cost=self.cost, on_token=progress, **forced)
 
     def _previews(self, tokens: torch.Tensor) -> np.ndarray:
+        """Decodes of (partial) candidates; an edit's rows not drawn yet show the source (the verifier greys
+        them out anyway, see `PartialView`)."""
         self.cost.vq_decodes += tokens.shape[0]
+        if self.edits and tokens.shape[1] < self.forced.shape[1]:
+            tokens = torch.cat([tokens, self.forced[:, tokens.shape[1]:].to(tokens.device)], 1)
         return self.b.decode_tokens(tokens)
 
     def _score(self, images: np.ndarray) -> list[float]:

@@ -22,7 +22,7 @@ class EditPanel(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setContentsMargins(9, 0, 9, 9)
         head = QLabel("Edit: paint what should change")
         head.setObjectName("heading")
         outer.addWidget(head)
