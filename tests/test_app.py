@@ -283,3 +283,22 @@ def test_edit_without_mask_is_explained(qtbot, window, tmp_path):
     w.controls.prompt.setText("a green circle")
     res = wait(qtbot, w.start_generation())
     assert res is None and "mask is empty" in w.banner.label.text()
+
+
+def test_real_demo_model_generation_with_load_progress(qtbot, loop):
+    """The bundled demo model end to end in the window: load with progress steps, GridAR N=4, a ranked result."""
+    w = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(w)
+    w.show()
+    steps = []
+    w.studio.load_progress.connect(lambda text, frac: steps.append(frac))
+    assert wait(qtbot, w.choose_model("demo"))
+    assert steps[0] < steps[-1] == 1.0 and w.progress.value() == 100
+    w.controls.prompt.setText("a red circle above a blue square")
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    w.controls.n.setValue(4)
+    w.controls.manual.setChecked(False)
+    res = wait(qtbot, w.start_generation())
+    assert res is not None and res.images.shape == (4, 64, 64, 3) and len(res.tree) == 2
+    assert sorted(res.ranking) == [0, 1, 2, 3] and w.final.count() == 4
+    w.close()

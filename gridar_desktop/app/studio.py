@@ -44,12 +44,21 @@ class LoadedModel:
     roles: object
 
 
-def _load(spec: str, device: str) -> LoadedModel:
+def _load(spec: str, device: str, step=lambda text, frac: None) -> LoadedModel:
+    """GPU thread: load a model folder in steps, reporting each (text, fraction done)."""
     from ..engine.backend import JanusBackend
     from ..engine.janus_roles import JanusRoles
     from ..engine.models import resolve_model
-    backend = JanusBackend.load(resolve_model(spec), device=device)
-    return LoadedModel(spec, backend, JanusRoles(backend))
+    step(f"Checking {spec}", 0.05)
+    folder = resolve_model(spec)
+    step(f"Loading the weights of {spec} onto {device}", 0.15)
+    backend = JanusBackend.load(folder, device=device)
+    step("Preparing the verifier, scorer and reformulator", 0.8)
+    roles = JanusRoles(backend)
+    step("Encoding the empty canvas", 0.9)
+    _ = backend.blank_token
+    step("Ready", 1.0)
+    return LoadedModel(spec, backend, roles)
 
 
 def describe_error(e: BaseException) -> str:
@@ -94,6 +103,7 @@ class Studio(QObject):
     error = Signal(str)                    # '' clears the banner
     busy_changed = Signal(bool)
     model_changed = Signal(str)
+    load_progress = Signal(str, float)     # step text, fraction done (model loading)
     engine_event = Signal(object)          # every engine event, in order, on the GUI thread
     verdicts_shown = Signal(object)        # VerdictReview, informational (auto mode)
     verdicts_wanted = Signal(object)       # VerdictReview, the artist must answer (manual mode)
@@ -127,8 +137,11 @@ class Studio(QObject):
         loop = asyncio.get_running_loop()
         self._set_busy(True)
         self.status.emit(f"Loading {spec} ...")
+
+        def step(text: str, frac: float) -> None:      # GPU thread -> GUI thread
+            loop.call_soon_threadsafe(self.load_progress.emit, text, frac)
         try:
-            self.model = await loop.run_in_executor(self.gpu, _load, spec, self.device)
+            self.model = await loop.run_in_executor(self.gpu, _load, spec, self.device, step)
         except Exception as e:  # noqa: BLE001 - any failure is shown, the app keeps running
             log.warning("model load failed: %s", e)
             self.error.emit(describe_error(e))

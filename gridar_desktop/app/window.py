@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         c.manual.toggled.connect(lambda on: setattr(s, "manual", on))
         c.model_chosen.connect(self.choose_model)
         s.busy_changed.connect(c.set_busy)
+        s.load_progress.connect(self._on_load_progress)
         s.model_changed.connect(self._on_model_changed)
         s.status.connect(lambda m: self.statusBar().showMessage(m))
         s.error.connect(self.banner.show_message)
@@ -298,6 +299,11 @@ class MainWindow(QMainWindow):
             return
         keep = self.mask.mask.copy() if self.mask is not None else None
         self.set_edit_source(Image.fromarray(r.images[self.studio.chosen]), f"result of seed {r.request.seed}", keep)
+
+    def _on_load_progress(self, text: str, frac: float) -> None:
+        self.progress.setRange(0, 100)
+        self.progress.setValue(int(100 * frac))
+        self.statusBar().showMessage(text + ("" if frac >= 1 else " ..."))
 
     def _on_model_changed(self, spec: str) -> None:
         if self.edit_original is not None and self.mask is not None and self.mask.size != self._model_size():
