@@ -106,3 +106,28 @@ def test_finished_reformulations_leave_the_batch(roles, monkeypatch):
     assert cost.roles["reformulator"].decode_token_rows == 2 + 2 + 1 + 1
     # "with the" is not a valid clause: falls back; the empty one is the prompt itself
     assert out == [PROMPT, PROMPT, PROMPT]
+
+
+def test_shared_prefix_equals_one_forward_over_everything(roles):
+    vs = views(2, rows=2) + views(2, rows=4)
+    shared = roles.verify(PROMPT, vs, CostRecord())
+    whole = roles._answer_prob("verify", PROMPT, vs, [masked_view(v) for v in vs], "possible", CostRecord(),
+                               "verifier")
+    assert shared == pytest.approx(whole, abs=1e-4)
+
+
+def test_reformulation_continues_from_the_verifier_prefixes(roles, monkeypatch):
+    """After verify, reformulate computes only its question and answer; the text is the same as without reuse."""
+    vs = views(3)
+    monkeypatch.setattr(roles, "_validate", lambda prompt, text: text)     # compare the raw greedy continuations
+    alone_cost = CostRecord()
+    roles._prefixes = {}
+    alone = roles.reformulate(PROMPT, vs, alone_cost)
+    cost = CostRecord()
+    roles.verify(PROMPT, vs, cost)
+    after = roles.reformulate(PROMPT, vs[:2], cost)        # the survivors of the stage
+    assert after == alone[:2] and all(len(a) > len(PROMPT) + 2 for a in after)
+    q = len(roles._question("layout", PROMPT))
+    assert cost.roles["reformulator"].prefill_token_rows == 2 * q
+    assert alone_cost.roles["reformulator"].prefill_token_rows == 3 * len(roles._ids("layout", PROMPT, vs[0]))
+    assert roles._prefixes == {}                             # dropped after the stage

@@ -13,9 +13,15 @@ Prompt formats:
 Partial views, plain format: the vision encoder sees the whole canvas (rows not drawn yet grey), but only the image
 features of the drawn rows enter the language model: a quarter of the image positions at the first band, half at the
 second. The demo model is trained that way (`training.understand`). Janus-Pro was not, so it reads all positions.
+
+Shared image prefix, plain format: a question follows the image prefix [BOS, BOI, image features, EOI], so the
+prefix's cache does not depend on the question. `verify` keeps the prefix cache of each view it saw; `reformulate`,
+asked next about the survivors of the same stage, continues from those caches and only runs its own question (and
+counts only that). The cache holds one stage's views and is dropped after the reformulation.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -65,6 +71,7 @@ class JanusRoles:
         self.vision_params = sum(p.numel() for p in m.vision_model.parameters()) + sum(
             p.numel() for p in m.aligner.parameters())
         self.answers = {w: answer_token_ids(self.tok, w) for w in ("yes", "possible")}
+        self._prefixes: dict[bytes, tuple] = {}     # view key -> (per-layer (K, V) of the prefix, next position)
 
     # -- inputs --------------------------------------------------------------------------------------------------
     def visible_features(self, view: PartialView | None) -> int:
@@ -89,6 +96,57 @@ class JanusRoles:
         expanded = text.replace("<image_placeholder>", self.tok.boi_token + self.tok.image_token
                                 * self.n_image_tokens + self.tok.eoi_token)
         return [self.b.bos_id] + self.tok(expanded, add_special_tokens=False).input_ids
+
+    def _question(self, kind: str, prompt: str) -> list[int]:
+        """Plain format: the words after the image prefix."""
+        tail = {"verify": "?", "score": "?", "layout": ","}[kind]
+        return self.tok(f"{kind} : {prompt.strip().lower()} {tail}", add_special_tokens=False).input_ids
+
+    def _view_key(self, view: PartialView, image: np.ndarray) -> bytes:
+        return hashlib.blake2b(image.tobytes(), digest_size=16).digest() + str(self.visible_features(view)).encode()
+
+    @torch.inference_mode()
+    def _after_prefix(self, kind: str, prompts: list[str], views: list[PartialView], cost: CostRecord, role: str,
+                      reuse: bool, keep: bool):
+        """Plain format: each distinct view's image prefix (reused from the last `verify` when `reuse`), then the
+        questions in one forward. Returns (last hidden (B, H), cache, mask (B, T), next position (B,))."""
+        from transformers import DynamicCache
+        images = [masked_view(v) for v in views]
+        keys = [self._view_key(v, im) for v, im in zip(views, images)]
+        have = dict(self._prefixes) if reuse else {}
+        need = list(dict.fromkeys(k for k in keys if k not in have))
+        rc = cost.role(role, self.lm_params)
+        rc.calls += 1
+        if need:
+            first = [keys.index(k) for k in need]
+            rows = [self._ids(kind, "", views[i])[:3 + self.visible_features(views[i])] for i in first]
+            pc = DynamicCache(config=self.model.config.text_config)
+            _, pmask, ppos = self._forward(rows, [images[i] for i in first], pc)
+            for j, k in enumerate(need):
+                real = pmask[j].bool()
+                have[k] = ([(layer.keys[j][:, real], layer.values[j][:, real]) for layer in pc.layers],
+                           int(ppos[j, -1]) + 1)
+            rc.prefill_token_rows += sum(len(r) for r in rows)
+            rc.extra_flops += 2.0 * self.vision_params * len(need) * self.n_image_tokens
+        self._prefixes = {k: have[k] for k in keys} if keep else {}
+        # the prefixes, left-padded to a common length, become the cache the questions continue
+        lengths = [have[k][0][0][0].shape[1] for k in keys]
+        width = max(lengths)
+        cache = DynamicCache(config=self.model.config.text_config)
+        for li in range(len(have[keys[0]][0])):
+            ks = [torch.nn.functional.pad(have[k][0][li][0], (0, 0, width - n, 0)) for k, n in zip(keys, lengths)]
+            vs = [torch.nn.functional.pad(have[k][0][li][1], (0, 0, width - n, 0)) for k, n in zip(keys, lengths)]
+            cache.update(torch.stack(ks), torch.stack(vs), li)
+        pmask = torch.tensor([[0] * (width - n) + [1] * n for n in lengths], device=self.b.device)
+        qs = [self._question(kind, p) for p in prompts]
+        ids, qmask = left_pad(qs, self.b.pad_id, self.b.device)
+        start = torch.tensor([have[k][1] for k in keys], device=self.b.device)
+        pos = (start.unsqueeze(1) + (qmask.cumsum(-1) - 1).clamp_min(0))                  # (B, W)
+        mask = torch.cat([pmask, qmask], 1)
+        out = self.model.model.language_model(inputs_embeds=self.model.get_input_embeddings()(ids),
+                                              attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+        rc.prefill_token_rows += sum(len(q) for q in qs)
+        return out.last_hidden_state[:, -1], cache, mask, pos[:, -1] + 1
 
     def _pixels(self, images: list[np.ndarray]) -> torch.Tensor:
         pv = self.b.processor.image_processor(images=list(images), return_tensors="pt").pixel_values
@@ -129,9 +187,22 @@ class JanusRoles:
         return probs[:, ids].sum(-1).clamp(0, 1).tolist()
 
     # -- the roles -----------------------------------------------------------------------------------------------
+    @torch.inference_mode()
     def verify(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[float]:
-        return self._answer_prob("verify", prompt, views, [masked_view(v) for v in views], "possible", cost,
-                                 "verifier")
+        if not self.plain:
+            return self._answer_prob("verify", prompt, views, [masked_view(v) for v in views], "possible", cost,
+                                     "verifier")
+        h, *_ = self._after_prefix("verify", per_item(prompt, len(views)), views, cost, "verifier", reuse=False,
+                                   keep=True)
+        return self._probs(h, "possible")
+
+    def _probs(self, h: torch.Tensor, answer: str) -> list[float]:
+        """P(answer) from the raw logits at the last position (B, H)."""
+        probs = F.softmax(self.model.lm_head(h).float(), dim=-1)               # (B, V) raw, no warpers
+        ids = self.answers[answer]
+        if not ids:
+            return [0.0] * h.shape[0]
+        return probs[:, ids].sum(-1).clamp(0, 1).tolist()
 
     def score(self, prompt: Prompts, images: list[np.ndarray], cost: CostRecord) -> list[float]:
         return self._answer_prob("score", prompt, [None] * len(images), list(images), "yes", cost, "scorer")
@@ -142,13 +213,17 @@ class JanusRoles:
         from transformers import DynamicCache
         prompts = per_item(prompt, len(views))
         rows = [self._ids("layout", p, v) for p, v in zip(prompts, views)]
-        cache = DynamicCache(config=self.model.config.text_config)
-        h, mask, pos = self._forward(rows, [masked_view(v) for v in views], cache)
+        if self.plain:      # continue from the image prefixes the last verify kept
+            last, cache, mask, next_pos = self._after_prefix("layout", prompts, views, cost, "reformulator",
+                                                             reuse=True, keep=False)
+        else:
+            cache = DynamicCache(config=self.model.config.text_config)
+            h, mask, pos = self._forward(rows, [masked_view(v) for v in views], cache)
+            last, next_pos = h[:, -1], pos[:, -1] + 1
         eos = self.tok.eos_token_id
         out: list[list[int]] = [[] for _ in rows]
         alive = list(range(len(rows)))          # the row each cache row belongs to; finished rows leave the batch
-        last, decoded = h[:, -1], 0
-        next_pos = pos[:, -1] + 1
+        decoded = 0
         for _ in range(self.max_new_tokens):
             nxt = self.model.lm_head(last).float().argmax(-1)                # (A,)
             going = []
@@ -171,7 +246,10 @@ class JanusRoles:
                                                    use_cache=True).last_hidden_state[:, -1]
             next_pos = next_pos + 1
             decoded += len(alive)
-        self._count(cost, "reformulator", rows, decoded)
+        if self.plain:
+            cost.role("reformulator", self.lm_params).decode_token_rows += decoded
+        else:
+            self._count(cost, "reformulator", rows, decoded)
         return [self._validate(p, self._join(p, t)) for p, t in zip(prompts, out)]
 
     def _validate(self, prompt: str, proposal: str) -> str:
