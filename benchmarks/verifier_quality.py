@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=150)
     ap.add_argument("--per-prompt", type=int, default=4)
     ap.add_argument("--model", default="demo")
-    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--cfg", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     t0 = time.perf_counter()

@@ -1,0 +1,90 @@
+"""The README's GridAR benchmark: single, Best-of-N and GridAR with ablations on the shapes world, the demo model as
+generator, verifier, scorer and reformulator (one JSON object on stdout, a markdown table on stderr).
+
+    .venv/bin/python benchmarks/gridar_report.py [--n 300] [--seeds 0,1] [--out build/gridar_report.json]
+    .venv/bin/python benchmarks/gridar_report.py --from build/gridar_report.json      # only the table
+
+It runs exactly what `gridar bench --prompts P --methods M --seeds S --model demo` runs (prompt set from
+`gridar prompts -n N --seed 7`), then adds the ratios of the targets: GridAR N=4 against Best-of-N N=8 in strict
+score, generator FLOPs, total FLOPs of all roles and wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+METHODS = ("single:1,best-of-n:4,best-of-n:8,gridar:4,gridar:8,gridar-replace:4,gridar-noprune:4,"
+           "gridar-noreform:4,gridar-oneverify:4")
+
+
+def ratios(r: dict, num: str, den: str) -> dict:
+    a, b = r["methods"][num], r["methods"][den]
+    ca, cb = a["cost"], b["cost"]
+    return {"vs": f"{num} / {den}", "strict": a["strict"] / max(b["strict"], 1e-9),
+            "generator_flops": ca["roles"]["generator"]["flops"] / cb["roles"]["generator"]["flops"],
+            "total_flops": ca["total_flops"] / cb["total_flops"],
+            "wall_seconds": ca["wall_seconds"] / cb["wall_seconds"]}
+
+
+def table(r: dict) -> str:
+    cats = sorted(next(iter(r["methods"].values()))["per_category"])
+    head = ("| method | strict (seed spread) | partial | " + " | ".join(cats) +
+            " | generator GFLOPs/prompt | total GFLOPs/prompt | verifier / scorer / reformulator GFLOPs | s/prompt |")
+    lines = [head, "|" + "---|" * (7 + len(cats))]
+    for label, m in r["methods"].items():
+        per = m["cost_per_image"]
+        roles = m["cost"]["roles"]
+        runs = r["prompts"] * len(r["seeds"])
+        side = " / ".join(f"{roles[k]['flops'] / runs / 1e9:.2f}" for k in ("verifier", "scorer", "reformulator"))
+        spread = f"{min(m['strict_per_seed']):.3f}-{max(m['strict_per_seed']):.3f}"
+        lines.append(f"| {label} | {m['strict']:.3f} ({spread}) | {m['partial']:.3f} | " +
+                     " | ".join(f"{m['per_category'][c]['strict']:.2f}" for c in cats) +
+                     f" | {per['generator_flops'] / 1e9:.2f} | {per['total_flops'] / 1e9:.2f} | {side} | "
+                     f"{per['wall_seconds']:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--prompt-seed", type=int, default=7)
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--methods", default=METHODS)
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--out", default="build/gridar_report.json")
+    ap.add_argument("--from", dest="from_file", default=None, help="only print the table of an earlier report")
+    args = ap.parse_args()
+    if args.from_file:
+        r = json.loads(Path(args.from_file).read_text())
+    else:
+        from gridar_desktop.engine.backend import JanusBackend
+        from gridar_desktop.engine.bench import parse_methods, run_bench
+        from gridar_desktop.engine.janus_roles import JanusRoles
+        from gridar_desktop.engine.models import resolve_model
+        from gridar_desktop.io.atomic import atomic_write_text
+        from gridar_desktop.shapes.promptsets import make_prompt_set
+        backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
+        prompts = make_prompt_set(args.n, args.prompt_seed)
+        seeds = [int(s) for s in args.seeds.split(",")]
+        r = run_bench(backend, JanusRoles(backend), prompts, parse_methods(args.methods), seeds,
+                      progress=lambda m: print(m, file=sys.stderr, flush=True), batch=args.batch)
+        r.update(model=args.model, prompt_set={"n": args.n, "seed": args.prompt_seed})
+        if "gridar:4" in r["methods"] and "best-of-n:8" in r["methods"]:
+            r["targets"] = {"gridar:4 vs best-of-n:8": ratios(r, "gridar:4", "best-of-n:8")}
+            for other in ("gridar-replace:4", "gridar-oneverify:4", "gridar-noreform:4"):
+                if other in r["methods"]:
+                    r["targets"][f"{other} vs best-of-n:8"] = ratios(r, other, "best-of-n:8")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(r, indent=1))
+    print(table(r), file=sys.stderr)
+    print(json.dumps(r.get("targets", {}), indent=1), file=sys.stderr)
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
