@@ -69,6 +69,17 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
     data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
     train_understanding(model, data, work, steps=args.und_steps, seed=args.seed)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
+    record_understanding(out, args.und_steps, args.seed)
+
+
+def record_understanding(out: Path, steps: int, seed: int) -> None:
+    """Note the understanding stage in the folder's gridar.json (the model card reads it)."""
+    import json
+    meta_path = Path(out) / "gridar.json"
+    meta = json.loads(meta_path.read_text())
+    meta.setdefault("training", {})["und"] = {"steps": steps, "batch": 48, "replay_batch": 24, "seed": seed,
+                                              "features": "visible rows only for partial views"}
+    meta_path.write_text(json.dumps(meta, indent=1))
 
 
 if __name__ == "__main__":
