@@ -112,7 +112,7 @@ def _scene(rng: random.Random) -> tuple[SceneSpec, list[SceneObject]]:
 def make_example(rng: random.Random) -> tuple[str, np.ndarray, int, list[int], list[int]]:
     """(task, image uint8 (64, 64, 3), pixel rows shown (64 = all), question word ids, answer word ids). The caller
     greys the hidden rows (after an optional VQ round trip)."""
-    task = rng.choice(["score", "verify", "verify", "layout"])
+    task = rng.choice(["score", "score", "verify", "verify", "layout"])
     if task == "score":
         spec, objs = _scene(rng)
         if rng.random() < 0.5:
@@ -161,7 +161,13 @@ def understanding_loss(model, rows: list[tuple[list[int], list[int]]], images: t
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
     h = model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).last_hidden_state
     sel = target != -100
-    return F.cross_entropy(model.lm_head(h[sel]).float(), target[sel])
+    # Each example weighs the same, however many answer tokens it has: a layout clause has ~10 tokens, a verdict
+    # one, and a per-token mean let the clauses drown the verdicts (the first run learned only the priors of
+    # yes / possible).
+    tok_loss = F.cross_entropy(model.lm_head(h[sel]).float(), target[sel], reduction="none")
+    row = sel.nonzero()[:, 0]
+    per_row = torch.zeros(len(rows)).index_add_(0, row, tok_loss) / sel.sum(-1).clamp_min(1)
+    return per_row.mean()
 
 
 def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 2500, batch: int = 48,
