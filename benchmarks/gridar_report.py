@@ -30,6 +30,13 @@ def ratios(r: dict, num: str, den: str) -> dict:
             "wall_seconds": ca["wall_seconds"] / cb["wall_seconds"]}
 
 
+def add_targets(r: dict) -> None:
+    if "best-of-n:8" not in r["methods"]:
+        return
+    r["targets"] = {f"{m} vs best-of-n:8": ratios(r, m, "best-of-n:8") for m in r["methods"]
+                    if m.startswith("gridar") and m.endswith(":4")}
+
+
 def table(r: dict) -> str:
     cats = sorted(next(iter(r["methods"].values()))["per_category"])
     head = ("| method | strict (seed spread) | partial | " + " | ".join(cats) +
@@ -58,8 +65,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--out", default="build/gridar_report.json")
     ap.add_argument("--from", dest="from_file", default=None, help="only print the table of an earlier report")
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="join reports of the same prompts and seeds run in parallel processes (method subsets)")
     args = ap.parse_args()
-    if args.from_file:
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        r = parts[0]
+        for q in parts[1:]:
+            if (q["prompts"], q["seeds"], q.get("prompt_set")) != (r["prompts"], r["seeds"], r.get("prompt_set")):
+                raise SystemExit("reports of different prompt sets or seeds cannot be merged")
+            r["methods"].update(q["methods"])
+        add_targets(r)
+        Path(args.out).write_text(json.dumps(r, indent=1))
+    elif args.from_file:
         r = json.loads(Path(args.from_file).read_text())
     else:
         from gridar_desktop.engine.backend import JanusBackend
@@ -74,11 +92,7 @@ def main() -> None:
         r = run_bench(backend, JanusRoles(backend), prompts, parse_methods(args.methods), seeds,
                       progress=lambda m: print(m, file=sys.stderr, flush=True), batch=args.batch)
         r.update(model=args.model, prompt_set={"n": args.n, "seed": args.prompt_seed})
-        if "gridar:4" in r["methods"] and "best-of-n:8" in r["methods"]:
-            r["targets"] = {"gridar:4 vs best-of-n:8": ratios(r, "gridar:4", "best-of-n:8")}
-            for other in ("gridar-replace:4", "gridar-oneverify:4", "gridar-noreform:4"):
-                if other in r["methods"]:
-                    r["targets"][f"{other} vs best-of-n:8"] = ratios(r, other, "best-of-n:8")
+        add_targets(r)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(r, indent=1))
     print(table(r), file=sys.stderr)
