@@ -168,9 +168,12 @@ def main() -> None:
     for label, template in parse_methods(args.methods):
         template = replace(template, strategy=args.strategy)
         rows, cost, t0 = [], CostRecord(), time.perf_counter()
+        # Batches group edits of similar redrawn spans: a batch runs from its earliest first redrawn token to its
+        # latest last one for every job, so mixing spans would charge each edit for its neighbours' rows.
+        order = sorted(range(len(cases)), key=lambda i: (targets[i].first, targets[i].last))
         for seed in seeds:
             for at in range(0, len(cases), args.batch):
-                chunk = list(range(at, min(at + args.batch, len(cases))))
+                chunk = order[at:at + args.batch]
                 reqs = [replace(template, prompt=cases[i]["target_prompt"], seed=seed * 100_003 + i, edit=targets[i])
                         for i in chunk]
                 results = Search(backend, roles, reqs).run_all()

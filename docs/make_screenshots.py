@@ -50,10 +50,9 @@ async def shoot(window, out: str) -> None:
 async def edit_shots(window, out: str) -> None:
     """Edit mode: a scene opened for editing, its blue square masked, then redrawn as a green circle."""
     import numpy as np
-    from PIL import Image
 
-    from gridar_desktop.shapes.scene import make_scene, sample_scene  # noqa: F401
-    studio, c = window.studio, window.controls
+    from gridar_desktop.shapes.scene import make_scene
+    c = window.controls
     img, objs = make_scene("a red circle and a blue square", 4, 64)
     window.set_edit_source(img, "scene.png")
     sq = next(o for o in objs if o.shape == "square")
@@ -71,7 +70,6 @@ async def edit_shots(window, out: str) -> None:
     await window.start_generation()
     await asyncio.sleep(0.3)
     window.grab().save(f"{out}/studio-edit-result.png")
-    Image.fromarray(window.edit_source)  # keep the import used
 
 
 def main() -> int:

@@ -241,7 +241,7 @@ def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     from PySide6.QtCore import QPoint, Qt
 
     from gridar_desktop.shapes.scene import make_scene
-    w, s = window, window.studio
+    w = window
     img, _ = make_scene("a red circle and a blue square", 3, 64)
     src = tmp_path / "photo.jpg"
     img.resize((96, 96)).save(src)

@@ -4,7 +4,6 @@ import pytest
 import torch
 from PIL import Image
 
-from gridar_desktop.engine.cost import CostRecord
 from gridar_desktop.engine.decode import decode, new_generator, prefill, start
 from gridar_desktop.engine.edit import (EditInputError, edit_from_metadata, edit_metadata, feather_alpha, fit_image,
                                         paste_back, prepare_edit, token_mask)
