@@ -115,8 +115,11 @@ def make_example(rng: random.Random) -> tuple[str, np.ndarray, int, list[int], l
     task = rng.choice(["score", "score", "verify", "verify", "layout"])
     if task == "score":
         spec, objs = _scene(rng)
-        if rng.random() < 0.5:
+        u = rng.random()
+        if u < 1 / 3:
             objs = perturb(objs, rng)
+        elif u < 2 / 3:         # an easy negative: the scene of another prompt (teaches reading prompt and image)
+            spec = _scene(rng)[0]
         answer = "yes" if satisfies(objs, spec) else "no"
         return task, np.array(render_scene(objs)), IMAGE_SIZE, _question(task, spec, "?"), [WORD_ID[answer]]
     rows = rng.choice([2, 4])
