@@ -302,3 +302,15 @@ def test_real_demo_model_generation_with_load_progress(qtbot, loop):
     assert res is not None and res.images.shape == (4, 64, 64, 3) and len(res.tree) == 2
     assert sorted(res.ranking) == [0, 1, 2, 3] and w.final.count() == 4
     w.close()
+
+
+def test_layout_panel_edits_clauses(qtbot):
+    from gridar_desktop.app.widgets.layouts import LayoutPanel
+    p = LayoutPanel()
+    qtbot.addWidget(p)
+    base = "two red circles and a blue square"
+    p.show_layouts(0, [base + ", with the red circles at the top", base], editable=True, original=base)
+    assert [e.text() for e in p.edits] == ["with the red circles at the top", ""]
+    assert p.original_label.text() == f"Prompt: {base}"
+    p.edits[1].setText("with the blue square at the bottom")
+    assert p.prompts() == [base + ", with the red circles at the top", base + ", with the blue square at the bottom"]

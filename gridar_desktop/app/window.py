@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self.paint_latencies: list[float] = []
         self._await_paint: float | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._running_prompt: str | None = None
 
         self.controls = Controls()
         self.edit_panel = EditPanel()
@@ -165,7 +166,8 @@ class MainWindow(QMainWindow):
         s.engine_event.connect(self.on_event)
         s.verdicts_shown.connect(lambda r: self.strip.show_review(r, interactive=False))
         s.verdicts_wanted.connect(lambda r: self.strip.show_review(r, interactive=True))
-        s.layouts_wanted.connect(lambda st, p: self.layouts.show_layouts(st, p, editable=True))
+        s.layouts_wanted.connect(lambda st, p: self.layouts.show_layouts(st, p, editable=True,
+                                                                         original=self._running_prompt))
         s.question_closed.connect(self._question_closed)
         s.result_ready.connect(self.on_result)
         self.strip.continue_clicked.connect(s.answer)
@@ -225,6 +227,7 @@ class MainWindow(QMainWindow):
         self.canvas.set_image(None)
         self.canvas.set_mask(self.mask, show=False)
         self.previews, self.rows_drawn = None, None
+        self._running_prompt = req.prompt.strip()
         return self._spawn(self.studio.generate(req, edit))
 
     def choose_model(self, spec: str) -> asyncio.Task | None:
@@ -350,9 +353,9 @@ class MainWindow(QMainWindow):
             self._await_paint = self.studio.event_times.get("BandAccepted")
             self.select_candidate(min(self.selected, len(e.previews) - 1))
         elif isinstance(e, ev.LayoutProposals) and not self.studio.manual:
-            self.layouts.show_layouts(e.stage, list(e.prompts), editable=False)
+            self.layouts.show_layouts(e.stage, list(e.prompts), editable=False, original=self._running_prompt)
         elif isinstance(e, ev.LayoutsAccepted):
-            self.layouts.show_layouts(e.stage, list(e.prompts), editable=False)
+            self.layouts.show_layouts(e.stage, list(e.prompts), editable=False, original=self._running_prompt)
         elif isinstance(e, ev.FinalRanking):
             self.final.show_ranking(e.images, list(e.scores), list(e.ranking))
             best = e.ranking[0]

@@ -1,4 +1,6 @@
-"""The layout panel: each live candidate's reformulated prompt, editable before the next band grows."""
+"""The layout panel: each live candidate's reformulated prompt, editable before the next band grows. The original
+prompt is shown once above; each row holds only its candidate's layout clause (what the reformulator appended), so
+long prompts stay readable; the full prompt is in the row's tooltip."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
@@ -21,22 +23,33 @@ class LayoutPanel(QWidget):
         head.addWidget(self.heading, 1)
         head.addWidget(self.continue_btn)
         outer.addLayout(head)
+        self.original_label = QLabel("")
+        self.original_label.setWordWrap(True)
+        outer.addWidget(self.original_label)
+        self.original: str | None = None
         self.form = QFormLayout()
         outer.addLayout(self.form)
         self.edits: list[QLineEdit] = []
         self.continue_btn.setEnabled(False)
         self.continue_btn.clicked.connect(lambda: self.continue_clicked.emit(self.prompts()))
 
-    def show_layouts(self, stage: int, prompts: list[str], editable: bool) -> None:
+    def show_layouts(self, stage: int, prompts: list[str], editable: bool, original: str | None = None) -> None:
+        if original is not None and not all(p.startswith(original) for p in prompts):
+            original = None
+        self.original = original
+        self.original_label.setText(f"Prompt: {original}" if original else "")
+        self.original_label.setVisible(bool(original))
         while len(self.edits) < len(prompts):
             e = QLineEdit()
+            e.setPlaceholderText("no layout clause")
             self.form.addRow(f"{len(self.edits) + 1}", e)
             self.edits.append(e)
         for i, e in enumerate(self.edits):
             visible = i < len(prompts)
             self.form.setRowVisible(i, visible)
             if visible:
-                e.setText(prompts[i])
+                e.setText(prompts[i][len(original):].lstrip(", ") if original else prompts[i])
+                e.setToolTip(prompts[i])
                 e.setReadOnly(not editable)
                 e.setCursorPosition(0)
         what = "Edit the layout of each candidate" if editable else "Reformulated prompts"
@@ -55,4 +68,14 @@ class LayoutPanel(QWidget):
             e.setReadOnly(True)
 
     def prompts(self) -> list[str]:
-        return [e.text() for i, e in enumerate(self.edits) if self.form.isRowVisible(i)]
+        """Full prompts: the original plus each row's clause (a row may also hold a whole prompt)."""
+        out = []
+        for i, e in enumerate(self.edits):
+            if not self.form.isRowVisible(i):
+                continue
+            text = e.text().strip()
+            if self.original is None or text.startswith(self.original):
+                out.append(text)
+            else:
+                out.append(f"{self.original}, {text}" if text else self.original)
+        return out
