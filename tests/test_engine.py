@@ -1,5 +1,6 @@
 """The engine on tiny random Janus models built in-process."""
 import json
+from dataclasses import replace
 import socket
 
 import numpy as np
@@ -275,3 +276,25 @@ def test_impossible_device(saved_folder):
         JanusBackend.load(saved_folder[0], device="cuda")
     with pytest.raises(ModelLoadError, match="unknown device|unsupported device"):
         resolve_device("tpu")
+
+
+def test_lean_step_forward_matches_the_library(backend):
+    """The written-out decode forward (engine.lean) against transformers' forward: one token, a forced run of
+    several tokens, with and without left padding."""
+    from gridar_desktop.engine import lean
+    assert lean.supports(backend.model.model.language_model)
+    ids = backend.prompt_ids(PROMPT)
+    short = backend.prompt_ids("a red circle")
+    for prompts in ([ids, ids], [ids, short]):                     # the second pads the shorter row
+        a = prefill(backend, {"cond": prompts}, torch.randint(0, 64, (2, 3)))
+        b = prefill(backend, {"cond": prompts}, a.tokens)
+        for m in (1, 4):
+            run = torch.randint(0, 64, (2, m))
+            mask = torch.cat([a.mask, a.mask.new_ones(2, m)], 1)
+            pos = a.pos.unsqueeze(1) + torch.arange(m)
+            emb = backend.embed_image(run)
+            ha = lean.forward(backend.model.model.language_model, emb, mask if a.padded else None, pos, a.cache)
+            hb = backend.forward(emb, mask if b.padded else None, pos, b.cache)
+            torch.testing.assert_close(ha, hb, atol=2e-5, rtol=1e-4)
+            a = replace(a, mask=mask, pos=a.pos + m)
+            b = replace(b, mask=mask, pos=b.pos + m)

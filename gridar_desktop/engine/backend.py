@@ -127,6 +127,7 @@ class JanusBackend:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else model.generation_config.pad_token_id
         self.boi_id = tok.convert_tokens_to_ids(getattr(tok, "boi_token", None) or "<begin_of_image>")
         self._blank: int | None = None
+        self._lean: bool | None = None           # decoding steps through engine.lean (decided on first use)
 
     # -- loading -----------------------------------------------------------------------------------------------
     @classmethod
@@ -191,6 +192,17 @@ class JanusBackend:
     def embed_image(self, tokens: torch.Tensor) -> torch.Tensor:
         """(R, L) image codes -> (R, L, H), through the generation embeddings and aligner."""
         return self.model.prepare_embeddings_for_image_generation(tokens)
+
+    def step_forward(self, embeds: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache):
+        """A decoding step's forward: the lean written-out Llama forward when the model allows (`engine.lean`),
+        else the library's."""
+        if self._lean is None:
+            from . import lean
+            self._lean = lean.supports(self.model.model.language_model)
+        if self._lean:
+            from . import lean
+            return lean.forward(self.model.model.language_model, embeds, mask, positions, cache)
+        return self.forward(embeds, mask, positions, cache)
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache):
         """One language-model forward over `cache`; returns the hidden states (R, L, H)."""

@@ -172,7 +172,7 @@ def step(backend: JanusBackend, state: DecodeState, next_tokens: torch.Tensor,
     embeds = backend.embed_image(run.repeat(len(state.streams), 1))           # (R, m, H)
     mask = torch.cat([state.mask, state.mask.new_ones(state.rows, m)], 1)
     positions = state.pos.unsqueeze(1) + torch.arange(m, device=state.pos.device)
-    hidden = backend.forward(embeds, mask if state.padded else None, positions, state.cache)
+    hidden = backend.step_forward(embeds, mask if state.padded else None, positions, state.cache)
     if cost is not None:
         cost.add_decode("generator", state.rows * m, backend.info.generator_params)
     return DecodeState(state.cache, state.streams, state.n, mask, state.pos + m, hidden[:, -1],
