@@ -168,12 +168,16 @@ def main() -> None:
     for label, template in parse_methods(args.methods):
         template = replace(template, strategy=args.strategy)
         rows, cost, t0 = [], CostRecord(), time.perf_counter()
-        # Batches group edits of similar redrawn spans: a batch runs from its earliest first redrawn token to its
-        # latest last one for every job, so mixing spans would charge each edit for its neighbours' rows.
-        order = sorted(range(len(cases)), key=lambda i: (targets[i].first, targets[i].last))
+        # Batches group edits of the same redrawn rows: a batch runs from its earliest first redrawn token to its
+        # latest last one for every job, so mixing spans would also charge each edit for its neighbours' rows.
+        # GridAR's bands are fractions of the redrawn rows, so a batch holds edits of the same rows only.
+        cols = backend.info.cols
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in range(len(cases)):
+            groups.setdefault((targets[i].first // cols, targets[i].last // cols), []).append(i)
+        chunks = [g[at:at + args.batch] for _, g in sorted(groups.items()) for at in range(0, len(g), args.batch)]
         for seed in seeds:
-            for at in range(0, len(cases), args.batch):
-                chunk = order[at:at + args.batch]
+            for chunk in chunks:
                 reqs = [replace(template, prompt=cases[i]["target_prompt"], seed=seed * 100_003 + i, edit=targets[i])
                         for i in chunk]
                 results = Search(backend, roles, reqs).run_all()

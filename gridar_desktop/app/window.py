@@ -180,7 +180,7 @@ class MainWindow(QMainWindow):
         e = self.edit_panel
         e.open_clicked.connect(self.open_dialog)
         e.use_result_clicked.connect(self.edit_result)
-        e.fit_changed.connect(lambda _: self._refit())
+        e.fit_changed.connect(lambda _: self._refit(fresh=True))
         e.tool_changed.connect(lambda t: (setattr(self.canvas, "tool", t), self.show_mask()))
         e.brush_changed.connect(lambda r: (setattr(self.canvas, "brush", r), self.canvas.update()))
         e.opacity_changed.connect(lambda o: (setattr(self.canvas, "mask_opacity", o), self.canvas.update()))
@@ -255,12 +255,15 @@ class MainWindow(QMainWindow):
         empty mask (or `mask`, bool at the model's resolution)."""
         self.edit_original, self.edit_name = image.convert("RGB"), name
         self.banner.show_message("")
+        self.mask = None                    # a new image starts with an empty mask (or the one given)
         self._refit(mask)
         if not self.controls.editing:
             self.controls.mode.setCurrentIndex(1)
         self.show_mask()
 
-    def _refit(self, mask=None) -> None:
+    def _refit(self, mask=None, fresh: bool = False) -> None:
+        """Fit the opened image to the model; the mask starts empty when the framing changes (`fresh`) or the
+        model's resolution does."""
         import numpy as np
 
         from ..engine.edit import fit_image
@@ -269,7 +272,7 @@ class MainWindow(QMainWindow):
         size = self._model_size()
         fitted, note = fit_image(self.edit_original, size, self.edit_panel.fit.currentData())
         self.edit_source = np.array(fitted, dtype=np.uint8)
-        if self.mask is None or self.mask.size != size:
+        if fresh or self.mask is None or self.mask.size != size:
             self.mask = MaskState(size)
         if mask is not None and mask.shape == self.mask.mask.shape:
             self.mask.set(mask)
@@ -277,8 +280,8 @@ class MainWindow(QMainWindow):
         self.show_mask()
 
     def show_mask(self) -> None:
-        if self.edit_source is None or not self.controls.editing:
-            return
+        if self.edit_source is None or not self.controls.editing or self.studio.busy:
+            return                          # while a job runs the canvas shows its bands
         self.canvas.set_image(self.edit_source, None, 1, f"editing {self.edit_name}: paint what should change")
         self.canvas.set_mask(self.mask, show=True)
         self._mask_state_shown()
@@ -416,13 +419,14 @@ class MainWindow(QMainWindow):
         import numpy as np
         from PIL import Image
         req = request_from_metadata(meta)
-        self.controls.apply(req)
         if req.edit is not None:
             self.set_edit_source(Image.fromarray(req.edit.source), f"source of {name}", req.edit.mask)
             self.edit_panel.feather.setValue(req.edit.feather)
+            self.controls.apply(req)        # after the switch to edit mode, which proposes its own defaults
         else:
             if self.controls.editing:
                 self.controls.mode.setCurrentIndex(0)
+            self.controls.apply(req)
             self.canvas.set_image(np.asarray(img), None, 1, f"opened {name}")
         self.statusBar().showMessage(f"Restored settings from {path}")
         return True

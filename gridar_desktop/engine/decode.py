@@ -198,12 +198,15 @@ TokenCallback = Callable[[DecodeState], None]
 def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: SamplingParams,
            generator: torch.Generator | list[torch.Generator] | None = None, cancel: CancelToken | None = None,
            cost: CostRecord | None = None, on_token: TokenCallback | None = None,
-           forced: torch.Tensor | None = None, forced_mask: torch.Tensor | None = None) -> DecodeState:
+           forced: torch.Tensor | None = None, forced_mask: torch.Tensor | None = None,
+           feed_last: bool = True) -> DecodeState:
     """Draw `n_tokens` more tokens per candidate. The last token of a finished image is not fed back (nothing
     would read its hidden state). `forced` (n, rows*cols) with `forced_mask` (rows*cols,) or (n, rows*cols) bool
     teacher-forces positions instead of sampling them (masked editing): a run of positions forced for every
     candidate is fed in one forward (cut at the end of each token row, so `on_token` still sees every row
-    boundary), and forced tokens are not counted as generated."""
+    boundary), and forced tokens are not counted as generated. `feed_last=False`: the tokens that complete this
+    call are appended without a forward (nobody will read their hidden state, e.g. after an edit's last redrawn
+    token)."""
     total = backend.info.rows * backend.info.cols
     cols = backend.info.cols
     end = state.tokens.shape[1] + n_tokens
@@ -238,7 +241,7 @@ def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: Sam
             if cost is not None:
                 cost.image_tokens += state.n - (int(here.sum()) if here is not None else 0)
             nxt = nxt.unsqueeze(1)
-        if k + nxt.shape[1] == total:
+        if k + nxt.shape[1] == total or (not feed_last and k + nxt.shape[1] == end):
             state = replace(state, tokens=torch.cat([state.tokens, nxt], 1))
         else:
             state = step(backend, state, nxt, cost)

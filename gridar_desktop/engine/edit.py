@@ -92,7 +92,7 @@ def token_mask(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def feather_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
     """float (H, W) in [0, 1]: 0 outside the mask, ramping to 1 at `feather` pixels inside it."""
-    if feather <= 0:
+    if feather <= 0 or mask.all():          # all masked: no edge to feather from (the EDT would invent one)
         return mask.astype(np.float32)
     inside = ndimage.distance_transform_edt(mask)            # distance to the nearest unmasked pixel (>= 1 inside)
     return np.clip(inside / (feather + 1.0), 0.0, 1.0).astype(np.float32) * mask

@@ -228,6 +228,11 @@ class Search:
             self.first_row = min(e.first for e in self.edits) // cols            # the redrawn span, in rows
             self.end_token = max(e.last for e in self.edits) + 1                  # nothing after it is computed
             self.end_row = -(-self.end_token // cols)
+            spans = {(e.first // cols, -(-(e.last + 1) // cols)) for e in self.edits}
+            if self.req.method == "gridar" and len(spans) > 1:
+                # the bands are fractions of the redrawn rows: jobs with other rows would be verified elsewhere
+                # than alone
+                raise ValueError("GridAR edits in one batch must redraw the same token rows; batch them by span")
 
     def run(self) -> SearchResult:
         if len(self.jobs) != 1:
@@ -275,7 +280,8 @@ class Search:
             forced = {"forced": self.forced, "forced_mask": self.forced_mask}
             if to_row == self.end_row:      # stop at the last redrawn token; the rest is the source's, uncomputed
                 state = decode(self.b, state, self.end_token - state.tokens.shape[1], self.req.params,
-                               generator=self.gen, cancel=self.cancel, cost=self.cost, on_token=progress, **forced)
+                               generator=self.gen, cancel=self.cancel, cost=self.cost, on_token=progress,
+                               feed_last=False, **forced)
                 tail = self.forced[:, state.tokens.shape[1]:]
                 state = replace(state, tokens=torch.cat([state.tokens, tail.to(state.tokens.device)], 1))
                 progress(state)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
                                QPushButton, QSlider, QVBoxLayout, QWidget)
 
@@ -87,12 +88,9 @@ class EditPanel(QWidget):
         outer.addLayout(grid)
         self.coverage = QLabel("")
         outer.addWidget(self.coverage)
-        self.smaller = QPushButton(self)
-        self.smaller.setShortcut("[")
-        self.smaller.setVisible(False)
-        self.bigger = QPushButton(self)
-        self.bigger.setShortcut("]")
-        self.bigger.setVisible(False)
+        # shortcuts on hidden buttons never fire: these are window-wide shortcuts instead
+        self.smaller = QShortcut(QKeySequence("["), self, context=Qt.ShortcutContext.WindowShortcut)
+        self.bigger = QShortcut(QKeySequence("]"), self, context=Qt.ShortcutContext.WindowShortcut)
 
         self.open.clicked.connect(self.open_clicked)
         self.use_result.clicked.connect(self.use_result_clicked)
@@ -106,8 +104,8 @@ class EditPanel(QWidget):
         self.undo.clicked.connect(self.undo_clicked)
         self.redo.clicked.connect(self.redo_clicked)
         self.show_mask.clicked.connect(self.show_mask_clicked)
-        self.smaller.clicked.connect(lambda: self.size.setValue(self.size.value() - 1))
-        self.bigger.clicked.connect(lambda: self.size.setValue(self.size.value() + 1))
+        self.smaller.activated.connect(lambda: self.size.setValue(self.size.value() - 1))
+        self.bigger.activated.connect(lambda: self.size.setValue(self.size.value() + 1))
 
     def set_source(self, text: str) -> None:
         self.source.setText(text)
