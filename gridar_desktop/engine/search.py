@@ -219,20 +219,22 @@ class Search:
         self.prompts = [r.prompt for r in jobs for _ in range(self.n)]     # per candidate
         self.nodes: list[list[dict]] = [[] for _ in jobs]
         self.edits = [r.edit for r in jobs] if jobs[0].edit is not None else None
+        self.last_row = self.rows          # the row after which nothing is decoded (an edit's last redrawn row)
         if self.edits:
             dev = backend.device
             per_cand = [e for e in self.edits for _ in range(self.n)]
             self.forced = torch.tensor([e.tokens for e in per_cand], dtype=torch.long, device=dev)   # (J*n, T)
             self.forced_mask = ~torch.tensor([e.redraw for e in per_cand], dtype=torch.bool, device=dev)
             cols = backend.info.cols
-            self.first_row = min(e.first for e in self.edits) // cols            # the redrawn span, in rows
+            spans = {(e.first // cols, -(-(e.last + 1) // cols)) for e in self.edits}   # redrawn rows per job
+            self.first_row = min(a for a, _ in spans)
+            self.end_row = max(b for _, b in spans)
             self.end_token = max(e.last for e in self.edits) + 1                  # nothing after it is computed
-            self.end_row = -(-self.end_token // cols)
-            spans = {(e.first // cols, -(-(e.last + 1) // cols)) for e in self.edits}
             if self.req.method == "gridar" and len(spans) > 1:
                 # the bands are fractions of the redrawn rows: jobs with other rows would be verified elsewhere
                 # than alone
                 raise ValueError("GridAR edits in one batch must redraw the same token rows; batch them by span")
+            self.last_row = self.end_row
 
     def run(self) -> SearchResult:
         if len(self.jobs) != 1:
@@ -282,20 +284,23 @@ class Search:
                 state = decode(self.b, state, self.end_token - state.tokens.shape[1], self.req.params,
                                generator=self.gen, cancel=self.cancel, cost=self.cost, on_token=progress,
                                feed_last=False, **forced)
-                tail = self.forced[:, state.tokens.shape[1]:]
-                state = replace(state, tokens=torch.cat([state.tokens, tail.to(state.tokens.device)], 1))
+                state = replace(state, tokens=self._with_source(state.tokens))
                 progress(state)
                 return state
         return decode_to_row(self.b, state, to_row, self.req.params, generator=self.gen, cancel=self.cancel,
                              cost=self.cost, on_token=progress, **forced)
 
+    def _with_source(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, k) drawn tokens completed with the edit source's tokens after position k (unchanged otherwise)."""
+        if not self.edits or tokens.shape[1] >= self.forced.shape[1]:
+            return tokens
+        return torch.cat([tokens, self.forced[:, tokens.shape[1]:].to(tokens.device)], 1)
+
     def _previews(self, tokens: torch.Tensor) -> np.ndarray:
         """Decodes of (partial) candidates; an edit's rows not drawn yet show the source (the verifier greys
         them out anyway, see `PartialView`)."""
         self.cost.vq_decodes += tokens.shape[0]
-        if self.edits and tokens.shape[1] < self.forced.shape[1]:
-            tokens = torch.cat([tokens, self.forced[:, tokens.shape[1]:].to(tokens.device)], 1)
-        return self.b.decode_tokens(tokens)
+        return self.b.decode_tokens(self._with_source(tokens))
 
     def _score(self, images: np.ndarray) -> list[float]:
         if self.roles is None or self.n == 1:
@@ -311,9 +316,8 @@ class Search:
         return images
 
     def _finish(self, state: DecodeState, stopped: bool) -> list[SearchResult]:
-        if self.edits and stopped:                    # an edit stopped early: keep the source below the band
-            tail = self.forced[:, state.tokens.shape[1]:]
-            state = replace(state, tokens=torch.cat([state.tokens, tail.to(state.tokens.device)], 1))
+        if stopped:                                   # an edit stopped early: keep the source below the band
+            state = replace(state, tokens=self._with_source(state.tokens))
         images = self._final_images(state.tokens)
         scores = self._score(images) if not stopped else [0.0] * len(images)
         tokens = state.tokens.cpu()
@@ -347,7 +351,7 @@ class Search:
                 for st in self.req.schedule]
 
     def _plain(self) -> list[SearchResult]:
-        state = self._decode(self._start(), 0, self.end_row if self.edits else self.rows)
+        state = self._decode(self._start(), 0, self.last_row)
         return self._finish(state, False)
 
     # -- GridAR ------------------------------------------------------------------------------------------------
@@ -355,14 +359,13 @@ class Search:
         req = self.req
         state = self._start()
         self.texts = {"cond": list(self.prompts)}       # what each conditioning stream row reads, per candidate
-        last = self.end_row if self.edits else self.rows
         done_row = 0
         for i, (stage, to_row) in enumerate(zip(req.schedule, self._stage_rows())):
-            if to_row <= done_row or (to_row >= last and stage.until < 1.0):
+            if to_row <= done_row or (to_row >= self.last_row and stage.until < 1.0):
                 continue                               # a short edit span: this stage would not add a row
             state = self._decode(state, i, to_row)
             done_row = to_row
-            if to_row == last:
+            if to_row == self.last_row:
                 break
             nodes = [{"stage": i, "rows": to_row} for _ in self.jobs]
             previews = self._previews(state.tokens)
@@ -401,10 +404,15 @@ class Search:
             self.texts = {k: [v[x] for x in sources] for k, v in self.texts.items()}
         return state, previews
 
+    @staticmethod
+    def _anchors(state: DecodeState) -> list[bytes]:
+        """Each candidate's drawn tokens as a hashable key (copies left by pruning have equal keys)."""
+        return [row.tobytes() for row in state.tokens.cpu().numpy()]
+
     def _relayout(self, state: DecodeState, views: list[PartialView], i: int, nodes: list[dict]) -> DecodeState:
         # Copies left by pruning show the same anchor, and greedy reformulation of the same view is the same text:
         # ask once per distinct (job, anchor).
-        keys = [(c // self.n, state.tokens[c].cpu().numpy().tobytes()) for c in range(state.n)]
+        keys = [(c // self.n, a) for c, a in enumerate(self._anchors(state))]
         unique = list(dict.fromkeys(keys))
         first = [keys.index(k) for k in unique]
         asked = self.roles.reformulate([self.prompts[c] for c in first], [views[c] for c in first], self.cost)
@@ -440,7 +448,8 @@ class Search:
         for src, cands in reuse.items():
             parts.append(copy_stream(state, src, cands, name))
             order += cands
-        keys = [(texts[c], state.tokens[c].cpu().numpy().tobytes()) for c in fresh]
+        anchors = self._anchors(state)
+        keys = [(texts[c], anchors[c]) for c in fresh]
         unique = list(dict.fromkeys(keys))
         if fresh:
             first = [fresh[keys.index(k)] for k in unique]
