@@ -227,17 +227,11 @@ def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: Sam
                 stop += 1
             nxt = forced[:, k:stop]                                                # (n, m)
         else:
-            logits = guided_logits(backend, state, params)
-            if here is None:
-                nxt = sample(logits, params, generator)
-            elif isinstance(generator, (list, tuple)):
-                # a batch of edits: a job whose tokens are all forced here draws nothing, as it would alone
-                nxt = torch.cat([f if h.all() else sample(lg, params, g) for lg, h, f, g in zip(
-                    logits.chunk(len(generator)), here.chunk(len(generator)), forced[:, k].chunk(len(generator)),
-                    generator)])
+            # in a batch of edits, a job whose tokens are all forced here draws nothing, as it would alone
+            nxt = sample(guided_logits(backend, state, params), params, generator,
+                         None if here is None else ~here)
+            if here is not None:
                 nxt = torch.where(here, forced[:, k], nxt)
-            else:
-                nxt = torch.where(here, forced[:, k], sample(logits, params, generator))
             if cost is not None:
                 cost.image_tokens += state.n - (int(here.sum()) if here is not None else 0)
             nxt = nxt.unsqueeze(1)

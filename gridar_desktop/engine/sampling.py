@@ -69,14 +69,18 @@ def warp(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
     return logits
 
 
-def sample(logits: torch.Tensor, p: SamplingParams,
-           generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
+def sample(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | list[torch.Generator] | None,
+           draw: torch.Tensor | None = None) -> torch.Tensor:
     """(n, V) guided logits -> (n,) token ids. A list of k generators splits the rows into k equal consecutive
-    chunks (one per job of a batch), each drawn from its own generator, exactly as that job alone would draw."""
+    chunks (one per job of a batch), each drawn from its own generator, exactly as that job alone would draw.
+    `draw` (n,) bool marks the rows that need a token; a job's chunk with no such row draws nothing (its ids are
+    placeholders the caller replaces), as that job alone would not draw. A single generator draws every row."""
     if p.greedy:
         return logits.argmax(-1)
     if isinstance(generator, (list, tuple)):
-        chunks = logits.chunk(len(generator))
-        return torch.cat([sample(c, p, g) for c, g in zip(chunks, generator)])
+        k = len(generator)
+        wants = [None] * k if draw is None else draw.chunk(k)
+        return torch.cat([torch.zeros(len(c), dtype=torch.long, device=c.device) if w is not None and not w.any()
+                          else sample(c, p, g) for c, g, w in zip(logits.chunk(k), generator, wants)])
     probs = warp(logits.float(), p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
