@@ -179,12 +179,8 @@ class JanusRoles:
                      answer: str, cost: CostRecord, role: str) -> list[float]:
         rows = [self._ids(kind, p, v) for p, v in zip(per_item(prompt, len(views)), views)]
         h, _, _ = self._forward(rows, images)
-        probs = F.softmax(self.model.lm_head(h[:, -1]).float(), dim=-1)        # (B, V) raw, no warpers
         self._count(cost, role, rows)
-        ids = self.answers[answer]
-        if not ids:
-            return [0.0] * len(rows)
-        return probs[:, ids].sum(-1).clamp(0, 1).tolist()
+        return self._probs(h[:, -1], answer)
 
     # -- the roles -----------------------------------------------------------------------------------------------
     @torch.inference_mode()
