@@ -56,7 +56,7 @@ def test_examples_are_balanced_and_in_vocabulary():
     rng = random.Random(2)
     tasks = {}
     for _ in range(200):
-        task, img, cut, q, a = make_example(rng)
+        task, img, cut, q, a, _ = make_example(rng)
         assert img.shape == (64, 64, 3) and 0 < cut <= 64
         assert all(0 <= t < len(TEXT_VOCAB) for t in q + a)
         tasks.setdefault(task, []).append(TEXT_VOCAB[a[0]])

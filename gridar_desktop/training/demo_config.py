@@ -17,8 +17,8 @@ SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>", "<image_placeholder>", "<b
 # Words the understanding path (verifier, scorer, reformulator) answers or asks with; reserved tokens leave room for
 # later roles without changing the embedding size of a shipped checkpoint.
 ROLE_WORDS = ["yes", "no", "possible", "impossible", "verify", "score", "layout", "edit", "source", "target",
-              "?", ":", "."]
-RESERVED = [f"<reserved_{i}>" for i in range(24)]
+              "?", ":", ".", "describe"]
+RESERVED = [f"<reserved_{i}>" for i in range(23)]      # "describe" took the first of 24
 TEXT_VOCAB: list[str] = SPECIAL_TOKENS + list(VOCABULARY) + ROLE_WORDS + RESERVED
 PAD, BOS, EOS, UNK, IMAGE, BOI, EOI = range(7)
 
