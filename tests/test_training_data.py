@@ -6,7 +6,8 @@ from gridar_desktop.shapes.judge import judge
 from gridar_desktop.shapes.partial import Seen, contradictions, judge_partial
 from gridar_desktop.shapes.scene import SceneObject, make_scene, render_scene
 from gridar_desktop.training.demo_config import TEXT_VOCAB
-from gridar_desktop.training.understand import layout_target, make_example, perturb, satisfies
+from gridar_desktop.training.understand import (describe, layout_target, make_example, patch_labels, perturb,
+                                                 satisfies)
 
 
 def test_score_labels_agree_with_the_judge_on_renders():
@@ -60,6 +61,24 @@ def test_examples_are_balanced_and_in_vocabulary():
         assert img.shape == (64, 64, 3) and 0 < cut <= 64
         assert all(0 <= t < len(TEXT_VOCAB) for t in q + a)
         tasks.setdefault(task, []).append(TEXT_VOCAB[a[0]])
-    assert set(tasks) == {"score", "verify", "layout"}
+    assert set(tasks) == {"describe", "score", "verify", "layout"}
     v = tasks["verify"]
     assert 0.2 < v.count("impossible") / len(v) < 0.6
+
+
+def test_describe_lists_what_was_drawn_in_a_fixed_order():
+    objs = [SceneObject("red", "circle", 10, 10, 10), SceneObject("blue", "square", 40, 40, 10),
+            SceneObject("red", "circle", 50, 12, 10)]
+    assert describe(objs) == "two red circles and a blue square"
+    assert describe(objs[::-1]) == describe(objs)
+    assert parse_prompt(describe(objs))          # a caption is a prompt the model can read back
+
+
+def test_patch_labels_mark_centres_and_covered_patches_of_the_visible_rows_only():
+    red, blue = SceneObject("red", "circle", 12, 12, 14), SceneObject("blue", "square", 44, 52, 12)
+    centre, cover = patch_labels([red, blue], cut=64)
+    assert centre.tolist().count(0) == 62                      # one centre mark per object
+    assert centre[1 * 8 + 1] > 0 and centre[6 * 8 + 5] > 0 and centre[1 * 8 + 1] != centre[6 * 8 + 5]
+    assert cover[1 * 8 + 1] == centre[1 * 8 + 1] and cover[0] == 0      # the corner patch is background
+    top_centre, top_cover = patch_labels([red, blue], cut=32)
+    assert top_centre.tolist().count(0) == 63 and (top_cover[32:] == 0).all()   # the hidden rows hold nothing
