@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="build/demo-train", help="checkpoint folder (resumable)")
     ap.add_argument("--out", default="resources/models/shapes-demo", help="final model folder")
     ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack", "und"])
-    ap.add_argument("--und-steps", type=int, default=1500)
+    ap.add_argument("--und-steps", type=int, default=1700)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vq-steps", type=int, default=1400)
     ap.add_argument("--gen-steps", type=int, default=2600)
@@ -77,8 +77,11 @@ def record_understanding(out: Path, steps: int, seed: int) -> None:
     import json
     meta_path = Path(out) / "gridar.json"
     meta = json.loads(meta_path.read_text())
-    meta.setdefault("training", {})["und"] = {"steps": steps, "batch": 48, "replay_batch": 24, "seed": seed,
-                                              "features": "visible rows only for partial views"}
+    meta.setdefault("training", {})["und"] = {
+        "steps": steps, "batch": 48, "replay_batch": 24, "seed": seed,
+        "tasks": "describe 1/6, score 1/3, verify 1/3, layout 1/6",
+        "probe": "training-only patch tagging of the image features (centre and cover), weight 0.5",
+        "features": "visible rows only for partial views"}
     meta_path.write_text(json.dumps(meta, indent=1))
 
 
