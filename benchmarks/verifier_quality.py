@@ -4,6 +4,8 @@
 
 - Partial-view verification at 1/4 and 1/2 of the token rows, against the judge's truth: a candidate is truly
   impossible when the judge's partial-view mode finds a visible contradiction (`shapes/partial.py` says what counts).
+  A candidate is called impossible when P(possible) < the engine's pruning threshold (`search.DEFAULT_THRESHOLD`,
+  what GridAR uses); `by_threshold` shows the trade-off at others.
   false_reject_rate = share of truly feasible candidates the verifier calls impossible (target <= 0.10);
   true_reject_rate  = share of truly impossible candidates it calls impossible (target >= 0.50).
 - Final scorer: AUROC of P(yes) against the judge's strict score on the finished images (target >= 0.85).
@@ -26,6 +28,7 @@ from gridar_desktop.engine.janus_roles import JanusRoles
 from gridar_desktop.engine.models import resolve_model
 from gridar_desktop.engine.roles import PartialView
 from gridar_desktop.engine.sampling import SamplingParams
+from gridar_desktop.engine.search import DEFAULT_THRESHOLD
 from gridar_desktop.engine.single import generate_batch
 from gridar_desktop.shapes.grammar import PromptError, parse_prompt
 from gridar_desktop.shapes.judge import detect_objects, judge
@@ -108,13 +111,17 @@ def main() -> None:
     out: dict = {"model": str(resolve_model(args.model)), "prompts": len(prompts), "per_prompt": args.per_prompt}
     for name, v in verify.items():
         pv, tv = np.array(v["p"]), np.array(v["truth"])
-        said_impossible = pv < 0.5
         feasible, impossible = tv == 0, tv == 1
+
+        def rates(threshold: float) -> dict:
+            said_impossible = pv < threshold
+            return {"false_reject_rate": float(said_impossible[feasible].mean()) if feasible.any() else None,
+                    "true_reject_rate": float(said_impossible[impossible].mean()) if impossible.any() else None}
         out[f"verify_{name}"] = {
             "candidates": int(len(tv)), "truly_impossible": int(impossible.sum()),
-            "false_reject_rate": float(said_impossible[feasible].mean()) if feasible.any() else None,
-            "true_reject_rate": float(said_impossible[impossible].mean()) if impossible.any() else None,
+            "threshold": DEFAULT_THRESHOLD, **rates(DEFAULT_THRESHOLD),
             "auroc_possible": auroc(list(pv), list(1 - tv)),
+            "by_threshold": {str(t): rates(t) for t in (0.1, 0.25, 0.5)},
         }
     out["scorer"] = {"images": len(strict), "judge_strict_rate": float(np.mean(strict)),
                      "auroc": auroc(scores, strict)}
