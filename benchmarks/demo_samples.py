@@ -1,6 +1,6 @@
 """Render the README's sample table: demo-model generations next to their prompts and the judge's verdict.
 
-    .venv/bin/python benchmarks/demo_samples.py [--out docs/samples] [--seed 0] [--cfg 3]
+    .venv/bin/python benchmarks/demo_samples.py [--out docs/samples] [--seed 0] [--cfg 2]
 
 Writes small PNGs (upscaled 2x with nearest neighbour) and prints a Markdown table. The samples are the first
 image for each prompt under the seed, not picked by hand.
@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/samples")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--cfg", type=float, default=2.0)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
