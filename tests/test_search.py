@@ -75,7 +75,7 @@ def test_pruning_refills_rejected_slots_with_survivors(backend):
 
 
 def test_all_rejected_keeps_all(backend):
-    roles = ScriptedRoles(verdicts=[[0.1, 0.0, 0.2, 0.3]])
+    roles = ScriptedRoles(verdicts=[[0.1, 0.0, 0.2, 0.15]])          # all below the threshold (0.25)
     res = run(backend, roles)
     assert res.tree[0]["keep"] == [True] * 4 and res.tree[0]["sources"] == [0, 1, 2, 3]
     assert res.tree[0]["all_rejected_groups"] == [0]
