@@ -42,13 +42,18 @@ ORDER = ("single:1", "best-of-n:4", "best-of-n:8", "gridar:4", "gridar:8", "grid
 CATEGORIES = ("single", "counting", "pair", "relation", "triple")
 
 
+def _rank(label: str) -> int:
+    """Table order: the README's order, methods it does not list after them."""
+    return ORDER.index(label) if label in ORDER else len(ORDER)
+
+
 def table(r: dict) -> str:
     """The README's two tables: per method, and the target ratios against Best-of-N N=8."""
     runs = r["prompts"] * len(r["seeds"])
     lines = ["| method | strict (" + " / ".join(f"seed {s}" for s in r["seeds"]) + ") | partial | " +
              " | ".join(CATEGORIES) + " | generator GFLOPs | total GFLOPs | verifier / scorer / reformulator GFLOPs"
              " | s per prompt |", "|---|---|---|" + "---|" * len(CATEGORIES) + "---|---|---|---|"]
-    for label in [m for m in ORDER if m in r["methods"]] + [m for m in r["methods"] if m not in ORDER]:
+    for label in sorted(r["methods"], key=_rank):
         m = r["methods"][label]
         per, roles = m["cost_per_image"], m["cost"]["roles"]
         side = " / ".join(f"{roles[k]['flops'] / runs / 1e9:.2f}" for k in ("verifier", "scorer", "reformulator"))
@@ -59,7 +64,7 @@ def table(r: dict) -> str:
                      f"{per['wall_seconds']:.2f} |")
     lines += ["", "| vs Best-of-N N=8 | strict | generator FLOPs | total FLOPs | wall time |", "|---|---|---|---|---|"]
     targets = r.get("targets", {})
-    for key in sorted(targets, key=lambda k: ORDER.index(k.split(" vs ")[0]) if k.split(" vs ")[0] in ORDER else 99):
+    for key in sorted(targets, key=lambda k: _rank(k.split(" vs ")[0])):
         v = targets[key]
         lines.append(f"| {key.split(' vs ')[0]} | {v['strict']:.2f}x | {v['generator_flops']:.2f}x | "
                      f"{v['total_flops']:.2f}x | {v['wall_seconds']:.2f}x |")

@@ -104,9 +104,8 @@ def test_edit_search_redraws_only_the_masked_tokens(backend, method):
     g = res.cost.roles["generator"]
     # the prefix before the first redrawn token is prefilled; from there every position up to the last redrawn
     # token is fed once per stream (the last one is not: nothing reads it); nothing after it is computed
-    streams = 2 if method == "best-of-n" else None
-    if streams:
-        assert g.decode_token_rows == 4 * streams * (e.last - e.first)
+    if method == "best-of-n":                       # two streams (guidance) per candidate
+        assert g.decode_token_rows == 4 * 2 * (e.last - e.first)
     if method == "gridar":
         assert len(res.tree) >= 1 and res.tree[0]["rows"] > e.first // 8
 

@@ -75,11 +75,14 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
 def record_understanding(out: Path, steps: int, seed: int) -> None:
     """Note the understanding stage in the folder's gridar.json (the model card reads it)."""
     import json
+    from collections import Counter
+
+    from .understand import TASKS
     meta_path = Path(out) / "gridar.json"
     meta = json.loads(meta_path.read_text())
     meta.setdefault("training", {})["und"] = {
         "steps": steps, "batch": 48, "replay_batch": 24, "seed": seed,
-        "tasks": "describe 1/6, score 1/3, verify 1/3, layout 1/6",
+        "tasks": ", ".join(f"{t} {n}/{len(TASKS)}" for t, n in Counter(TASKS).items()),
         "probe": "training-only patch tagging of the image features (centre and cover), weight 0.5",
         "features": "visible rows only for partial views"}
     meta_path.write_text(json.dumps(meta, indent=1))

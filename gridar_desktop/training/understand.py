@@ -1,8 +1,10 @@
 """Stage 3 of the demo model: teach its understanding path to verify, score and reformulate.
 
 Data come from the scene sampler; labels come from the scene specification (what was drawn), never from the judge:
-- score:  a scene for the prompt, perturbed half of the time (an extra or a missing object, a wrong colour or shape,
-          a relation swapped); "yes" when the perturbed scene still satisfies the prompt, else "no".
+- describe: a scene (perturbed half of the time) -> what it holds, in the prompt grammar (`describe`); every word
+          of the caption is a target, which gives the image features far more signal than one verdict.
+- score:  a scene for the prompt; a third perturbed (an extra or a missing object, a wrong colour or shape, a
+          relation swapped), a third the scene of another prompt; "yes" when the scene satisfies the prompt.
 - verify: the same scenes with only the top 2 or 4 of 8 token rows shown (the rest grey); "impossible" when the
           visible part already contradicts the prompt (`shapes.partial.contradictions`), else "possible".
 - layout: unperturbed scenes, partly shown; the target clause places every visible group where its centre is and
@@ -12,6 +14,7 @@ only the image features of the drawn token rows enter the language model (2 or 4
 image positions), which is what makes verification cheap (`engine.janus_roles` does the same).
 Half of the images go through the VQ (encode -> decode) so the roles learn on images that look generated.
 Generation batches are replayed at every step so the shared language model keeps generating as before.
+A training-only probe (`patch_probe`, not shipped) tags every image feature with the objects of its patch.
 """
 from __future__ import annotations
 
@@ -37,14 +40,21 @@ from .gen import WORD_ID, generation_loss, make_batch
 log = logging.getLogger(__name__)
 HIDDEN_FILL = 128
 COLOURS_AND_SHAPES = [(c, s) for c in COLOURS for s in SHAPES]
+TAG = {k: i + 1 for i, k in enumerate(COLOURS_AND_SHAPES)}      # the probe's classes; 0 = nothing
+TASKS = ("describe", "score", "score", "verify", "verify", "layout")    # drawn uniformly: the task mix
+
+
+def counts_of(objs: list[SceneObject]) -> dict[tuple[str, str], int]:
+    """How many objects of each (colour, shape) a scene holds."""
+    counts: dict[tuple[str, str], int] = {}
+    for o in objs:
+        counts[(o.colour, o.shape)] = counts.get((o.colour, o.shape), 0) + 1
+    return counts
 
 
 def satisfies(objs: list[SceneObject], spec: SceneSpec) -> bool:
     """Whether a scene's objects meet the prompt: exact counts, nothing else, the relation."""
-    counts: dict[tuple[str, str], int] = {}
-    for o in objs:
-        counts[(o.colour, o.shape)] = counts.get((o.colour, o.shape), 0) + 1
-    if counts != {g.key: g.count for g in spec.groups}:
+    if counts_of(objs) != {g.key: g.count for g in spec.groups}:
         return False
     r = spec.relation
     if r is None:
@@ -85,9 +95,7 @@ def perturb(objs: list[SceneObject], rng: random.Random) -> list[SceneObject]:
 def describe(objs: list[SceneObject]) -> str:
     """What a scene holds, in the prompt grammar, groups in a fixed order (colour, then shape): the caption the
     understanding path learns to write. Every word of it is a target, where a verdict gives one bit per image."""
-    counts: dict[tuple[str, str], int] = {}
-    for o in objs:
-        counts[(o.colour, o.shape)] = counts.get((o.colour, o.shape), 0) + 1
+    counts = counts_of(objs)
     order = sorted(counts, key=lambda k: (COLOURS.index(k[0]), SHAPES.index(k[1])))
     return format_base(SceneSpec(tuple(Group(counts[k], *k) for k in order)))
 
@@ -123,13 +131,12 @@ def _scene(rng: random.Random) -> tuple[SceneSpec, list[SceneObject]]:
 def make_example(rng: random.Random) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject]]:
     """(task, image uint8 (64, 64, 3), pixel rows shown (64 = all), question word ids, answer word ids, the objects
     drawn). The caller greys the hidden rows (after an optional VQ round trip)."""
-    task = rng.choice(["describe", "score", "score", "verify", "verify", "layout"])
+    task = rng.choice(TASKS)
     if task == "describe":
         spec, objs = _scene(rng)
         if rng.random() < 0.5:
             changed = perturb(objs, rng)
-            kinds = [(o.colour, o.shape) for o in changed]
-            objs = changed if max(map(kinds.count, kinds)) <= max(NUMBER_NAMES) else objs   # a count it can say
+            objs = changed if max(counts_of(changed).values()) <= max(NUMBER_NAMES) else objs   # a count it can say
         words = describe(objs).replace(",", " ,").split()
         return (task, np.array(render_scene(objs)), IMAGE_SIZE, [WORD_ID["describe"], WORD_ID[":"]],
                 [WORD_ID[w] for w in words] + [EOS], objs)
@@ -180,11 +187,11 @@ def patch_labels(objs: list[SceneObject], cut: int) -> tuple[torch.Tensor, torch
     0 = nothing, 1 + index into COLOURS_AND_SHAPES otherwise. `centre` marks the patch holding an object's centre
     (what counting needs: one mark per object, whatever its size); `cover` the object drawn at the patch's centre
     pixel (the last drawn wins, as in the render). Rows from `cut` down are grey, so they hold nothing."""
-    kind = {k: i + 1 for i, k in enumerate(COLOURS_AND_SHAPES)}
     centre, cover = torch.zeros(GRID * GRID, dtype=torch.long), torch.zeros(GRID * GRID, dtype=torch.long)
     for o in objs:
         if o.cy < cut:
-            centre[min(int(o.cy // PATCH), GRID - 1) * GRID + min(int(o.cx // PATCH), GRID - 1)] = kind[o.colour, o.shape]
+            r, c = min(int(o.cy // PATCH), GRID - 1), min(int(o.cx // PATCH), GRID - 1)
+            centre[r * GRID + c] = TAG[o.colour, o.shape]
     for r in range(GRID):
         for c in range(GRID):
             y, x = r * PATCH + PATCH / 2, c * PATCH + PATCH / 2
@@ -192,7 +199,7 @@ def patch_labels(objs: list[SceneObject], cut: int) -> tuple[torch.Tensor, torch
                 continue
             for o in objs:
                 if _covers(o, x, y):
-                    cover[r * GRID + c] = kind[o.colour, o.shape]
+                    cover[r * GRID + c] = TAG[o.colour, o.shape]
     return centre, cover
 
 
@@ -219,7 +226,7 @@ def understanding_loss(model, rows: list[tuple[list[int], list[int]]], images: t
     aux = None
     if probe is not None:
         centre, cover = patch_targets                                    # (B, 64) each
-        logits = probe(feats[shown]).float().view(-1, 2, len(COLOURS_AND_SHAPES) + 1)    # (N, 2, 19)
+        logits = probe(feats[shown]).float().view(-1, 2, len(TAG) + 1)             # (N, 2, 19)
         aux = F.cross_entropy(logits[:, 0], centre[shown]) + F.cross_entropy(logits[:, 1], cover[shown])
     embeds = embeds.masked_scatter((ids == IMAGE).unsqueeze(-1), feats[shown])
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
@@ -240,7 +247,7 @@ def patch_probe(hidden: int) -> torch.nn.Module:
     the vision encoder gets, and in four attempts (up to 1,500 steps) the encoder never left the answers' prior.
     Tagging gives every patch a target, so the features learn colour, shape and where objects are first, and the
     language model then only has to learn to compare them with the prompt."""
-    return torch.nn.Linear(hidden, 2 * (len(COLOURS_AND_SHAPES) + 1))
+    return torch.nn.Linear(hidden, 2 * (len(TAG) + 1))
 
 
 def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 2500, batch: int = 48,
@@ -294,10 +301,8 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
         step += 1
         if step % 25 == 0:
             log.info("und step %d loss %.4f (probe %.4f, gen %.4f) %.1fs/step", step, loss_u.item(), loss_p.item(),
-                     loss_g.item(),
-                     (time.time() - t0) / 25)
+                     loss_g.item(), (time.time() - t0) / 25)
             t0 = time.time()
         if step % ckpt_every == 0 or step == steps:
             torch.save({"model": model.state_dict(), "probe": probe.state_dict(), "opt": opt.state_dict(),
-                        "step": step,
-                        "rng": rng.getstate()}, ckpt)
+                        "step": step, "rng": rng.getstate()}, ckpt)
