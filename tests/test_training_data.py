@@ -1,13 +1,18 @@
 """Training data of the demo model: labels come from the scene specification and agree with what they claim."""
 import random
+from collections import Counter
+
+import numpy as np
+import torch
 
 from gridar_desktop.shapes.grammar import parse_prompt
 from gridar_desktop.shapes.judge import judge
-from gridar_desktop.shapes.partial import Seen, contradictions, judge_partial
+from gridar_desktop.shapes.partial import Seen, contradictions, judge_partial, seen_in_scene, visible_area
 from gridar_desktop.shapes.scene import SceneObject, make_scene, render_scene
 from gridar_desktop.training.demo_config import TEXT_VOCAB
-from gridar_desktop.training.understand import (describe, layout_target, make_example, patch_labels, perturb,
-                                                 satisfies)
+from gridar_desktop.training.gen import WORD_ID, make_batch, three_group_rows
+from gridar_desktop.training.understand import (SCORE_ERRORS, describe, layout_target, make_example, patch_labels,
+                                                 perturb, satisfies)
 
 
 def test_score_labels_agree_with_the_judge_on_renders():
@@ -82,3 +87,49 @@ def test_patch_labels_mark_centres_and_covered_patches_of_the_visible_rows_only(
     assert cover[1 * 8 + 1] == centre[1 * 8 + 1] and cover[0] == 0      # the corner patch is background
     top_centre, top_cover = patch_labels([red, blue], cut=32)
     assert top_centre.tolist().count(0) == 63 and (top_cover[32:] == 0).all()   # the hidden rows hold nothing
+
+
+def test_a_sliver_above_the_cut_is_not_seen_and_the_labels_agree_with_the_judge():
+    # a purple triangle whose apex pokes 4 px above the cut: too little to see, for the labels and the judge alike
+    apex = SceneObject("purple", "triangle", 40, 26, 20)             # top at 16, cut at 20
+    red = SceneObject("red", "circle", 12, 8, 12)
+    assert visible_area(apex, 20) < 33 <= visible_area(apex, 30)
+    assert [s.colour for s in seen_in_scene([red, apex], cut=20, size=64)] == ["red"]
+    spec = parse_prompt("a red circle")
+    assert not contradictions(seen_in_scene([red, apex], 20, 64), spec, 20, 64)
+    assert not judge_partial(render_scene([red, apex]), spec, 5, 16)  # 5 of 16 rows: the cut at 20 px
+    # the same triangle with 14 px above the cut shows: its colour is already wrong
+    assert contradictions(seen_in_scene([red, apex], 30, 64), spec, 30, 64)
+    assert judge_partial(render_scene([red, apex]), spec, 15, 32)      # the cut at 30 px
+
+
+def test_visible_area_matches_the_render():
+    for o in (SceneObject("blue", "circle", 30, 20, 16), SceneObject("red", "square", 20, 30, 10),
+              SceneObject("green", "triangle", 32, 32, 18)):
+        a, bg = np.asarray(render_scene([o]), np.float32), np.asarray(render_scene([]), np.float32)
+        diff = np.abs(a - bg).sum(-1)                                                  # (64, 64)
+        coverage = diff / diff.max()                                                   # anti-aliased edges < 1
+        for cut in (16, 24, 32, 40):
+            assert abs(visible_area(o, cut) - coverage[:cut].sum()) <= 3 + 0.05 * coverage[:cut].sum()
+
+
+def test_generator_like_score_errors_are_mostly_counts_off_by_one():
+    rng = random.Random(3)
+    _, objs = make_scene("two red circles and a blue square", 4)
+    before = Counter((o.colour, o.shape) for o in objs)
+    off_by_one = 0
+    for _ in range(200):
+        after = Counter((o.colour, o.shape) for o in perturb(objs, rng, SCORE_ERRORS))
+        off_by_one += set(after) <= set(before) and sum(abs(after[k] - before[k]) for k in before) == 1
+    assert off_by_one >= 100                                  # 6 of 10 kinds change one count by one
+
+
+def test_replay_batches_favour_the_rows_asked_for():
+    rng = random.Random(4)
+    data = {"base": [[1, WORD_ID[","], 2]] * 10 + [[1, 2]] * 90, "layout": [[1, 2]] * 100,
+            "tokens_t": torch.arange(100).unsqueeze(1).repeat(1, 64)}
+    favour = three_group_rows(data)
+    assert favour == list(range(10))
+    _, _, tokens = make_batch(data, rng, 400, favour, 0.5)
+    share = (tokens[:, 0] < 10).float().mean().item()
+    assert 0.5 < share < 0.6                                  # half favoured, plus a tenth of the other half

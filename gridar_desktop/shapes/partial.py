@@ -2,7 +2,10 @@
 
 A candidate is truly impossible when what is visible contradicts the prompt whatever the hidden rows hold. Objects
 are fully visible when their bounding box ends above the cut, partly visible when they start above it and run past
-it (their shape is not known yet, their colour is). The rules:
+it (their shape is not known yet, their colour is). An object shows at all only when at least
+`MIN_VISIBLE_AREA_FRACTION` of the image (the judge's own speck threshold, about 33 px at 64 px) of it lies above the
+cut: a triangle's apex or a circle's cap a few pixels high is not yet an object anyone could see, and the judge's
+detector ignores it. The rules:
 
 1. a fully visible object of a (colour, shape) the prompt does not mention;
 2. a partly visible object of a colour no group of the prompt has;
@@ -23,8 +26,10 @@ import numpy as np
 from PIL import Image
 
 from .grammar import SceneSpec, parse_prompt
-from .judge import detect_objects
-from .scene import BACKGROUND, relation_holds
+from .judge import MIN_AREA_FRACTION, detect_objects
+from .scene import BACKGROUND, SceneObject, relation_holds
+
+MIN_VISIBLE_AREA_FRACTION = MIN_AREA_FRACTION
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,30 @@ def contradictions(objects: list[Seen], spec: SceneSpec, cut: float, size: int) 
         elif r.relation == "below" and fa and gb.colour not in started:
             out.append(f"the {gb.colour} {gb.shape} can no longer be above the {ga.colour} {ga.shape}")
     return out
+
+
+def visible_area(o: SceneObject, cut: float) -> float:
+    """Pixels of a drawn object (pixel centres it covers) above the cut."""
+    x0, y0, x1, y1 = o.bbox
+    ys = np.arange(np.floor(max(y0, 0.0)), min(np.ceil(y1), cut)) + 0.5
+    xs = np.arange(np.floor(max(x0, 0.0)), np.ceil(x1)) + 0.5
+    if len(ys) == 0 or len(xs) == 0:
+        return 0.0
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    inside = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
+    if o.shape == "circle":
+        inside &= (xx - o.cx) ** 2 + (yy - o.cy) ** 2 <= (o.size / 2) ** 2
+    elif o.shape == "triangle":              # apex at the top centre, base at the bottom
+        inside &= np.abs(xx - o.cx) <= (yy - y0) / 2
+    return float(inside.sum())
+
+
+def seen_in_scene(objects: list[SceneObject], cut: float, size: int) -> list[Seen]:
+    """A scene specification's objects as a partial view shows them: objects with less than the minimum visible
+    area above the cut are not seen at all (the labels of the verifier's training data)."""
+    min_area = MIN_VISIBLE_AREA_FRACTION * size * size
+    return [Seen(o.colour, o.shape, (o.cx, o.cy), o.bbox[1], o.bbox[3]) for o in objects
+            if o.bbox[3] <= cut or visible_area(o, cut) >= min_area]
 
 
 def judge_partial(image: Image.Image | np.ndarray, prompt: str | SceneSpec, rows: int, total_rows: int) -> list[str]:

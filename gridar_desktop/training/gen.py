@@ -60,9 +60,17 @@ def build_dataset(vq, n: int, seed: int, path: Path, chunk: int = 256) -> dict:
     return data
 
 
-def make_batch(data: dict, rng: random.Random, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(text ids (B, L) left-padded with [BOS .. BOI], mask (B, L), image tokens (B, 64))."""
-    picks = [rng.randrange(len(data["base"])) for _ in range(batch)]
+def three_group_rows(data: dict) -> list[int]:
+    """Rows whose base prompt has three groups (the only form with a comma before any layout clause)."""
+    return [i for i, words in enumerate(data["base"]) if WORD_ID[","] in words]
+
+
+def make_batch(data: dict, rng: random.Random, batch: int, favour: list[int] | None = None,
+               favour_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(text ids (B, L) left-padded with [BOS .. BOI], mask (B, L), image tokens (B, 64)). With `favour`, a share
+    `favour_share` of the rows is drawn from those row indices (the rest from all rows)."""
+    picks = [rng.choice(favour) if favour and rng.random() < favour_share else rng.randrange(len(data["base"]))
+             for _ in range(batch)]
     rows = []
     for i in picks:
         words = data["layout"][i] if rng.random() < LAYOUT_P else data["base"][i]

@@ -28,6 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="resources/models/shapes-demo", help="final model folder")
     ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack", "und"])
     ap.add_argument("--und-steps", type=int, default=1700)
+    ap.add_argument("--und-lr", type=float, default=1e-3, help="peak rate of the vision path (the LM gets 0.6x)")
+    ap.add_argument("--und-warmup", type=int, default=200)
+    ap.add_argument("--und-mix", default="first", choices=["first", "generator-like"],
+                    help="score examples: the first mix (a third perturbed uniformly, a third another prompt) or "
+                         "errors as the generator makes them (45%% perturbed, mostly counts off by one; 20%% another "
+                         "prompt)")
+    ap.add_argument("--und-replay", type=int, default=24, help="generation rows replayed per step")
+    ap.add_argument("--und-replay-three", type=float, default=0.0,
+                    help="share of replayed rows with three-group prompts")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vq-steps", type=int, default=1400)
     ap.add_argument("--gen-steps", type=int, default=2600)
@@ -63,16 +72,21 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
 
     from .demo_config import build_processor, save_folder
     from .gen import build_dataset
-    from .understand import train_understanding
+    from .understand import FIRST_MIX, GENERATOR_LIKE_MIX, train_understanding
     work.mkdir(parents=True, exist_ok=True)
     model = JanusForConditionalGeneration.from_pretrained(out, local_files_only=True, dtype=torch.float32)
     data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
-    train_understanding(model, data, work, steps=args.und_steps, seed=args.seed)
+    mix = GENERATOR_LIKE_MIX if args.und_mix == "generator-like" else FIRST_MIX
+    train_understanding(model, data, work, steps=args.und_steps, seed=args.seed, lr=args.und_lr,
+                        warmup=args.und_warmup, mix=mix, replay=args.und_replay,
+                        replay_three_groups=args.und_replay_three)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
-    record_understanding(out, args.und_steps, args.seed)
+    record_understanding(out, args.und_steps, args.seed, {
+        "lr": args.und_lr, "warmup": args.und_warmup, "score_mix": args.und_mix, "replay_batch": args.und_replay,
+        "replay_three_groups": args.und_replay_three})
 
 
-def record_understanding(out: Path, steps: int, seed: int) -> None:
+def record_understanding(out: Path, steps: int, seed: int, options: dict | None = None) -> None:
     """Note the understanding stage in the folder's gridar.json (the model card reads it)."""
     import json
     from collections import Counter
@@ -80,11 +94,17 @@ def record_understanding(out: Path, steps: int, seed: int) -> None:
     from .understand import TASKS
     meta_path = Path(out) / "gridar.json"
     meta = json.loads(meta_path.read_text())
-    meta.setdefault("training", {})["und"] = {
+    training = meta.setdefault("training", {})
+    if "und" in training:          # an earlier und stage: keep its record, numbered
+        n = sum(k.startswith("und") for k in training)
+        training[f"und{n}"] = training.pop("und")
+    training["und"] = {
         "steps": steps, "batch": 48, "replay_batch": 24, "seed": seed,
         "tasks": ", ".join(f"{t} {n}/{len(TASKS)}" for t, n in Counter(TASKS).items()),
         "probe": "training-only patch tagging of the image features (centre and cover), weight 0.5",
-        "features": "visible rows only for partial views"}
+        "features": "visible rows only for partial views",
+        "visibility": "an object shows in a partial view only with at least 0.8% of the image above the cut",
+        **(options or {})}
     meta_path.write_text(json.dumps(meta, indent=1))
 
 

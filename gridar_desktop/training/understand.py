@@ -22,6 +22,7 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +31,35 @@ import torch.nn.functional as F
 
 from ..shapes.grammar import (COLOURS, NUMBER_NAMES, SHAPES, Group, Placement, SceneSpec, format_base,
                               format_layout_clause, format_prompt)
-from ..shapes.partial import Seen, contradictions
+from ..shapes.partial import contradictions, seen_in_scene
 from ..shapes.promptsets import CATEGORIES, sample_spec
 from ..shapes.scene import IMAGE_SIZE, SceneError, SceneObject, relation_holds, render_scene, sample_scene
 from .demo_config import BOI, BOS, EOI, EOS, GRID, IMAGE, PAD, PATCH
 from ..engine.decode import left_pad
-from .gen import WORD_ID, generation_loss, make_batch
+from .gen import WORD_ID, generation_loss, make_batch, three_group_rows
 
 log = logging.getLogger(__name__)
 HIDDEN_FILL = 128
 COLOURS_AND_SHAPES = [(c, s) for c in COLOURS for s in SHAPES]
 TAG = {k: i + 1 for i, k in enumerate(COLOURS_AND_SHAPES)}      # the probe's classes; 0 = nothing
 TASKS = ("describe", "score", "score", "verify", "verify", "layout")    # drawn uniformly: the task mix
+ERRORS = ("extra", "missing", "colour", "shape", "swap")                 # perturb's kinds, drawn uniformly
+# The score task's errors as the generator makes them: mostly a count off by one ("more": one more object of a kind
+# the scene has; "missing"), less often a wrong colour, shape or kind, rarely places swapped.
+SCORE_ERRORS = ("more", "more", "more", "missing", "missing", "missing", "extra", "colour", "shape", "swap")
+
+
+@dataclass(frozen=True)
+class ScoreMix:
+    """How score examples are drawn: a share perturbed (with errors of `errors`), a share paired with another
+    prompt (an easy negative), the rest as drawn."""
+    perturbed: float = 1 / 3
+    other_prompt: float = 1 / 3
+    errors: tuple[str, ...] = ERRORS
+
+
+FIRST_MIX = ScoreMix()                                                   # the shipped weights' first stages
+GENERATOR_LIKE_MIX = ScoreMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS)
 
 
 def counts_of(objs: list[SceneObject]) -> dict[tuple[str, str], int]:
@@ -64,15 +82,16 @@ def satisfies(objs: list[SceneObject], spec: SceneSpec) -> bool:
     return relation_holds((a.cx, a.cy), (b.cx, b.cy), r.relation, IMAGE_SIZE)
 
 
-def perturb(objs: list[SceneObject], rng: random.Random) -> list[SceneObject]:
-    """One random change that imitates a generation error."""
+def perturb(objs: list[SceneObject], rng: random.Random, kinds: tuple[str, ...] = ERRORS) -> list[SceneObject]:
+    """One random change that imitates a generation error, of a kind drawn from `kinds`: "extra" adds an object
+    (half the time of a kind the scene has), "more" always of a kind the scene has, "missing" removes one."""
     from ..shapes.scene import _place_one
     objs = list(objs)
-    kind = rng.choice(["extra", "missing", "colour", "shape", "swap"])
+    kind = rng.choice(kinds)
     i = rng.randrange(len(objs))
     o = objs[i]
-    if kind == "extra":
-        c, s = rng.choice(COLOURS_AND_SHAPES) if rng.random() < 0.5 else (o.colour, o.shape)
+    if kind in ("extra", "more"):
+        c, s = rng.choice(COLOURS_AND_SHAPES) if kind == "extra" and rng.random() < 0.5 else (o.colour, o.shape)
         new = _place_one(c, s, None, objs, rng, IMAGE_SIZE / 16, IMAGE_SIZE, 4)
         if new is not None:
             objs.append(new)
@@ -100,10 +119,6 @@ def describe(objs: list[SceneObject]) -> str:
     return format_base(SceneSpec(tuple(Group(counts[k], *k) for k in order)))
 
 
-def seen(objs: list[SceneObject]) -> list[Seen]:
-    return [Seen(o.colour, o.shape, (o.cx, o.cy), o.bbox[1], o.bbox[3]) for o in objs]
-
-
 def layout_target(objs: list[SceneObject], spec: SceneSpec, cut: float) -> str:
     """The clause a reformulator should append for a partial view (see module docstring)."""
     if all(o.bbox[1] < cut for o in objs):
@@ -128,7 +143,7 @@ def _scene(rng: random.Random) -> tuple[SceneSpec, list[SceneObject]]:
             continue
 
 
-def make_example(rng: random.Random) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject]]:
+def make_example(rng: random.Random, mix: ScoreMix = FIRST_MIX) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject]]:
     """(task, image uint8 (64, 64, 3), pixel rows shown (64 = all), question word ids, answer word ids, the objects
     drawn). The caller greys the hidden rows (after an optional VQ round trip)."""
     task = rng.choice(TASKS)
@@ -143,9 +158,9 @@ def make_example(rng: random.Random) -> tuple[str, np.ndarray, int, list[int], l
     if task == "score":
         spec, objs = _scene(rng)
         u = rng.random()
-        if u < 1 / 3:
-            objs = perturb(objs, rng)
-        elif u < 2 / 3:         # an easy negative: the scene of another prompt (teaches reading prompt and image)
+        if u < mix.perturbed:
+            objs = perturb(objs, rng, mix.errors)
+        elif u < mix.perturbed + mix.other_prompt:  # an easy negative: the scene of another prompt (teaches reading prompt and image)
             spec = _scene(rng)[0]
         answer = "yes" if satisfies(objs, spec) else "no"
         return task, np.array(render_scene(objs)), IMAGE_SIZE, _question(task, spec, "?"), [WORD_ID[answer]], objs
@@ -160,7 +175,7 @@ def make_example(rng: random.Random) -> tuple[str, np.ndarray, int, list[int], l
             if want:
                 for _ in range(rng.choice([1, 2])):
                     objs = perturb(objs, rng)
-            bad = bool(contradictions(seen(objs), spec, cut, IMAGE_SIZE))
+            bad = bool(contradictions(seen_in_scene(objs, cut, IMAGE_SIZE), spec, cut, IMAGE_SIZE))
             if bad == want:
                 break
         answer = "impossible" if bad else "possible"
@@ -252,7 +267,11 @@ def patch_probe(hidden: int) -> torch.nn.Module:
 
 def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 2500, batch: int = 48,
                         lr: float = 1e-3, seed: int = 0, vq_roundtrip: float = 0.5, ckpt_every: int = 200,
-                        shared_lr: float = 0.6) -> None:
+                        shared_lr: float = 0.6, warmup: int = 200, mix: ScoreMix = FIRST_MIX,
+                        replay: int = 24, replay_three_groups: float = 0.0) -> None:
+    """Train the understanding path in place (resumable through work/und_ckpt.pt). Per step: `batch` examples of
+    the tasks, `replay` generation rows (a share `replay_three_groups` of them with three-group prompts, the form
+    the generator gets wrong most), a linear warm-up over `warmup` steps, then a cosine to 5%."""
     from .vq import quantize
     work = Path(work)
     ckpt = work / "und_ckpt.pt"
@@ -264,6 +283,7 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
     opt = torch.optim.AdamW([{"params": heads, "lr": lr}, {"params": shared, "lr": lr * shared_lr}],
                             betas=(0.9, 0.95), weight_decay=0.01)
     rng, step = random.Random(seed + 17), 0
+    favour = three_group_rows(gen_data) if replay_three_groups else None
     if ckpt.exists():
         ck = torch.load(ckpt, weights_only=False)
         model.load_state_dict(ck["model"])
@@ -275,10 +295,10 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
     m.vqmodel.eval()
     t0 = time.time()
     while step < steps:
-        scale = min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        scale = min(1.0, (step + 1) / max(warmup, 1)) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for g, base in zip(opt.param_groups, (lr, lr * shared_lr)):
             g["lr"] = base * scale
-        ex = [make_example(rng) for _ in range(batch)]
+        ex = [make_example(rng, mix) for _ in range(batch)]
         px = torch.from_numpy(np.stack([e[1] for e in ex])).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad():
             sel = torch.rand(batch) < vq_roundtrip
@@ -291,7 +311,7 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
         targets = (torch.stack([c for c, _ in labels]), torch.stack([v for _, v in labels]))
         loss_u, loss_p = understanding_loss(model, [(e[3], e[4]) for e in ex], px,
                                             [e[2] * GRID // IMAGE_SIZE for e in ex], probe, targets)
-        ids, mask, tokens = make_batch(gen_data, rng, batch // 2)
+        ids, mask, tokens = make_batch(gen_data, rng, replay, favour, replay_three_groups)
         loss_g = generation_loss(model, ids, mask, tokens)
         loss = loss_u + 0.5 * loss_p + 0.5 * loss_g
         opt.zero_grad(set_to_none=True)
