@@ -11,7 +11,7 @@ from gridar_desktop.shapes.partial import Seen, contradictions, judge_partial, s
 from gridar_desktop.shapes.scene import SceneObject, make_scene, render_scene
 from gridar_desktop.training.demo_config import TEXT_VOCAB
 from gridar_desktop.training.gen import WORD_ID, make_batch, three_group_rows
-from gridar_desktop.training.understand import (SCORE_ERRORS, describe, layout_target, make_example, patch_labels,
+from gridar_desktop.training.understand import (FINE_TUNE_MIX, SCORE_ERRORS, describe, layout_target, make_example, patch_labels,
                                                  perturb, satisfies)
 
 
@@ -133,3 +133,11 @@ def test_replay_batches_favour_the_rows_asked_for():
     _, _, tokens = make_batch(data, rng, 400, favour, 0.5)
     share = (tokens[:, 0] < 10).float().mean().item()
     assert 0.5 < share < 0.6                                  # half favoured, plus a tenth of the other half
+
+
+def test_the_fine_tuning_mix_cuts_partial_views_at_any_row():
+    rng = random.Random(5)
+    cuts = {make_example(rng, FINE_TUNE_MIX)[2] for _ in range(300)}
+    assert cuts <= {8 * r for r in range(1, 9)} and len(cuts - {16, 32, 64}) >= 4
+    rng = random.Random(5)
+    assert {make_example(rng)[2] for _ in range(300)} == {16, 32, 64}     # the first mix: quarter and half only

@@ -50,16 +50,19 @@ SCORE_ERRORS = ("more", "more", "more", "missing", "missing", "missing", "extra"
 
 
 @dataclass(frozen=True)
-class ScoreMix:
-    """How score examples are drawn: a share perturbed (with errors of `errors`), a share paired with another
-    prompt (an easy negative), the rest as drawn."""
+class ExampleMix:
+    """How examples are drawn. Score: a share `perturbed` (with errors of `errors`), a share paired with another
+    prompt (an easy negative), the rest as drawn. Partial views (verify, layout): the top 2 or 4 of 8 token rows
+    (GridAR's quarter and half), or with probability `any_rows` any of 1-7 rows (an edit's bands are fractions of
+    its redrawn rows, so they end at any row)."""
     perturbed: float = 1 / 3
     other_prompt: float = 1 / 3
     errors: tuple[str, ...] = ERRORS
+    any_rows: float = 0.0
 
 
-FIRST_MIX = ScoreMix()                                                   # the shipped weights' first stages
-GENERATOR_LIKE_MIX = ScoreMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS)
+FIRST_MIX = ExampleMix()                                    # the shipped weights' first understanding stages
+FINE_TUNE_MIX = ExampleMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS, any_rows=0.4)
 
 
 def counts_of(objs: list[SceneObject]) -> dict[tuple[str, str], int]:
@@ -143,7 +146,7 @@ def _scene(rng: random.Random) -> tuple[SceneSpec, list[SceneObject]]:
             continue
 
 
-def make_example(rng: random.Random, mix: ScoreMix = FIRST_MIX) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject]]:
+def make_example(rng: random.Random, mix: ExampleMix = FIRST_MIX) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject]]:
     """(task, image uint8 (64, 64, 3), pixel rows shown (64 = all), question word ids, answer word ids, the objects
     drawn). The caller greys the hidden rows (after an optional VQ round trip)."""
     task = rng.choice(TASKS)
@@ -164,7 +167,7 @@ def make_example(rng: random.Random, mix: ScoreMix = FIRST_MIX) -> tuple[str, np
             spec = _scene(rng)[0]
         answer = "yes" if satisfies(objs, spec) else "no"
         return task, np.array(render_scene(objs)), IMAGE_SIZE, _question(task, spec, "?"), [WORD_ID[answer]], objs
-    rows = rng.choice([2, 4])
+    rows = rng.randint(1, GRID - 1) if rng.random() < mix.any_rows else rng.choice([2, 4])
     cut = IMAGE_SIZE * rows // GRID
     if task == "verify":
         # Most errors lie below a quarter, so visible contradictions are rare among random perturbations; drawing
@@ -267,7 +270,7 @@ def patch_probe(hidden: int) -> torch.nn.Module:
 
 def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 2500, batch: int = 48,
                         lr: float = 1e-3, seed: int = 0, vq_roundtrip: float = 0.5, ckpt_every: int = 200,
-                        shared_lr: float = 0.6, warmup: int = 200, mix: ScoreMix = FIRST_MIX,
+                        shared_lr: float = 0.6, warmup: int = 200, mix: ExampleMix = FIRST_MIX,
                         replay: int = 24, replay_three_groups: float = 0.0) -> None:
     """Train the understanding path in place (resumable through work/und_ckpt.pt). Per step: `batch` examples of
     the tasks, `replay` generation rows (a share `replay_three_groups` of them with three-group prompts, the form
