@@ -51,7 +51,8 @@ SCORE_ERRORS = ("more", "more", "more", "missing", "missing", "missing", "extra"
 
 @dataclass(frozen=True)
 class ExampleMix:
-    """How examples are drawn. Score: a share `perturbed` (with errors of `errors`), a share paired with another
+    """How examples are drawn. Any task: a share `artifacts` of the images gets blur, specks and noise the way
+    generated images have them (labels unchanged: none of it is an object). Score: a share `perturbed` (with errors of `errors`), a share paired with another
     prompt (an easy negative), the rest as drawn. Partial views (verify, layout): the top 2 or 4 of 8 token rows
     (GridAR's quarter and half), or with probability `any_rows` any of 1-7 rows (an edit's bands are fractions of
     its redrawn rows, so they end at any row)."""
@@ -59,10 +60,38 @@ class ExampleMix:
     other_prompt: float = 1 / 3
     errors: tuple[str, ...] = ERRORS
     any_rows: float = 0.0
+    artifacts: float = 0.0          # share of images given generation-like artifacts (`imitate_generation`)
 
 
 FIRST_MIX = ExampleMix()                                    # the shipped weights' first understanding stages
 FINE_TUNE_MIX = ExampleMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS, any_rows=0.4)
+ROBUST_MIX = ExampleMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS, any_rows=0.4, artifacts=0.5)
+SPECK_RADIUS = (1.2, 2.4)           # px: discs of 5-18 px, below the judge's 33 px minimum object
+
+
+def imitate_generation(img: np.ndarray, rng: random.Random) -> np.ndarray:
+    """uint8 (H, W, 3) -> the same scene as a small generator might draw it: soft edges (Gaussian blur), specks
+    (small discs of a palette colour, smaller than any object; the judge does not count them either) and pixel
+    noise, each half of the time. Nothing added is an object, so every label of the scene stays true."""
+    from scipy import ndimage
+
+    from ..shapes.scene import PALETTE
+    a = img.astype(np.float32)
+    if rng.random() < 0.5:
+        sigma = rng.uniform(0.3, 0.9)
+        a = np.stack([ndimage.gaussian_filter(a[..., c], sigma) for c in range(3)], -1)
+    if rng.random() < 0.5:
+        h, w = a.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w] + 0.5
+        for _ in range(rng.choice([1, 2])):
+            r = rng.uniform(*SPECK_RADIUS)
+            cy, cx = rng.uniform(2, h - 2), rng.uniform(2, w - 2)
+            alpha = np.clip(r + 0.5 - np.hypot(yy - cy, xx - cx), 0, 1)[..., None] * rng.uniform(0.5, 1.0)
+            a = a * (1 - alpha) + np.array(PALETTE[rng.choice(list(PALETTE))], np.float32) * alpha
+    if rng.random() < 0.5:
+        a = a + np.random.default_rng(rng.randrange(2 ** 31)).normal(0, rng.uniform(2, 6), a.shape)
+    return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+
 
 
 def counts_of(objs: list[SceneObject]) -> dict[tuple[str, str], int]:
@@ -146,9 +175,18 @@ def _scene(rng: random.Random) -> tuple[SceneSpec, list[SceneObject]]:
             continue
 
 
-def make_example(rng: random.Random, mix: ExampleMix = FIRST_MIX) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject]]:
+def make_example(rng: random.Random, mix: ExampleMix = FIRST_MIX
+                 ) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject]]:
     """(task, image uint8 (64, 64, 3), pixel rows shown (64 = all), question word ids, answer word ids, the objects
     drawn). The caller greys the hidden rows (after an optional VQ round trip)."""
+    task, img, cut, q, a, objs = _example(rng, mix)
+    if mix.artifacts and rng.random() < mix.artifacts:
+        img = imitate_generation(img, rng)
+    return task, img, cut, q, a, objs
+
+
+def _example(rng: random.Random, mix: ExampleMix) -> tuple[str, np.ndarray, int, list[int], list[int],
+                                                             list[SceneObject]]:
     task = rng.choice(TASKS)
     if task == "describe":
         spec, objs = _scene(rng)
