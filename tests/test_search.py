@@ -187,6 +187,16 @@ def test_one_verification_schedule(backend):
     assert len(res.tree) == 1
 
 
+def test_reformulate_once_schedule_and_its_bench_name(backend):
+    from gridar_desktop.engine.bench import parse_methods
+    from gridar_desktop.engine.search import REFORMULATE_ONCE
+    [(label, req)] = parse_methods("gridar-reformonce:4")
+    assert label == "gridar-reformonce:4" and req.schedule == REFORMULATE_ONCE
+    roles = ScriptedRoles()
+    run(backend, roles, schedule=REFORMULATE_ONCE)
+    assert [c for c in roles.calls if c[0] != "score"] == [("verify", 4, 2), ("verify", 4, 4), ("reformulate", 4, 4)]
+
+
 def test_cancel_mid_band(backend):
     token = CancelToken()
 

@@ -14,14 +14,15 @@ from ..shapes.judge import judge
 from .backend import JanusBackend
 from .cost import CostRecord
 from .roles import Roles
-from .search import ONE_VERIFICATION, Search, SearchRequest
+from .search import ONE_VERIFICATION, REFORMULATE_ONCE, Search, SearchRequest
 
 
 def parse_methods(spec: str) -> list[tuple[str, SearchRequest]]:
     """'single:1,best-of-n:8,gridar:4,gridar-noprune:4' -> [(label, request template)].
 
     Variants (ablations) of gridar: -noprune (no pruning), -noreform (no reformulation), -replace (prompt
-    replacement instead of three-way guidance), -oneverify (verify once, at the half)."""
+    replacement instead of three-way guidance), -oneverify (verify once, at the half), -reformonce (verify at the
+    quarter and the half, reformulate only at the half: the paper's editing recipe)."""
     out = []
     for item in spec.split(","):
         item = item.strip()
@@ -38,7 +39,7 @@ def parse_methods(spec: str) -> list[tuple[str, SearchRequest]]:
             req, flags = SearchRequest(prompt="", method="gridar", n=count), name.split("-")[1:]
         else:
             raise ValueError(f"unknown method '{name}'; use single, best-of-n or gridar[-noprune|-noreform|"
-                             "-replace|-oneverify]")
+                             "-replace|-oneverify|-reformonce]")
         for f in flags:
             if f == "noprune":
                 req = replace(req, prune=False)
@@ -48,6 +49,8 @@ def parse_methods(spec: str) -> list[tuple[str, SearchRequest]]:
                 req = replace(req, strategy="replace")
             elif f == "oneverify":
                 req = replace(req, schedule=ONE_VERIFICATION)
+            elif f == "reformonce":
+                req = replace(req, schedule=REFORMULATE_ONCE)
             else:
                 raise ValueError(f"unknown gridar variant '-{f}'")
         out.append((item, req))

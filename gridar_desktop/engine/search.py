@@ -61,6 +61,8 @@ class Stage:
 DEFAULT_THRESHOLD = 0.25
 DEFAULT_SCHEDULE: tuple[Stage, ...] = (Stage(0.25), Stage(0.5), Stage(1.0, False, False))
 ONE_VERIFICATION: tuple[Stage, ...] = (Stage(0.5), Stage(1.0, False, False))
+# The paper's editing recipe: verify at the quarter and the half, reformulate once, at the half.
+REFORMULATE_ONCE: tuple[Stage, ...] = (Stage(0.25, True, False), Stage(0.5), Stage(1.0, False, False))
 
 
 @dataclass(frozen=True)
