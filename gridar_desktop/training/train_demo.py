@@ -84,7 +84,7 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
                         replay_three_groups=args.und_replay_three)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
     record_understanding(out, args.und_steps, args.seed, {
-        "lr": args.und_lr, "warmup": args.und_warmup, "score_mix": args.und_mix, "replay_batch": args.und_replay,
+        "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "replay_batch": args.und_replay,
         "replay_three_groups": args.und_replay_three})
 
 

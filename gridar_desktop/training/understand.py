@@ -3,16 +3,21 @@
 Data come from the scene sampler; labels come from the scene specification (what was drawn), never from the judge:
 - describe: a scene (perturbed half of the time) -> what it holds, in the prompt grammar (`describe`); every word
           of the caption is a target, which gives the image features far more signal than one verdict.
-- score:  a scene for the prompt; a third perturbed (an extra or a missing object, a wrong colour or shape, a
-          relation swapped), a third the scene of another prompt; "yes" when the scene satisfies the prompt.
-- verify: the same scenes with only the top 2 or 4 of 8 token rows shown (the rest grey); "impossible" when the
-          visible part already contradicts the prompt (`shapes.partial.contradictions`), else "possible".
+- score:  a scene for the prompt; a share perturbed (an extra or a missing object, a wrong colour or shape, a
+          relation swapped; in the fine-tuning mixes mostly a count off by one, as the generator errs), a share the
+          scene of another prompt; "yes" when the scene satisfies the prompt.
+- verify: the same scenes with only the top 2 or 4 of 8 token rows shown (the rest grey; in the fine-tuning mixes
+          also any of 1-7 rows, where an edit's bands end); "impossible" when the visible part already contradicts
+          the prompt (`shapes.partial.contradictions` over `seen_in_scene`: an object shows only with enough of it
+          above the cut), else "possible".
 - layout: unperturbed scenes, partly shown; the target clause places every visible group where its centre is and
           every group not visible yet at the bottom; nothing is appended when everything is already visible.
 Partial views are read from the visible rows only: the vision encoder sees the whole canvas (hidden rows grey), but
 only the image features of the drawn token rows enter the language model (2 or 4 of 8 rows: 1/4 or 1/2 of the
 image positions), which is what makes verification cheap (`engine.janus_roles` does the same).
-Half of the images go through the VQ (encode -> decode) so the roles learn on images that look generated.
+Half of the images go through the VQ (encode -> decode) so the roles learn on images that look generated; the
+robust mix also blurs, specks and noises half of them (`imitate_generation`; nothing it adds is an object). The mixes
+are `ExampleMix` values: FIRST_MIX (the first stages), FINE_TUNE_MIX and ROBUST_MIX (see the model card).
 Generation batches are replayed at every step so the shared language model keeps generating as before.
 A training-only probe (`patch_probe`, not shipped) tags every image feature with the objects of its patch.
 """
