@@ -55,8 +55,9 @@ def main() -> None:
     ap.add_argument("--cfg", type=float, default=2.0)
     ap.add_argument("--sheet", default="build/verifier_mistakes.png")
     ap.add_argument("--max-cases", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
     roles, cost = JanusRoles(backend), CostRecord()
     total, k = backend.info.rows, args.rows

@@ -30,12 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--und-steps", type=int, default=1700)
     ap.add_argument("--und-lr", type=float, default=1e-3, help="peak rate of the vision path (the LM gets 0.6x)")
     ap.add_argument("--und-warmup", type=int, default=200)
-    ap.add_argument("--und-mix", default="first", choices=["first", "fine-tune", "robust"],
+    ap.add_argument("--und-mix", default="first", choices=["first", "fine-tune", "robust", "engine-views"],
                     help="examples: the first mix (score: a third perturbed uniformly, a third another prompt; "
                          "partial views of 2 or 4 rows) or the fine-tuning mix (score: 45%% perturbed with errors "
                          "as the generator makes them, mostly counts off by one, 20%% another prompt; 40%% of "
                          "partial views cut at any row); robust: the fine-tuning mix with generation-like blur, specks "
-                         "and noise on half of the images")
+                         "and noise on half of the images; engine-views: robust, and 75%% of partial views made as the "
+                         "engine makes them (codes below the cut replaced by the empty-canvas code, then decoded)")
     ap.add_argument("--und-replay", type=int, default=24, help="generation rows replayed per step")
     ap.add_argument("--und-replay-three", type=float, default=0.0,
                     help="share of replayed rows with three-group prompts")
@@ -74,11 +75,12 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
 
     from .demo_config import build_processor, save_folder
     from .gen import build_dataset
-    from .understand import FINE_TUNE_MIX, FIRST_MIX, ROBUST_MIX, train_understanding
+    from .understand import ENGINE_VIEW_MIX, FINE_TUNE_MIX, FIRST_MIX, ROBUST_MIX, train_understanding
     work.mkdir(parents=True, exist_ok=True)
     model = JanusForConditionalGeneration.from_pretrained(out, local_files_only=True, dtype=torch.float32)
     data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
-    mix = {"first": FIRST_MIX, "fine-tune": FINE_TUNE_MIX, "robust": ROBUST_MIX}[args.und_mix]
+    mix = {"first": FIRST_MIX, "fine-tune": FINE_TUNE_MIX, "robust": ROBUST_MIX,
+           "engine-views": ENGINE_VIEW_MIX}[args.und_mix]
     train_understanding(model, data, work, steps=args.und_steps, seed=args.seed, lr=args.und_lr,
                         warmup=args.und_warmup, mix=mix, replay=args.und_replay,
                         replay_three_groups=args.und_replay_three)

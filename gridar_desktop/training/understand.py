@@ -27,7 +27,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +66,13 @@ class ExampleMix:
     errors: tuple[str, ...] = ERRORS
     any_rows: float = 0.0
     artifacts: float = 0.0          # share of images given generation-like artifacts (`imitate_generation`)
+    partial_decode: float = 0.0     # share of partial views made as the engine makes them (`partial_decode`)
 
 
 FIRST_MIX = ExampleMix()                                    # the shipped weights' first understanding stages
 FINE_TUNE_MIX = ExampleMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS, any_rows=0.4)
 ROBUST_MIX = ExampleMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS, any_rows=0.4, artifacts=0.5)
+ENGINE_VIEW_MIX = replace(ROBUST_MIX, partial_decode=0.75)
 SPECK_RADIUS = (1.2, 2.4)           # px: discs of 5-18 px, below the judge's 33 px minimum object
 
 
@@ -232,6 +234,26 @@ def _example(rng: random.Random, mix: ExampleMix) -> tuple[str, np.ndarray, int,
             objs)
 
 
+def blank_code(vq) -> int:
+    """The code of an empty canvas patch, by the rule `engine.backend.JanusBackend.blank_token` uses."""
+    from ..shapes.scene import BACKGROUND
+    from .vq import quantize
+    canvas = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1
+    _, idx, _ = quantize(vq, canvas.expand(1, 3, IMAGE_SIZE, IMAGE_SIZE).contiguous())
+    return int(torch.mode(idx.flatten()).values)
+
+
+def partial_decode(vq, px: torch.Tensor, rows: list[int], blank: int) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> the view the engine shows the verifier of a candidate with only the top `rows[i]`
+    token rows drawn: encode, replace the codes below with the empty-canvas code, decode. The decoder is not local
+    (attention, GroupNorm), so the drawn rows near the cut come out softened and tinted by the empty rows below;
+    a verifier trained on whole-image round trips never saw that."""
+    from .vq import quantize
+    _, idx, _ = quantize(vq, px)                                       # (B, 64)
+    below = torch.arange(idx.shape[1]).unsqueeze(0) >= torch.tensor(rows).unsqueeze(1) * GRID
+    return vq.decode(torch.where(below, torch.full_like(idx, blank), idx)).clamp(-1, 1)
+
+
 def _covers(o: SceneObject, x: float, y: float) -> bool:
     x0, y0, x1, y1 = o.bbox
     if not (x0 <= x < x1 and y0 <= y < y1):
@@ -330,6 +352,7 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
                             betas=(0.9, 0.95), weight_decay=0.01)
     rng, step = random.Random(seed + 17), 0
     favour = three_group_rows(gen_data) if replay_three_groups else None
+    blank = blank_code(m.vqmodel) if mix.partial_decode else 0
     if ckpt.exists():
         ck = torch.load(ckpt, weights_only=False)
         model.load_state_dict(ck["model"])
@@ -348,6 +371,12 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
         px = torch.from_numpy(np.stack([e[1] for e in ex])).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad():
             sel = torch.rand(batch) < vq_roundtrip
+            if mix.partial_decode:    # partial views as the engine makes them (see `partial_decode`)
+                part = (torch.rand(batch) < mix.partial_decode) & torch.tensor([e[2] < IMAGE_SIZE for e in ex])
+                if part.any():
+                    px[part] = partial_decode(m.vqmodel, px[part], [e[2] * GRID // IMAGE_SIZE for e, p in
+                                                                    zip(ex, part) if p], blank)
+                sel &= ~part
             if sel.any():            # generated images are VQ decodes: learn on such images too
                 zq, _, _ = quantize(m.vqmodel, px[sel])
                 px[sel] = m.vqmodel.decoder(m.vqmodel.post_quant_conv(zq)).clamp(-1, 1)
