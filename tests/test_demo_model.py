@@ -60,3 +60,19 @@ def test_vq_reconstructions_read_right(demo):
 def test_unknown_words_are_listed(demo):
     with pytest.raises(PromptNotUnderstood, match="'dragon'.*'castle'|'castle'.*'dragon'"):
         demo.prompt_ids("a red dragon and a castle")
+
+
+def test_training_partial_views_are_the_engines_partial_decodes(demo):
+    # the engine-views mix trains the verifier on exactly what the engine shows it for a partly drawn candidate
+    from gridar_desktop.training.understand import blank_code, partial_decode
+    vq = demo.model.model.vqmodel
+    assert blank_code(vq) == demo.blank_token
+    imgs = np.stack([np.array(make_scene(p, 3)[0]) for p in ("a red circle above a blue square", "three green squares")])
+    px = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        ours = partial_decode(vq, px, [2, 5], demo.blank_token)
+    ours = ((ours + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    tokens = demo.encode_images(imgs)
+    for i, rows in enumerate((2, 5)):
+        engine = demo.decode_tokens(tokens[i:i + 1, :rows * demo.info.cols])[0]
+        assert np.abs(ours[i].astype(int) - engine.astype(int)).max() <= 1
