@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                          "partial views cut at any row); robust: the fine-tuning mix with generation-like blur, specks "
                          "and noise on half of the images; engine-views: robust, and 75%% of partial views made as the "
                          "engine makes them (codes below the cut replaced by the empty-canvas code, then decoded)")
+    ap.add_argument("--und-engine-views", type=float, default=None,
+                    help="share of partial views made as the engine makes them (overrides the mix's share)")
     ap.add_argument("--und-replay", type=int, default=24, help="generation rows replayed per step")
     ap.add_argument("--und-replay-three", type=float, default=0.0,
                     help="share of replayed rows with three-group prompts")
@@ -81,12 +84,14 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
     data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
     mix = {"first": FIRST_MIX, "fine-tune": FINE_TUNE_MIX, "robust": ROBUST_MIX,
            "engine-views": ENGINE_VIEW_MIX}[args.und_mix]
+    if args.und_engine_views is not None:
+        mix = replace(mix, partial_decode=args.und_engine_views)
     train_understanding(model, data, work, steps=args.und_steps, seed=args.seed, lr=args.und_lr,
                         warmup=args.und_warmup, mix=mix, replay=args.und_replay,
                         replay_three_groups=args.und_replay_three)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
     record_understanding(out, args.und_steps, args.seed, {
-        "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "replay_batch": args.und_replay,
+        "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "engine_views": mix.partial_decode, "replay_batch": args.und_replay,
         "replay_three_groups": args.und_replay_three})
 
 
