@@ -91,8 +91,8 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
                         replay_three_groups=args.und_replay_three)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
     record_understanding(out, args.und_steps, args.seed, {
-        "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "engine_views": mix.partial_decode, "replay_batch": args.und_replay,
-        "replay_three_groups": args.und_replay_three})
+        "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "engine_views": mix.partial_decode,
+        "replay_batch": args.und_replay, "replay_three_groups": args.und_replay_three})
 
 
 def record_understanding(out: Path, steps: int, seed: int, options: dict | None = None) -> None:

@@ -17,7 +17,9 @@ only the image features of the drawn token rows enter the language model (2 or 4
 image positions), which is what makes verification cheap (`engine.janus_roles` does the same).
 Half of the images go through the VQ (encode -> decode) so the roles learn on images that look generated; the
 robust mix also blurs, specks and noises half of them (`imitate_generation`; nothing it adds is an object). The mixes
-are `ExampleMix` values: FIRST_MIX (the first stages), FINE_TUNE_MIX and ROBUST_MIX (see the model card).
+are `ExampleMix` values: FIRST_MIX (the first stages), FINE_TUNE_MIX and ROBUST_MIX (the shipped fine-tuning runs),
+ENGINE_VIEW_MIX (partial views made by partial decodes, as the engine makes them; tried, see the model card). The
+visibility rule of the verify labels (`seen_in_scene`) holds for every mix since the fine-tuning runs.
 Generation batches are replayed at every step so the shared language model keeps generating as before.
 A training-only probe (`patch_probe`, not shipped) tags every image feature with the objects of its patch.
 """
@@ -57,8 +59,8 @@ SCORE_ERRORS = ("more", "more", "more", "missing", "missing", "missing", "extra"
 @dataclass(frozen=True)
 class ExampleMix:
     """How examples are drawn. Any task: a share `artifacts` of the images gets blur, specks and noise the way
-    generated images have them (labels unchanged: none of it is an object). Score: a share `perturbed` (with errors of `errors`), a share paired with another
-    prompt (an easy negative), the rest as drawn. Partial views (verify, layout): the top 2 or 4 of 8 token rows
+    generated images have them (labels unchanged: none of it is an object). Score: a share `perturbed` (with errors
+    of `errors`), a share paired with another prompt (an easy negative), the rest as drawn. Partial views (verify, layout): the top 2 or 4 of 8 token rows
     (GridAR's quarter and half), or with probability `any_rows` any of 1-7 rows (an edit's bands are fractions of
     its redrawn rows, so they end at any row)."""
     perturbed: float = 1 / 3
