@@ -11,8 +11,8 @@ from gridar_desktop.shapes.partial import Seen, contradictions, judge_partial, s
 from gridar_desktop.shapes.scene import SceneObject, make_scene, render_scene
 from gridar_desktop.training.demo_config import TEXT_VOCAB
 from gridar_desktop.training.gen import WORD_ID, make_batch, three_group_rows
-from gridar_desktop.training.understand import (FINE_TUNE_MIX, SCORE_ERRORS, describe, imitate_generation, layout_target, make_example, patch_labels,
-                                                 perturb, satisfies)
+from gridar_desktop.training.understand import (FINE_TUNE_MIX, SCORE_ERRORS, describe, imitate_generation,
+                                                 layout_target, make_example, patch_labels, perturb, satisfies)
 
 
 def test_score_labels_agree_with_the_judge_on_renders():

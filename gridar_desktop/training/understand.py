@@ -60,9 +60,9 @@ SCORE_ERRORS = ("more", "more", "more", "missing", "missing", "missing", "extra"
 class ExampleMix:
     """How examples are drawn. Any task: a share `artifacts` of the images gets blur, specks and noise the way
     generated images have them (labels unchanged: none of it is an object). Score: a share `perturbed` (with errors
-    of `errors`), a share paired with another prompt (an easy negative), the rest as drawn. Partial views (verify, layout): the top 2 or 4 of 8 token rows
-    (GridAR's quarter and half), or with probability `any_rows` any of 1-7 rows (an edit's bands are fractions of
-    its redrawn rows, so they end at any row)."""
+    of `errors`), a share paired with another prompt (an easy negative), the rest as drawn. Partial views (verify,
+    layout): the top 2 or 4 of 8 token rows (GridAR's quarter and half), or with probability `any_rows` any of
+    1-7 rows (an edit's bands are fractions of its redrawn rows, so they end at any row)."""
     perturbed: float = 1 / 3
     other_prompt: float = 1 / 3
     errors: tuple[str, ...] = ERRORS
@@ -210,7 +210,8 @@ def _example(rng: random.Random, mix: ExampleMix) -> tuple[str, np.ndarray, int,
         u = rng.random()
         if u < mix.perturbed:
             objs = perturb(objs, rng, mix.errors)
-        elif u < mix.perturbed + mix.other_prompt:  # an easy negative: the scene of another prompt (teaches reading prompt and image)
+        elif u < mix.perturbed + mix.other_prompt:
+            # an easy negative: the scene of another prompt (teaches reading prompt and image)
             spec = _scene(rng)[0]
         answer = "yes" if satisfies(objs, spec) else "no"
         return task, np.array(render_scene(objs)), IMAGE_SIZE, _question(task, spec, "?"), [WORD_ID[answer]], objs
