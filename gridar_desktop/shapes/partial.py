@@ -76,12 +76,7 @@ def visible_area(o: SceneObject, cut: float) -> float:
     if len(ys) == 0 or len(xs) == 0:
         return 0.0
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    inside = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
-    if o.shape == "circle":
-        inside &= (xx - o.cx) ** 2 + (yy - o.cy) ** 2 <= (o.size / 2) ** 2
-    elif o.shape == "triangle":              # apex at the top centre, base at the bottom
-        inside &= np.abs(xx - o.cx) <= (yy - y0) / 2
-    return float(inside.sum())
+    return float(o.covers(xx, yy).sum())
 
 
 def seen_in_scene(objects: list[SceneObject], cut: float, size: int) -> list[Seen]:

@@ -48,6 +48,17 @@ class SceneObject:
         h = self.size / 2
         return (self.cx - h, self.cy - h, self.cx + h, self.cy + h)
 
+    def covers(self, x, y):
+        """Whether the drawn shape covers point(s) (x, y) in pixels: floats, or numpy arrays (element-wise).
+        Triangles point up (apex at the top centre), as `render_scene` draws them."""
+        x0, y0, x1, y1 = self.bbox
+        inside = (x0 <= x) & (x < x1) & (y0 <= y) & (y < y1)
+        if self.shape == "circle":
+            return inside & ((x - self.cx) ** 2 + (y - self.cy) ** 2 <= (self.size / 2) ** 2)
+        if self.shape == "triangle":
+            return inside & (abs(x - self.cx) <= (y - y0) / 2)
+        return inside
+
 
 class SceneError(RuntimeError):
     """No scene satisfying the prompt could be sampled (too crowded for the requested layout)."""

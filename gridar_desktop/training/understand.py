@@ -257,17 +257,6 @@ def partial_decode(vq, px: torch.Tensor, rows: list[int], blank: int) -> torch.T
     return vq.decode(torch.where(below, torch.full_like(idx, blank), idx)).clamp(-1, 1)
 
 
-def _covers(o: SceneObject, x: float, y: float) -> bool:
-    x0, y0, x1, y1 = o.bbox
-    if not (x0 <= x < x1 and y0 <= y < y1):
-        return False
-    if o.shape == "circle":
-        return (x - o.cx) ** 2 + (y - o.cy) ** 2 <= (o.size / 2) ** 2
-    if o.shape == "triangle":      # apex at the top centre, base at the bottom
-        return abs(x - o.cx) <= (y - y0) / 2
-    return True
-
-
 def patch_labels(objs: list[SceneObject], cut: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-patch targets of the auxiliary probe, read from the scene specification: (centre (64,), cover (64,)),
     0 = nothing, 1 + index into COLOURS_AND_SHAPES otherwise. `centre` marks the patch holding an object's centre
@@ -284,7 +273,7 @@ def patch_labels(objs: list[SceneObject], cut: int) -> tuple[torch.Tensor, torch
             if y >= cut:
                 continue
             for o in objs:
-                if _covers(o, x, y):
+                if o.covers(x, y):
                     cover[r * GRID + c] = TAG[o.colour, o.shape]
     return centre, cover
 
