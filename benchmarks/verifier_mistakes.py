@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/verifier_mistakes.py [--rows 2] [--prompts 150] [--model demo] [--sheet build/fr.png]
 
-Same candidates as `verifier_quality.py` (prompt set 4242, seeds 7 + i, 4 per prompt, guidance 2). For the top
+Same candidates as `verifier_quality.py` (its `candidate_sets`: prompt set 4242, seeds 7 + i, 4 per prompt,
+guidance 2). For the top
 `rows` of 8 token rows it lists every candidate the verifier rejects (P(possible) < the pruning threshold) that the
 judge's partial mode calls feasible, with what the judge's detector reads in the visible band, and writes a contact
 sheet: per case the partial view (black line: the cut) beside the finished image. It also reports the share of
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +26,17 @@ from gridar_desktop.engine.cost import CostRecord
 from gridar_desktop.engine.janus_roles import JanusRoles
 from gridar_desktop.engine.models import resolve_model
 from gridar_desktop.engine.roles import PartialView
-from gridar_desktop.engine.sampling import SamplingParams
 from gridar_desktop.engine.search import DEFAULT_THRESHOLD
-from gridar_desktop.engine.single import generate_batch
 from gridar_desktop.shapes.judge import detect_objects, judge
 from gridar_desktop.shapes.partial import judge_partial
-from gridar_desktop.shapes.promptsets import make_prompt_set
 from gridar_desktop.shapes.scene import BACKGROUND
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verifier_quality import candidate_sets  # noqa: E402
 
-def contact_sheet(pairs: list[tuple[np.ndarray, np.ndarray]], cut: int, per_row: int = 4, scale: int = 3) -> Image.Image:
+
+def contact_sheet(pairs: list[tuple[np.ndarray, np.ndarray]], cut: int, per_row: int = 4,
+                  scale: int = 3) -> Image.Image:
     """(partial view, finished image) pairs of uint8 (H, W, 3), side by side, `per_row` pairs a row."""
     tiles = []
     for view, full in pairs:
@@ -63,9 +66,7 @@ def main() -> None:
     total, k = backend.info.rows, args.rows
     cut = backend.info.image_size * k // total
     cases, outcome = [], {"rejected": [], "accepted": []}
-    for i, row in enumerate(make_prompt_set(args.prompts, 4242)):
-        p = row["prompt"]
-        gen = generate_batch(backend, [p], 4, SamplingParams(cfg=args.cfg), 7 + i)
+    for p, gen in candidate_sets(backend, args.prompts, 4, args.cfg, 7):
         part = backend.decode_tokens(gen.tokens[:, :k * backend.info.cols])
         probs = roles.verify(p, [PartialView(im, k, total) for im in part], cost)
         for view, full, pr in zip(part, gen.images, probs):

@@ -67,6 +67,13 @@ def clause_consistent(proposal: str, prompt: str, view: np.ndarray, rows: int, t
     return True
 
 
+def candidate_sets(backend: JanusBackend, n_prompts: int, per_prompt: int, cfg: float, seed: int):
+    """The benchmark's candidates: per prompt of the set (seed 4242, all categories) `per_prompt` images the
+    generator draws under seed `seed + i`; yields (prompt, the generation)."""
+    for i, row in enumerate(make_prompt_set(n_prompts, 4242)):
+        yield row["prompt"], generate_batch(backend, [row["prompt"]], per_prompt, SamplingParams(cfg=cfg), seed + i)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=150)
@@ -79,14 +86,11 @@ def main() -> None:
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
     roles = JanusRoles(backend)
     rows_total = backend.info.rows
-    prompts = make_prompt_set(args.prompts, 4242)
     verify = {f"rows_{k}": {"p": [], "truth": []} for k in (rows_total // 4, rows_total // 2)}
     scores, strict = [], []
     ref_valid, ref_clause, ref_consistent, ref_n = 0, 0, 0, 0
     cost = CostRecord()
-    for i, row in enumerate(prompts):
-        p = row["prompt"]
-        gen = generate_batch(backend, [p], args.per_prompt, SamplingParams(cfg=args.cfg), args.seed + i)
+    for p, gen in candidate_sets(backend, args.prompts, args.per_prompt, args.cfg, args.seed):
         for k in (rows_total // 4, rows_total // 2):
             part = backend.decode_tokens(gen.tokens[:, :k * backend.info.cols])
             views = [PartialView(im, k, rows_total) for im in part]
@@ -108,7 +112,7 @@ def main() -> None:
                 ref_consistent += ok and clause_consistent(prop, p, im, k, rows_total)
         scores += roles.score(p, list(gen.images), cost)
         strict += [judge(im, p).strict for im in gen.images]
-    out: dict = {"model": str(resolve_model(args.model)), "prompts": len(prompts), "per_prompt": args.per_prompt}
+    out: dict = {"model": str(resolve_model(args.model)), "prompts": args.prompts, "per_prompt": args.per_prompt}
     for name, v in verify.items():
         pv, tv = np.array(v["p"]), np.array(v["truth"])
         feasible, impossible = tv == 0, tv == 1
