@@ -26,7 +26,7 @@ from gridar_desktop.engine.cost import CostRecord
 from gridar_desktop.engine.janus_roles import JanusRoles
 from gridar_desktop.engine.models import resolve_model
 from gridar_desktop.engine.roles import PartialView
-from gridar_desktop.engine.search import DEFAULT_THRESHOLD
+from gridar_desktop.engine.search import pruning_threshold
 from gridar_desktop.shapes.judge import detect_objects, judge
 from gridar_desktop.shapes.partial import judge_partial
 from gridar_desktop.shapes.scene import BACKGROUND
@@ -63,6 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
     roles, cost = JanusRoles(backend), CostRecord()
+    threshold = pruning_threshold(roles)
     total, k = backend.info.rows, args.rows
     cut = backend.info.image_size * k // total
     cases, outcome = [], {"rejected": [], "accepted": []}
@@ -70,7 +71,7 @@ def main() -> None:
         part = backend.decode_tokens(gen.tokens[:, :k * backend.info.cols])
         probs = roles.verify(p, [PartialView(im, k, total) for im in part], cost)
         for view, full, pr in zip(part, gen.images, probs):
-            rejected = pr < DEFAULT_THRESHOLD
+            rejected = pr < threshold
             outcome["rejected" if rejected else "accepted"].append(judge(full, p).strict)
             if rejected and not judge_partial(view, p, k, total):
                 band = np.array(view)
@@ -85,7 +86,7 @@ def main() -> None:
     for c in cases:
         c.pop("_images", None)
     print(json.dumps({
-        "model": str(resolve_model(args.model)), "rows": k, "threshold": DEFAULT_THRESHOLD,
+        "model": str(resolve_model(args.model)), "rows": k, "threshold": threshold,
         "false_rejections": len(cases), "sheet": args.sheet if shown else None,
         "final_strict_of_rejected": float(np.mean(outcome["rejected"])) if outcome["rejected"] else None,
         "final_strict_of_accepted": float(np.mean(outcome["accepted"])) if outcome["accepted"] else None,

@@ -4,8 +4,9 @@
 
 - Partial-view verification at 1/4 and 1/2 of the token rows, against the judge's truth: a candidate is truly
   impossible when the judge's partial-view mode finds a visible contradiction (`shapes/partial.py` says what counts).
-  A candidate is called impossible when P(possible) < the engine's pruning threshold (`search.DEFAULT_THRESHOLD`,
-  what GridAR uses); `by_threshold` shows the trade-off at others.
+  A candidate is called impossible when P(possible) < the threshold GridAR prunes with: the one calibrated for these
+  weights (`training.calibrate`, stored in the model's gridar.json; never read off this benchmark), else
+  `search.DEFAULT_THRESHOLD`; `by_threshold` shows the trade-off at others.
   false_reject_rate = share of truly feasible candidates the verifier calls impossible (target <= 0.10);
   true_reject_rate  = share of truly impossible candidates it calls impossible (target >= 0.50).
 - Final scorer: AUROC of P(yes) against the judge's strict score on the finished images (target >= 0.85).
@@ -28,7 +29,7 @@ from gridar_desktop.engine.janus_roles import JanusRoles
 from gridar_desktop.engine.models import resolve_model
 from gridar_desktop.engine.roles import PartialView
 from gridar_desktop.engine.sampling import SamplingParams
-from gridar_desktop.engine.search import DEFAULT_THRESHOLD
+from gridar_desktop.engine.search import pruning_threshold
 from gridar_desktop.engine.single import generate_batch
 from gridar_desktop.shapes.grammar import PromptError, parse_prompt
 from gridar_desktop.shapes.judge import detect_objects, judge
@@ -85,6 +86,7 @@ def main() -> None:
     t0 = time.perf_counter()
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
     roles = JanusRoles(backend)
+    threshold = pruning_threshold(roles)
     rows_total = backend.info.rows
     verify = {f"rows_{k}": {"p": [], "truth": []} for k in (rows_total // 4, rows_total // 2)}
     scores, strict = [], []
@@ -123,7 +125,7 @@ def main() -> None:
                     "true_reject_rate": float(said_impossible[impossible].mean()) if impossible.any() else None}
         out[f"verify_{name}"] = {
             "candidates": int(len(tv)), "truly_impossible": int(impossible.sum()),
-            "threshold": DEFAULT_THRESHOLD, **rates(DEFAULT_THRESHOLD),
+            "threshold": threshold, **rates(threshold),
             "auroc_possible": auroc(list(pv), list(1 - tv)),
             "by_threshold": {str(t): rates(t) for t in (0.1, 0.25, 0.5)},
         }

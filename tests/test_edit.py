@@ -136,3 +136,32 @@ def test_gridar_batches_of_edits_must_share_their_rows(backend):
     reqs = [SearchRequest(prompt=PROMPT, method="gridar", n=4, seed=s, edit=e) for s, e in ((1, e1), (2, e2))]
     with pytest.raises(ValueError, match="same token rows"):
         Search(backend, ScriptedRoles(), reqs)
+
+
+def test_partial_edit_views_show_an_empty_canvas_where_the_mask_is_not_drawn_yet(backend):
+    """The verifier's views of a partial edit: drawn tokens, then the source outside the mask and the empty-canvas
+    code inside it (not the object being replaced); the finished image is completed with the source."""
+    e = prepare_edit(backend, source_image(), box_mask(box=(8, 8, 56, 56)))
+    req = SearchRequest(prompt=PROMPT, method="gridar", n=4, seed=2, edit=e, strategy="replace")
+    s = Search(backend, ScriptedRoles(), req)
+    seen = []
+    decode = backend.decode_tokens
+
+    def spy(tokens):
+        seen.append(tokens.clone())
+        return decode(tokens)
+    backend.decode_tokens = spy
+    try:
+        res = s.run()
+    finally:
+        backend.decode_tokens = decode
+    redraw, src = torch.tensor(e.redraw), torch.tensor(e.tokens)
+    drawn_rows = [n["rows"] for n in res.tree]
+    assert drawn_rows, "the span should be long enough for a verification"
+    partial = seen[0]                                      # the first stage's previews
+    k = drawn_rows[0] * backend.info.cols
+    after = torch.arange(64) >= k
+    assert torch.equal(partial[:, ~redraw & after], src[~redraw & after].expand(4, -1))
+    assert (partial[:, redraw & after] == backend.blank_token).all()
+    final = seen[-1]
+    assert torch.equal(final[:, ~redraw], src[~redraw].expand(4, -1))

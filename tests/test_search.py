@@ -308,3 +308,18 @@ def test_a_batch_of_jobs_draws_what_each_job_draws_alone(backend, method, n):
 def test_batch_jobs_must_share_settings(backend):
     with pytest.raises(ValueError, match="only in prompt, seed and edit"):
         Search(backend, None, [SearchRequest(prompt=PROMPT, n=4), SearchRequest(prompt=PROMPT, n=8)])
+
+
+def test_the_verifiers_own_threshold_is_used_and_recorded(backend):
+    """threshold=None: the roles' calibrated `prune_threshold` (else the default); the result records the value."""
+    from gridar_desktop.engine.search import DEFAULT_THRESHOLD, pruning_threshold
+    roles = ScriptedRoles(verdicts=[[0.5, 0.7, 0.9, 0.9]])
+    roles.prune_threshold = 0.6
+    assert pruning_threshold(roles) == 0.6 and pruning_threshold(ScriptedRoles()) == DEFAULT_THRESHOLD
+    res = run(backend, roles, schedule=(Stage(0.25), Stage(1.0, False, False)), reformulate=False)
+    assert res.tree[0]["keep"] == [False, True, True, True]
+    assert res.metadata()["settings"]["threshold"] == 0.6
+    roles = ScriptedRoles(verdicts=[[0.5, 0.7, 0.9, 0.9]])
+    roles.prune_threshold = 0.6
+    res = run(backend, roles, schedule=(Stage(0.25), Stage(1.0, False, False)), reformulate=False, threshold=0.3)
+    assert res.tree[0]["keep"] == [True, True, True, True]

@@ -154,3 +154,22 @@ def test_generation_artifacts_add_no_object():
         img, _ = make_scene(prompt, i)
         same += judge(imitate_generation(np.array(img), rng), prompt).strict
     assert same >= 57
+
+
+def test_calibration_views_are_reproducible_and_labelled_from_the_specification():
+    from gridar_desktop.training.calibrate import VERIFY_ROWS, calibration_views
+    a, b = calibration_views(40, seed=0), calibration_views(40, seed=0)
+    assert all(x.prompt == y.prompt and np.array_equal(x.image, y.image) for x, y in zip(a, b))
+    assert {v.rows for v in a} <= set(VERIFY_ROWS)
+    assert 0 < sum(v.feasible for v in a) < len(a)          # both labels occur
+    assert [v.prompt for v in calibration_views(40, seed=1)] != [v.prompt for v in a]
+    for v in a:
+        parse_prompt(v.prompt)                              # every prompt is in the grammar
+
+
+def test_threshold_rejects_the_stated_share_of_feasible_views():
+    from gridar_desktop.training.calibrate import threshold_for
+    p = np.linspace(0.0, 1.0, 201)[1:]                       # 200 distinct values
+    t = threshold_for(p, 0.05)
+    assert (p < t).sum() == 10
+    assert threshold_for(p, 0.0) == p.min()

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, Signal
 from ..engine import events as ev
 from ..engine.cancel import CancelToken
 from ..engine.errors import Cancelled, EngineError
-from ..engine.search import DEFAULT_THRESHOLD, PruneDecision, Search, SearchRequest, SearchResult, VerdictReview
+from ..engine.search import PruneDecision, Search, SearchRequest, SearchResult, VerdictReview
 
 log = logging.getLogger("gridar.app")
 
@@ -295,7 +295,7 @@ def request_from_metadata(meta: dict) -> SearchRequest:
     req = SearchRequest(prompt=meta.get("prompt", ""), method=s.get("method", "gridar"), n=int(s.get("n", 4)),
                         seed=int(s.get("seed", 0)), params=params, strategy=s.get("strategy", "three-way"),
                         prune=bool(s.get("prune", True)), reformulate=bool(s.get("reformulate", True)),
-                        threshold=float(s.get("threshold", DEFAULT_THRESHOLD)), edit=edit)
+                        threshold=s.get("threshold"), edit=edit)
     if "schedule" in s:
         req = replace(req, schedule=tuple(Stage(**st) for st in s["schedule"]))
     return req

@@ -72,6 +72,9 @@ class JanusRoles:
             p.numel() for p in m.aligner.parameters())
         self.answers = {w: answer_token_ids(self.tok, w) for w in ("yes", "possible")}
         self._prefixes: dict[bytes, tuple] = {}     # view key -> (per-layer (K, V) of the prefix, next position)
+        # the pruning threshold calibrated for these weights (`training.calibrate`); None: the engine's default
+        t = backend.meta.get("verify_threshold", {}).get("value")
+        self.prune_threshold: float | None = None if t is None else float(t)
 
     # -- inputs --------------------------------------------------------------------------------------------------
     def visible_features(self, view: PartialView | None) -> int:

@@ -54,11 +54,19 @@ class Stage:
     reformulate: bool = True
 
 
-# Reject a partial candidate only when P(possible) < 0.25. The demo verifier learned on 40% impossible examples;
+# Without a calibrated threshold of the verifier's own (`pruning_threshold`), reject a partial candidate only when
+# P(possible) < 0.25. The demo verifier learned on 40% impossible examples;
 # far fewer of the candidates a model draws are (about 1 in 5 at 2 of 8 rows), and moving the prior from 0.4 to 0.2
 # moves the even-odds point to P(possible) = 0.27. A false rejection also costs more than a false acceptance: it
 # throws away a good candidate, where a missed one only costs the compute of carrying it a band further.
 DEFAULT_THRESHOLD = 0.25
+
+
+def pruning_threshold(roles: Roles | None) -> float:
+    """The verifier's own calibrated threshold (`training.calibrate`, stored with its model) or DEFAULT_THRESHOLD."""
+    t = getattr(roles, "prune_threshold", None)
+    return DEFAULT_THRESHOLD if t is None else float(t)
+
 DEFAULT_SCHEDULE: tuple[Stage, ...] = (Stage(0.25), Stage(0.5), Stage(1.0, False, False))
 ONE_VERIFICATION: tuple[Stage, ...] = (Stage(0.5), Stage(1.0, False, False))
 # The paper's editing recipe: verify at the quarter and the half, reformulate once, at the half.
@@ -77,7 +85,7 @@ class SearchRequest:
     strategy: str = "three-way"             # three-way | replace
     prune: bool = True
     reformulate: bool = True
-    threshold: float = DEFAULT_THRESHOLD    # P(possible) below this is a rejection
+    threshold: float | None = None          # P(possible) below this is a rejection; None: the verifier's own
     edit: EditTarget | None = None          # masked editing: redraw only edit.redraw's tokens of edit.source
 
     def validate(self) -> None:
@@ -210,6 +218,8 @@ class Search:
             if replace(r, prompt="", seed=0, edit=None) != replace(jobs[0], prompt="", seed=0, edit=None) or (
                     r.edit is None) != (jobs[0].edit is None):
                 raise ValueError("the jobs of a batch may differ only in prompt, seed and edit")
+        if jobs[0].threshold is None:           # results record the threshold that was used
+            jobs = [replace(r, threshold=pruning_threshold(roles)) for r in jobs]
         self.b, self.roles, self.jobs, self.req = backend, roles, jobs, jobs[0]
         self.policy = policy or AutoPolicy()
         self.emit = (emit or (lambda e: None)) if len(jobs) == 1 else (lambda e: None)
@@ -232,6 +242,10 @@ class Search:
             per_cand = [e for e in self.edits for _ in range(self.n)]
             self.forced = torch.tensor([e.tokens for e in per_cand], dtype=torch.long, device=dev)   # (J*n, T)
             self.forced_mask = ~torch.tensor([e.redraw for e in per_cand], dtype=torch.bool, device=dev)
+            # what a partial candidate shows where nothing is drawn yet: the source outside the mask, an empty
+            # canvas inside it (the source's old object there would bleed into the decode of the drawn rows and
+            # show the verifier, the reformulator and the artist what is being replaced)
+            self.pending = torch.where(self.forced_mask, self.forced, torch.full_like(self.forced, backend.blank_token))
             cols = backend.info.cols
             spans = {(e.first // cols, -(-(e.last + 1) // cols)) for e in self.edits}   # redrawn rows per job
             self.first_row = min(a for a, _ in spans)
@@ -297,17 +311,21 @@ class Search:
         return decode_to_row(self.b, state, to_row, self.req.params, generator=self.gen, cancel=self.cancel,
                              cost=self.cost, on_token=progress, **forced)
 
-    def _with_source(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(n, k) drawn tokens completed with the edit source's tokens after position k (unchanged otherwise)."""
+    def _with_source(self, tokens: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, k) drawn tokens completed after position k with `fill` (default: the edit source's tokens);
+        unchanged when not an edit."""
         if not self.edits or tokens.shape[1] >= self.forced.shape[1]:
             return tokens
-        return torch.cat([tokens, self.forced[:, tokens.shape[1]:].to(tokens.device)], 1)
+        fill = self.forced if fill is None else fill
+        return torch.cat([tokens, fill[:, tokens.shape[1]:].to(tokens.device)], 1)
 
-    def _previews(self, tokens: torch.Tensor) -> np.ndarray:
-        """Decodes of (partial) candidates; an edit's rows not drawn yet show the source (the verifier greys
-        them out anyway, see `PartialView`)."""
+    def _previews(self, tokens: torch.Tensor, final: bool = False) -> np.ndarray:
+        """Decodes of (partial) candidates. An edit's positions not drawn yet show the source outside the mask and
+        an empty canvas inside it (`pending`); a finished (or stopped) edit is completed with the source."""
         self.cost.vq_decodes += tokens.shape[0]
-        return self.b.decode_tokens(self._with_source(tokens))
+        if not self.edits:
+            return self.b.decode_tokens(tokens)
+        return self.b.decode_tokens(self._with_source(tokens, None if final else self.pending))
 
     def _score(self, images: np.ndarray) -> list[float]:
         if self.roles is None or self.n == 1:
@@ -315,7 +333,7 @@ class Search:
         return [float(s) for s in self.roles.score(self.prompts, list(images), self.cost)]
 
     def _final_images(self, tokens: torch.Tensor) -> np.ndarray:
-        images = self._previews(tokens)
+        images = self._previews(tokens, final=True)
         if self.edits:      # nothing outside the mask changes: the source's own pixels, seam feathered inside
             for j, s in enumerate(self._job_slices()):
                 e = self.edits[j]

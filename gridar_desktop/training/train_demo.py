@@ -93,6 +93,11 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
     record_understanding(out, args.und_steps, args.seed, {
         "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "engine_views": mix.partial_decode,
         "replay_batch": args.und_replay, "replay_three_groups": args.und_replay_three})
+    # the pruning threshold belongs to these weights: calibrate it on held-out views (`calibrate`)
+    from .calibrate import calibrate, write_threshold
+    rec = calibrate(out)
+    write_threshold(out, rec)
+    log.info("verify threshold %.3f (%s)", rec["value"], rec["rule"])
 
 
 def record_understanding(out: Path, steps: int, seed: int, options: dict | None = None) -> None:
