@@ -1,5 +1,6 @@
 """The GridAR recipe and Best-of-N on a tiny random model with scripted judging roles."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -302,7 +303,9 @@ def test_a_batch_of_jobs_draws_what_each_job_draws_alone(backend, method, n):
         # "prefilled" is row bookkeeping: in the batch the other job's layout rows exist (copied from cond)
         def decisions(tree):
             return [{k: v for k, v in node.items() if k != "prefilled"} for node in tree]
-        assert decisions(got.tree) == decisions(alone.tree) and got.request == req
+        # the result's request is the job's, with the threshold it pruned at filled in
+        assert decisions(got.tree) == decisions(alone.tree) and got.request == alone.request
+        assert got.request == replace(req, threshold=got.request.threshold) and got.request.threshold is not None
 
 
 def test_batch_jobs_must_share_settings(backend):

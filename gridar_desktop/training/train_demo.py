@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--und-replay", type=int, default=24, help="generation rows replayed per step")
     ap.add_argument("--und-replay-three", type=float, default=0.0,
                     help="share of replayed rows with three-group prompts")
+    ap.add_argument("--und-gen-weight", type=float, default=0.5, help="weight of the replayed generation loss")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vq-steps", type=int, default=1400)
     ap.add_argument("--gen-steps", type=int, default=2600)
@@ -88,11 +89,12 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
         mix = replace(mix, partial_decode=args.und_engine_views)
     train_understanding(model, data, work, steps=args.und_steps, seed=args.seed, lr=args.und_lr,
                         warmup=args.und_warmup, mix=mix, replay=args.und_replay,
-                        replay_three_groups=args.und_replay_three)
+                        replay_three_groups=args.und_replay_three, gen_weight=args.und_gen_weight)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
     record_understanding(out, args.und_steps, args.seed, {
         "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "engine_views": mix.partial_decode,
-        "replay_batch": args.und_replay, "replay_three_groups": args.und_replay_three})
+        "replay_batch": args.und_replay, "replay_three_groups": args.und_replay_three,
+        "gen_weight": args.und_gen_weight})
     # the pruning threshold belongs to these weights: calibrate it on held-out views (`calibrate`)
     from .calibrate import calibrate, write_threshold
     rec = calibrate(out)

@@ -328,10 +328,11 @@ def patch_probe(hidden: int) -> torch.nn.Module:
 def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 2500, batch: int = 48,
                         lr: float = 1e-3, seed: int = 0, vq_roundtrip: float = 0.5, ckpt_every: int = 200,
                         shared_lr: float = 0.6, warmup: int = 200, mix: ExampleMix = FIRST_MIX,
-                        replay: int = 24, replay_three_groups: float = 0.0) -> None:
+                        replay: int = 24, replay_three_groups: float = 0.0, gen_weight: float = 0.5) -> None:
     """Train the understanding path in place (resumable through work/und_ckpt.pt). Per step: `batch` examples of
     the tasks, `replay` generation rows (a share `replay_three_groups` of them with three-group prompts, the form
-    the generator gets wrong most), a linear warm-up over `warmup` steps, then a cosine to 5%."""
+    the generator gets wrong most; their loss weighted `gen_weight`), a linear warm-up over `warmup` steps, then a
+    cosine to 5%."""
     from .vq import quantize
     work = Path(work)
     ckpt = work / "und_ckpt.pt"
@@ -380,7 +381,7 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
                                             [e[2] * GRID // IMAGE_SIZE for e in ex], probe, targets)
         ids, mask, tokens = make_batch(gen_data, rng, replay, favour, replay_three_groups)
         loss_g = generation_loss(model, ids, mask, tokens)
-        loss = loss_u + 0.5 * loss_p + 0.5 * loss_g
+        loss = loss_u + 0.5 * loss_p + gen_weight * loss_g
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

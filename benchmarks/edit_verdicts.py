@@ -1,0 +1,85 @@
+"""Do the verifier's verdicts on partial edits say anything about how the edit ends? (one JSON object)
+
+    .venv/bin/python benchmarks/edit_verdicts.py [--n 120] [--model demo]
+
+GridAR can only beat Best-of-N at the same N when its pruning removes candidates that would have failed. This runs
+GridAR edits (the editing set of `edit_quality.py`) with nothing pruned (threshold 0: every verdict is recorded,
+every candidate survives), then judges every finished candidate on the target prompt and reports:
+- `auroc_verdict_vs_final`: AUROC of the first band's P(possible) against the candidate's final success
+  (0.5 = the verdict carries no information about the outcome); `auroc_second_verdict_vs_final` for the second
+  band (the half of the redrawn rows), where there is one;
+- `auroc_score_vs_final`: the same for the final scorer's P(yes), for comparison;
+- per threshold: the share of candidates that would be rejected and the final success of rejected vs accepted ones;
+- per kind of edit: the verdict's AUROC and the candidates' success.
+The judge measures only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from edit_quality import KINDS, make_edit_set  # noqa: E402
+from verifier_quality import auroc  # noqa: E402
+
+from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
+from gridar_desktop.engine.edit import prepare_edit  # noqa: E402
+from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
+from gridar_desktop.engine.models import resolve_model  # noqa: E402
+from gridar_desktop.engine.search import Search, SearchRequest, pruning_threshold  # noqa: E402
+from gridar_desktop.shapes.judge import judge  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--set-seed", type=int, default=31)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
+    roles = JanusRoles(backend)
+    p_first, success, scores, kinds, p_second, s_second = [], [], [], [], [], []
+    for i, c in enumerate(make_edit_set(args.n, args.set_seed)):
+        e = prepare_edit(backend, c["source"], Image.fromarray(c["mask"].astype(np.uint8) * 255))
+        req = SearchRequest(prompt=c["target_prompt"], method="gridar", n=4, seed=i, edit=e, strategy="replace",
+                            threshold=0.0)
+        res = Search(backend, roles, req).run()
+        if not res.tree or "p_possible" not in res.tree[0]:
+            continue                               # a one-row span: nothing is verified
+        p_first += res.tree[0]["p_possible"]
+        ok = [judge(im, c["target_prompt"]).strict for im in res.images]
+        success += ok
+        if len(res.tree) > 1 and "p_possible" in res.tree[1]:
+            p_second += res.tree[1]["p_possible"]
+            s_second += ok
+        scores += res.scores
+        kinds += [c["kind"]] * len(res.images)
+    p, s, k = np.array(p_first), np.array(success), np.array(kinds)
+    used = pruning_threshold(roles)
+    out: dict = {"model": str(resolve_model(args.model)), "edits": args.n, "candidates": int(len(p)),
+                 "success": float(s.mean()), "auroc_verdict_vs_final": auroc(list(p), list(s)),
+                 "auroc_second_verdict_vs_final": auroc(p_second, s_second) if p_second else None,
+                 "second_verdicts": len(p_second), "auroc_score_vs_final": auroc(scores, list(s)), "threshold_used_by_gridar": used, "by_threshold": {}}
+    for t in sorted({used, 0.25, 0.5, 0.75}):
+        rej = p < t
+        out["by_threshold"][str(round(t, 4))] = {
+            "rejected_share": float(rej.mean()),
+            "success_of_rejected": float(s[rej].mean()) if rej.any() else None,
+            "success_of_accepted": float(s[~rej].mean()) if (~rej).any() else None}
+    out["per_kind"] = {x: {"candidates": int((k == x).sum()), "success": float(s[k == x].mean()),
+                           "auroc_verdict_vs_final": auroc(list(p[k == x]), list(s[k == x]))} for x in KINDS}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
