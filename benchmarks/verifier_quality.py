@@ -9,6 +9,9 @@
   `search.DEFAULT_THRESHOLD`; `by_threshold` shows the trade-off at others.
   false_reject_rate = share of truly feasible candidates the verifier calls impossible (target <= 0.10);
   true_reject_rate  = share of truly impossible candidates it calls impossible (target >= 0.50).
+  `finished_image_truth` gives the same rates against the judge's partial mode on the FINISHED image's top rows:
+  the drawn tokens are the same, but the partial decode's rows next to the cut are tinted by the empty-canvas codes
+  below (the VQ decoder is not local), and the judge counts such a tint as a drawn colour.
 - Final scorer: AUROC of P(yes) against the judge's strict score on the finished images (target >= 0.85).
 - Reformulation: share of outputs that are valid (start with the prompt, parse, same objects) and carry a clause, and
   share of clauses consistent with the objects visible in the partial view.
@@ -88,7 +91,7 @@ def main() -> None:
     roles = JanusRoles(backend)
     threshold = pruning_threshold(roles)
     rows_total = backend.info.rows
-    verify = {f"rows_{k}": {"p": [], "truth": []} for k in (rows_total // 4, rows_total // 2)}
+    verify = {f"rows_{k}": {"p": [], "truth": [], "finished": []} for k in (rows_total // 4, rows_total // 2)}
     scores, strict = [], []
     ref_valid, ref_clause, ref_consistent, ref_n = 0, 0, 0, 0
     cost = CostRecord()
@@ -100,6 +103,7 @@ def main() -> None:
             v = verify[f"rows_{k}"]
             v["p"] += probs
             v["truth"] += [int(bool(judge_partial(im, p, k, rows_total))) for im in part]
+            v["finished"] += [int(bool(judge_partial(im, p, k, rows_total))) for im in gen.images]
             for prop, im in zip(roles.reformulate(p, views, cost), part):
                 ref_n += 1
                 if prop == p:
@@ -129,6 +133,15 @@ def main() -> None:
             "auroc_possible": auroc(list(pv), list(1 - tv)),
             "by_threshold": {str(t): rates(t) for t in (0.1, 0.25, 0.5)},
         }
+        # The same rows read from the finished image: the drawn tokens are fixed, only their decode differs (the
+        # partial decode's rows next to the cut are tinted by the empty-canvas codes below).
+        fv = np.array(v["finished"])
+        out[f"verify_{name}"]["finished_image_truth"] = {
+            "truly_impossible": int(fv.sum()),
+            "false_reject_rate": float((pv < threshold)[fv == 0].mean()) if (fv == 0).any() else None,
+            "true_reject_rate": float((pv < threshold)[fv == 1].mean()) if fv.any() else None,
+            "auroc_possible": auroc(list(pv), list(1 - fv)),
+            "agree_with_partial_truth": float((fv == tv).mean())}
     out["scorer"] = {"images": len(strict), "judge_strict_rate": float(np.mean(strict)),
                      "auroc": auroc(scores, strict)}
     out["reformulation"] = {"outputs": ref_n, "valid_share": ref_valid / max(ref_n, 1),
