@@ -131,3 +131,20 @@ def test_reformulation_continues_from_the_verifier_prefixes(roles, monkeypatch):
     assert cost.roles["reformulator"].prefill_token_rows == 2 * q
     assert alone_cost.roles["reformulator"].prefill_token_rows == 3 * len(roles._ids("layout", PROMPT, vs[0]))
     assert roles._prefixes == {}                             # dropped after the stage
+
+
+def test_calibrated_threshold_travels_with_the_model_folder(tmp_path):
+    """training.calibrate measures the folder's verifier on held-out views, stores the threshold in gridar.json,
+    and the roles loaded from that folder prune at it."""
+    from gridar_desktop.engine.backend import JanusBackend
+    from gridar_desktop.engine.search import DEFAULT_THRESHOLD, pruning_threshold
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    from gridar_desktop.training.calibrate import calibrate, write_threshold
+    save_tiny_janus(tmp_path, seed=2)
+    before = JanusRoles(JanusBackend.load(tmp_path, device="cpu", dtype="float32"))
+    assert before.prune_threshold is None and pruning_threshold(before) == DEFAULT_THRESHOLD
+    rec = calibrate(tmp_path, views=24)
+    assert 0.0 <= rec["value"] <= 1.0 and set(rec["held_out"]) == {"2", "4"}
+    write_threshold(tmp_path, rec)
+    after = JanusRoles(JanusBackend.load(tmp_path, device="cpu", dtype="float32"))
+    assert pruning_threshold(after) == rec["value"]
