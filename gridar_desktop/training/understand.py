@@ -248,13 +248,14 @@ def blank_code(vq) -> int:
 
 def partial_decode(vq, px: torch.Tensor, rows: list[int], blank: int) -> torch.Tensor:
     """(B, 3, H, W) in [-1, 1] -> the view the engine shows the verifier of a candidate with only the top `rows[i]`
-    token rows drawn: encode, replace the codes below with the empty-canvas code, decode. The decoder is not local
-    (attention, GroupNorm), so the drawn rows near the cut come out softened and tinted by the empty rows below;
-    a verifier trained on whole-image round trips never saw that."""
+    token rows drawn: encode, replace the codes below by the engine's rule (`engine.backend.partial_codes`),
+    decode. The rows below the cut are the caller's to grey. The shipped weights were trained with the earlier
+    rule (every code below the cut the empty-canvas code), whose decode tints the drawn rows next to the cut."""
+    from ..engine.backend import partial_codes
     from .vq import quantize
     _, idx, _ = quantize(vq, px)                                       # (B, 64)
-    below = torch.arange(idx.shape[1]).unsqueeze(0) >= torch.tensor(rows).unsqueeze(1) * GRID
-    return vq.decode(torch.where(below, torch.full_like(idx, blank), idx)).clamp(-1, 1)
+    codes = torch.cat([partial_codes(idx[i:i + 1, :r * GRID], idx.shape[1], GRID, blank) for i, r in enumerate(rows)])
+    return vq.decode(codes).clamp(-1, 1)
 
 
 def patch_labels(objs: list[SceneObject], cut: int) -> tuple[torch.Tensor, torch.Tensor]:
