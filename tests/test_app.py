@@ -314,3 +314,16 @@ def test_layout_panel_edits_clauses(qtbot):
     assert p.original_label.text() == f"Prompt: {base}"
     p.edits[1].setText("with the blue square at the bottom")
     assert p.prompts() == [base + ", with the red circles at the top", base + ", with the blue square at the bottom"]
+
+
+def test_verdict_badges_follow_the_pruning_threshold(qtbot):
+    """A badge says "impossible" exactly when the verifier's P(possible) is below the threshold GridAR prunes at."""
+    from gridar_desktop.app.widgets.candidates import CandidateStrip
+    from gridar_desktop.engine.search import VerdictReview
+    strip = CandidateStrip()
+    qtbot.addWidget(strip)
+    review = VerdictReview(0, (0.29, 0.1, 0.9, 0.14), PruneDecision([True, False, True, True], [0, 2, 2, 3]),
+                           np.zeros((4, 64, 64, 3), np.uint8), threshold=0.139)
+    strip.show_review(review, interactive=True)
+    assert [c.badge.text().split()[0] for c in strip.cards[:4]] == ["possible", "impossible", "possible", "possible"]
+    assert "0.139" in strip.cards[1].badge.toolTip()

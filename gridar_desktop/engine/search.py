@@ -120,6 +120,7 @@ class VerdictReview:
     p_possible: tuple[float, ...]
     proposed: PruneDecision
     previews: np.ndarray
+    threshold: float | None = None          # the P(possible) below which the verifier's verdict is a rejection
 
 
 class Policy(Protocol):
@@ -415,7 +416,7 @@ class Search:
         sources: list[int] = []
         for j, s in enumerate(self._job_slices()):
             proposed = propose_pruning(p[s], self.req.threshold, self.rngs[j])
-            review = VerdictReview(i, tuple(p[s]), proposed, previews[s])
+            review = VerdictReview(i, tuple(p[s]), proposed, previews[s], self.req.threshold)
             decision = settle(self.policy.review_verdicts(review), self.rngs[j])
             self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
                                       tuple(decision.all_rejected_groups)))

@@ -52,13 +52,18 @@ class CandidateCard(QFrame):
         self.thumb.setPixmap(to_pixmap(arr).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                                    Qt.TransformationMode.FastTransformation))
 
-    def set_verdict(self, p: float | None, keep: bool | None) -> None:
+    def set_verdict(self, p: float | None, keep: bool | None, threshold: float | None = None) -> None:
+        """The verifier's verdict at the pruning threshold (the verifier's own; 0.5 when unknown) with P(possible);
+        `keep` is the decision, which can differ (a group with no survivor keeps all; the artist decides)."""
         if p is None:
             self.badge.setText("")
             self.badge.setStyleSheet("")
+            self.badge.setToolTip("")
             return
-        ok = p >= 0.5
+        t = 0.5 if threshold is None else threshold
+        ok = p >= t
         self.badge.setText(f"{'possible' if ok else 'impossible'} {p:.2f}")
+        self.badge.setToolTip(f"P(possible) = {p:.3f}; the verifier rejects below {t:.3g}")
         colour = "#2e7d32" if ok else "#c62828"
         self.badge.setStyleSheet(f"color: white; background: {colour}; border-radius: 4px; padding: 1px 4px;")
 
@@ -136,7 +141,7 @@ class CandidateStrip(QWidget):
         self._ensure(n)
         for i, card in enumerate(self.cards[:n]):
             card.set_image(review.previews[i])
-            card.set_verdict(review.p_possible[i], review.proposed.keep[i])
+            card.set_verdict(review.p_possible[i], review.proposed.keep[i], review.threshold)
             g0 = i // GROUP * GROUP
             card.source.blockSignals(True)
             card.source.clear()
