@@ -148,3 +148,12 @@ def test_calibrated_threshold_travels_with_the_model_folder(tmp_path):
     write_threshold(tmp_path, rec)
     after = JanusRoles(JanusBackend.load(tmp_path, device="cpu", dtype="float32"))
     assert pruning_threshold(after) == rec["value"]
+
+
+def test_calibration_refuses_a_model_outside_the_shapes_world(tmp_path):
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    from gridar_desktop.training.calibrate import calibrate
+    save_tiny_janus(tmp_path, seed=2)
+    (tmp_path / "gridar.json").unlink()                  # no app metadata: a Janus-Pro style folder
+    with pytest.raises(ValueError, match="not a shapes-world model"):
+        calibrate(tmp_path, views=4)

@@ -98,6 +98,9 @@ def calibrate(folder: str | Path, views: int = 800, seed: int = 0, reject: float
     from ..engine.backend import JanusBackend
     from ..engine.janus_roles import JanusRoles
     backend = JanusBackend.load(folder, device="cpu", dtype="float32")
+    if backend.info.prompt_format != "plain" or backend.info.image_size != IMAGE_SIZE:
+        raise ValueError(f"'{folder}' is not a shapes-world model (plain prompts, {IMAGE_SIZE} px): its verifier "
+                         "cannot be calibrated on shapes-world views; pass a threshold with the request instead")
     roles = JanusRoles(backend)
     vs = calibration_views(views, seed)
     p = engine_p_possible(backend, roles, vs)
