@@ -64,7 +64,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     req = SearchRequest(prompt=args.prompt, method=args.method, n=n, seed=args.seed, params=params,
-                        strategy=args.strategy)
+                        strategy=args.strategy, threshold=args.threshold)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -112,7 +112,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
     req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
-                        strategy=args.strategy, edit=target)
+                        strategy=args.strategy, edit=target, threshold=args.threshold)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="GridAR rejects a partial candidate when P(possible) is below this (default: the threshold "
+                        "calibrated for the verifier's model, else 0.25)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("-o", "--output", default="out.png")
@@ -180,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit", default="resize", choices=["resize", "crop"],
                    help="how an image of another size is brought to the model's resolution")
     p.add_argument("--feather", type=float, default=2.0, help="seam width in pixels, inside the mask")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="GridAR rejects a partial candidate when P(possible) is below this (default: the threshold "
+                        "calibrated for the verifier's model, else 0.25)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--temperature", type=float, default=1.0)

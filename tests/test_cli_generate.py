@@ -97,3 +97,18 @@ def test_edit_errors(folder, edit_files, capsys):
     assert "not a readable image" in capsys.readouterr().err
     assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make it green"] + base) == 2
     assert "--target-prompt" in capsys.readouterr().err
+
+
+def test_generate_threshold_option_is_used_and_recorded(folder, tmp_path, capsys):
+    """--threshold 1.01 rejects every candidate (each group then keeps all); the PNG records the value; without it
+    the tiny model (no calibrated threshold) prunes at the default."""
+    from gridar_desktop.engine.search import DEFAULT_THRESHOLD
+    out = tmp_path / "t.png"
+    assert cli_main(["generate", "two red circles", "--model", str(folder), "--method", "gridar", "-n", "4",
+                     "--device", "cpu", "--threshold", "1.01", "-o", str(out)]) == 0
+    meta = read_metadata(out)
+    assert meta["settings"]["threshold"] == 1.01
+    assert all(node["all_rejected_groups"] == [0] for node in meta["tree"])
+    assert cli_main(["generate", "two red circles", "--model", str(folder), "--method", "gridar", "-n", "4",
+                     "--device", "cpu", "-o", str(out)]) == 0
+    assert read_metadata(out)["settings"]["threshold"] == DEFAULT_THRESHOLD
