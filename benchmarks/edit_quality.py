@@ -209,7 +209,8 @@ def main() -> None:
     ref = next((m for m in outcomes if m.startswith("best-of-n")), None)
     if ref is not None:
         report["paired_vs_" + ref] = {
-            m: {"difference": float(d.mean()), "standard_error": float(d.std(ddof=1) / np.sqrt(len(d)))}
+            m: {"difference": float(d.mean()),
+                "standard_error": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None}
             for m in outcomes if m != ref for d in [outcomes[m] - outcomes[ref]]}
     print(json.dumps(report, indent=1))
 

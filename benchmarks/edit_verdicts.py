@@ -78,7 +78,7 @@ def main() -> None:
             "success_of_accepted": float(s[~rej].mean()) if (~rej).any() else None}
     out["per_kind"] = {x: {"candidates": int((k == x).sum()), "success": float(s[k == x].mean()),
                            "auroc_verdict_vs_final": auroc(list(p[k == x]), list(s[k == x]))} for x in KINDS}
-    print(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1).replace("NaN", "null"))     # an AUROC with one class present is undefined
 
 
 if __name__ == "__main__":

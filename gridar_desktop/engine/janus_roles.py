@@ -73,8 +73,9 @@ class JanusRoles:
         self.answers = {w: answer_token_ids(self.tok, w) for w in ("yes", "possible")}
         self._prefixes: dict[bytes, tuple] = {}     # view key -> (per-layer (K, V) of the prefix, next position)
         # the pruning threshold calibrated for these weights (`training.calibrate`); None: the engine's default
-        t = backend.meta.get("verify_threshold", {}).get("value")
-        self.prune_threshold: float | None = None if t is None else float(t)
+        rec = backend.meta.get("verify_threshold")
+        t = rec.get("value") if isinstance(rec, dict) else rec
+        self.prune_threshold: float | None = float(t) if isinstance(t, (int, float)) else None
 
     # -- inputs --------------------------------------------------------------------------------------------------
     def visible_features(self, view: PartialView | None) -> int:

@@ -7,9 +7,9 @@ every view. The rule here:
 
 - views: scenes from the scene sampler, half of them with one or two generation-like errors (`understand.perturb`),
   half of the images blurred, specked and noised (`understand.imitate_generation`), cut at the generation schedule's
-  verification rows (2 and 4 of 8), and shown exactly as the engine shows a partial candidate: VQ-encoded, the codes
-  below the cut replaced by the empty-canvas code, decoded (`JanusBackend.decode_tokens`), through the engine's own
-  roles (`JanusRoles.verify`);
+  verification rows (2 and 4 of 8), and shown exactly as the engine shows a partial candidate: VQ-encoded, the
+  codes above the cut decoded by the engine's partial rule (`JanusBackend.decode_tokens`, `partial_codes`), through
+  the engine's own roles (`JanusRoles.verify`);
 - labels: from the scene specification (`shapes.partial.contradictions` over `seen_in_scene`, as in training), never
   from the judge;
 - threshold: the P(possible) below which `REJECT_FEASIBLE` (5%) of the feasible views fall. The acceptance budget
@@ -89,6 +89,8 @@ def engine_p_possible(backend, roles, views: list[CalibrationView], batch: int =
 def threshold_for(p_feasible: np.ndarray, reject: float = REJECT_FEASIBLE) -> float:
     """The P(possible) below which a share `reject` of the feasible views fall (rejection is P < threshold)."""
     p = np.sort(np.asarray(p_feasible, dtype=np.float64))
+    if not len(p):
+        raise ValueError("no feasible view to calibrate on: draw more views")
     k = int(np.floor(reject * len(p)))
     return float(p[min(k, len(p) - 1)])
 
@@ -110,7 +112,7 @@ def calibrate(folder: str | Path, views: int = 800, seed: int = 0, reject: float
     for r in VERIFY_ROWS:
         at = np.array([v.rows == r for v in vs])
         per_rows[str(r)] = {"feasible": int((at & feas).sum()), "impossible": int((at & ~feas).sum()),
-                            "false_reject": round(float((p[at & feas] < t).mean()), 3),
+                            "false_reject": round(float((p[at & feas] < t).mean()), 3) if (at & feas).any() else None,
                             "true_reject": round(float((p[at & ~feas] < t).mean()), 3) if (at & ~feas).any() else None}
     return {"value": round(t, 4), "rule": f"P(possible) below which {reject:.0%} of feasible held-out views fall",
             "views": views, "seed": seed, "calibration_seed": CALIBRATION_SEED, "held_out": per_rows}

@@ -249,8 +249,9 @@ def blank_code(vq) -> int:
 def partial_decode(vq, px: torch.Tensor, rows: list[int], blank: int) -> torch.Tensor:
     """(B, 3, H, W) in [-1, 1] -> the view the engine shows the verifier of a candidate with only the top `rows[i]`
     token rows drawn: encode, replace the codes below by the engine's rule (`engine.backend.partial_codes`),
-    decode. The rows below the cut are the caller's to grey. The shipped weights were trained with the earlier
-    rule (every code below the cut the empty-canvas code), whose decode tints the drawn rows next to the cut."""
+    decode. The rows below the cut are the caller's to grey. The first two engine-view runs of the shipped weights
+    were trained with the earlier rule (every code below the cut the empty-canvas code, whose decode tints the drawn
+    rows next to the cut), the last one with this one."""
     from ..engine.backend import partial_codes
     from .vq import quantize
     _, idx, _ = quantize(vq, px)                                       # (B, 64)

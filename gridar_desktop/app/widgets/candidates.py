@@ -7,7 +7,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
-from ...engine.search import GROUP, PruneDecision, VerdictReview
+from ...engine.search import DEFAULT_THRESHOLD, GROUP, PruneDecision, VerdictReview
 from ..images import to_pixmap
 
 THUMB = 112
@@ -53,14 +53,14 @@ class CandidateCard(QFrame):
                                                    Qt.TransformationMode.FastTransformation))
 
     def set_verdict(self, p: float | None, keep: bool | None, threshold: float | None = None) -> None:
-        """The verifier's verdict at the pruning threshold (the verifier's own; 0.5 when unknown) with P(possible);
+        """The verifier's verdict at the pruning threshold (the engine's default when not given) with P(possible);
         `keep` is the decision, which can differ (a group with no survivor keeps all; the artist decides)."""
         if p is None:
             self.badge.setText("")
             self.badge.setStyleSheet("")
             self.badge.setToolTip("")
             return
-        t = 0.5 if threshold is None else threshold
+        t = DEFAULT_THRESHOLD if threshold is None else threshold
         ok = p >= t
         self.badge.setText(f"{'possible' if ok else 'impossible'} {p:.2f}")
         self.badge.setToolTip(f"P(possible) = {p:.3f}; the verifier rejects below {t:.3g}")
