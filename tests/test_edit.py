@@ -139,8 +139,9 @@ def test_gridar_batches_of_edits_must_share_their_rows(backend):
 
 
 def test_partial_edit_views_show_an_empty_canvas_where_the_mask_is_not_drawn_yet(backend):
-    """The verifier's views of a partial edit: drawn tokens, then the source outside the mask and the empty-canvas
-    code inside it (not the object being replaced); the finished image is completed with the source."""
+    """The verifier's views of a partial edit: drawn tokens, then the source outside the mask and, inside it, the
+    codes above for the next row and the empty-canvas code after (never the object being replaced); undrawn
+    masked patches show the empty canvas; the finished image is completed with the source."""
     e = prepare_edit(backend, source_image(), box_mask(box=(8, 8, 56, 56)))
     req = SearchRequest(prompt=PROMPT, method="gridar", n=4, seed=2, edit=e, strategy="replace")
     s = Search(backend, ScriptedRoles(), req)
@@ -162,6 +163,13 @@ def test_partial_edit_views_show_an_empty_canvas_where_the_mask_is_not_drawn_yet
     k = drawn_rows[0] * backend.info.cols
     after = torch.arange(64) >= k
     assert torch.equal(partial[:, ~redraw & after], src[~redraw & after].expand(4, -1))
-    assert (partial[:, redraw & after] == backend.blank_token).all()
+    nxt = after & (torch.arange(64) < k + 8)
+    assert torch.equal(partial[:, redraw & nxt], partial[:, torch.nonzero(redraw & nxt).flatten() - 8])
+    assert (partial[:, redraw & after & ~nxt] == backend.blank_token).all()
+    shown = res.tree[0]["rows"] * 8                          # pixel rows drawn at the first stage (8 px per row)
+    first_band = s._previews(res.tokens[:, :k])
+    grown = np.kron(np.array(e.redraw).reshape(8, 8), np.ones((8, 8), bool)).astype(bool)
+    grown[:shown] = False
+    assert (first_band[:, grown] == np.array(backend.canvas_colour, np.uint8)).all()
     final = seen[-1]
     assert torch.equal(final[:, ~redraw], src[~redraw].expand(4, -1))

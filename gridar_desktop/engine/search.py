@@ -322,11 +322,34 @@ class Search:
 
     def _previews(self, tokens: torch.Tensor, final: bool = False) -> np.ndarray:
         """Decodes of (partial) candidates. An edit's positions not drawn yet show the source outside the mask and
-        an empty canvas inside it (`pending`); a finished (or stopped) edit is completed with the source."""
+        an empty canvas inside it; a finished (or stopped) edit is completed with the source."""
         self.cost.vq_decodes += tokens.shape[0]
         if not self.edits:
             return self.b.decode_tokens(tokens)
-        return self.b.decode_tokens(self._with_source(tokens, None if final else self.pending))
+        if final or tokens.shape[1] >= self.forced.shape[1]:
+            return self.b.decode_tokens(self._with_source(tokens))
+        return self._partial_edit_previews(tokens)
+
+    def _partial_edit_previews(self, tokens: torch.Tensor) -> np.ndarray:
+        """The rule of `backend.partial_codes` inside the mask: the redrawn positions of the next row repeat the
+        codes above them, later ones get the empty-canvas code (`pending`), and every redrawn patch not drawn yet
+        is painted as the empty canvas."""
+        n, k = tokens.shape
+        cols, total = self.b.info.cols, self.forced.shape[1]
+        full = self._with_source(tokens, self.pending)                      # (n, total)
+        redraw = ~self.forced_mask.to(full.device)
+        if k >= cols:
+            end = min(total, k + cols)
+            full[:, k:end] = torch.where(redraw[:, k:end], full[:, k - cols:end - cols], full[:, k:end])
+        img = self.b.decode_tokens(full)
+        patch = self.b.info.image_size // self.b.info.rows
+        hidden = redraw[:, k:].cpu().numpy()                                # (n, total - k)
+        for j in range(k, total):
+            rows_j = hidden[:, j - k]
+            if rows_j.any():
+                r, c = divmod(j, cols)
+                img[rows_j, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = self.b.canvas_colour
+        return img
 
     def _score(self, images: np.ndarray) -> list[float]:
         if self.roles is None or self.n == 1:
