@@ -117,6 +117,11 @@ def make_edit_set(n: int, seed: int) -> list[dict]:
     return out
 
 
+def edit_targets(backend, cases: list[dict]) -> list:
+    """Each case's `EditTarget` (source fitted, mask turned into redrawn tokens) for `backend`."""
+    return [prepare_edit(backend, c["source"], Image.fromarray(c["mask"].astype(np.uint8) * 255)) for c in cases]
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
     return 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0 ** 2 / mse))
@@ -161,7 +166,7 @@ def main() -> None:
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
     roles = JanusRoles(backend)
     cases = make_edit_set(args.n, args.set_seed)
-    targets = [prepare_edit(backend, c["source"], Image.fromarray(c["mask"].astype(np.uint8) * 255)) for c in cases]
+    targets = edit_targets(backend, cases)
     seeds = [int(s) for s in args.seeds.split(",")]
     report: dict = {"edits": len(cases), "kinds": {k: sum(c["kind"] == k for c in cases) for k in KINDS},
                     "seeds": seeds, "model": args.model, "strategy": args.strategy,

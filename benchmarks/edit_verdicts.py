@@ -22,15 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edit_quality import KINDS, make_edit_set  # noqa: E402
+from edit_quality import KINDS, edit_targets, make_edit_set  # noqa: E402
 from verifier_quality import auroc  # noqa: E402
 
 from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
-from gridar_desktop.engine.edit import prepare_edit  # noqa: E402
 from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
 from gridar_desktop.engine.search import Search, SearchRequest, pruning_threshold  # noqa: E402
@@ -49,8 +47,8 @@ def main() -> None:
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
     roles = JanusRoles(backend)
     p_first, success, scores, kinds, p_second, s_second = [], [], [], [], [], []
-    for i, c in enumerate(make_edit_set(args.n, args.set_seed)):
-        e = prepare_edit(backend, c["source"], Image.fromarray(c["mask"].astype(np.uint8) * 255))
+    cases = make_edit_set(args.n, args.set_seed)
+    for i, (c, e) in enumerate(zip(cases, edit_targets(backend, cases))):
         req = SearchRequest(prompt=c["target_prompt"], method="gridar", n=4, seed=i, edit=e, strategy="replace",
                             threshold=0.0)
         res = Search(backend, roles, req).run()

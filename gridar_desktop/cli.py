@@ -129,6 +129,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+THRESHOLD_HELP = ("GridAR rejects a partial candidate when P(possible) is below this (default: the threshold "
+                  "calibrated for the verifier's model, else 0.25)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gridar", description="GridAR Desktop on the command line: render and judge "
                                  "shapes-world scenes, generate images with GridAR, benchmark methods.")
@@ -161,9 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--threshold", type=float, default=None,
-                   help="GridAR rejects a partial candidate when P(possible) is below this (default: the threshold "
-                        "calibrated for the verifier's model, else 0.25)")
+    p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("-o", "--output", default="out.png")
@@ -183,9 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit", default="resize", choices=["resize", "crop"],
                    help="how an image of another size is brought to the model's resolution")
     p.add_argument("--feather", type=float, default=2.0, help="seam width in pixels, inside the mask")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="GridAR rejects a partial candidate when P(possible) is below this (default: the threshold "
-                        "calibrated for the verifier's model, else 0.25)")
+    p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--temperature", type=float, default=1.0)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from . import events as ev
-from .backend import JanusBackend
+from .backend import JanusBackend, continue_codes
 from .cancel import CancelToken
 from .cost import CostRecord
 from .edit import EditTarget, paste_back
@@ -331,25 +331,14 @@ class Search:
         return self._partial_edit_previews(tokens)
 
     def _partial_edit_previews(self, tokens: torch.Tensor) -> np.ndarray:
-        """The rule of `backend.partial_codes` inside the mask: the redrawn positions of the next row repeat the
-        codes above them, later ones get the empty-canvas code (`pending`), and every redrawn patch not drawn yet
+        """The generation rule inside the mask: the redrawn positions of the next row repeat the codes above them
+        (`continue_codes`), later ones keep the empty-canvas code of `pending`, and every redrawn patch not drawn yet
         is painted as the empty canvas."""
-        n, k = tokens.shape
-        cols, total = self.b.info.cols, self.forced.shape[1]
-        full = self._with_source(tokens, self.pending)                      # (n, total)
-        redraw = ~self.forced_mask.to(full.device)
-        if k >= cols:
-            end = min(total, k + cols)
-            full[:, k:end] = torch.where(redraw[:, k:end], full[:, k - cols:end - cols], full[:, k:end])
-        img = self.b.decode_tokens(full)
-        patch = self.b.info.image_size // self.b.info.rows
-        hidden = redraw[:, k:].cpu().numpy()                                # (n, total - k)
-        for j in range(k, total):
-            rows_j = hidden[:, j - k]
-            if rows_j.any():
-                r, c = divmod(j, cols)
-                img[rows_j, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = self.b.canvas_colour
-        return img
+        k = tokens.shape[1]
+        hidden = ~self.forced_mask                                          # (n, total): redrawn, not drawn yet
+        hidden[:, :k] = False
+        full = continue_codes(self._with_source(tokens, self.pending), k, self.b.info.cols, hidden)
+        return self.b.paint_undrawn(self.b.decode_tokens(full), hidden.cpu().numpy())
 
     def _score(self, images: np.ndarray) -> list[float]:
         if self.roles is None or self.n == 1:

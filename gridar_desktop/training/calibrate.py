@@ -79,9 +79,11 @@ def engine_p_possible(backend, roles, views: list[CalibrationView], batch: int =
     for s in range(0, len(views), batch):
         chunk = views[s:s + batch]
         codes = backend.encode_images(np.stack([v.image for v in chunk]))          # (b, rows*cols)
-        shown = []
-        for v, c in zip(chunk, codes):
-            shown.append(PartialView(backend.decode_tokens(c[:v.rows * cols].unsqueeze(0))[0], v.rows, total))
+        shown: list[PartialView | None] = [None] * len(chunk)
+        for r in {v.rows for v in chunk}:                  # one decode per cut: views of a cut share a length
+            idx = [i for i, v in enumerate(chunk) if v.rows == r]
+            for i, img in zip(idx, backend.decode_tokens(codes[idx, :r * cols])):
+                shown[i] = PartialView(img, r, total)
         out[s:s + len(chunk)] = roles.verify([v.prompt for v in chunk], shown, CostRecord())
     return out
 
@@ -120,12 +122,11 @@ def calibrate(folder: str | Path, views: int = 800, seed: int = 0, reject: float
 
 def write_threshold(folder: str | Path, record: dict) -> None:
     """Store the record in the folder's gridar.json (atomically: the folder is the shipped model)."""
+    from ..io.atomic import atomic_write_text
     path = Path(folder) / "gridar.json"
     meta = json.loads(path.read_text()) if path.exists() else {}
     meta["verify_threshold"] = record
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(meta, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
