@@ -2,11 +2,9 @@
 
     .venv/bin/python benchmarks/edit_quality.py [--n 200] [--methods single:1,best-of-n:4,gridar:4] [--seeds 0]
 
-The edit set (seeded, from the scene sampler): a source scene is rendered; one edit is applied to its objects:
-- colour: one object gets another colour;      - shape: one object gets another shape;
-- remove: one object is taken away;            - add: a new object is placed in an empty region.
-The mask is the affected object's box (for add: the new object's box), grown by 2 px. The target prompt describes
-the whole edited scene (counts only: the edit may break a source relation). Every method redraws the masked tokens
+The edit set (`shapes.edits.make_edit_set`, seed `--set-seed`): a source scene is rendered; one edit is applied to
+its objects (colour, shape, remove, add); the mask is the affected object's box grown by 2 px; the target prompt
+describes the whole edited scene (counts only). Every method redraws the masked tokens
 conditioned on the target prompt and pastes the result back over the source.
 
 Measured per method: edit success (judge strict on the target prompt), PSNR and SSIM outside the mask (paste-back
@@ -20,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from dataclasses import replace
@@ -40,81 +37,8 @@ from gridar_desktop.engine.edit import prepare_edit  # noqa: E402
 from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
 from gridar_desktop.engine.search import Search  # noqa: E402
-from gridar_desktop.shapes.grammar import COLOURS, SHAPES, Group, SceneSpec, format_prompt  # noqa: E402
+from gridar_desktop.shapes.edits import KINDS, make_edit_set  # noqa: E402
 from gridar_desktop.shapes.judge import detect_objects, judge  # noqa: E402
-from gridar_desktop.shapes.promptsets import CATEGORIES, sample_spec  # noqa: E402
-from gridar_desktop.shapes.scene import (IMAGE_SIZE, SceneError, SceneObject, _place_one, render_scene,  # noqa: E402
-                                         sample_scene)
-
-KINDS = ("colour", "shape", "remove", "add")
-MAX_OBJECTS, MAX_COUNT, MAX_GROUPS = 6, 4, 3
-
-
-def spec_of(objs: list[SceneObject]) -> SceneSpec | None:
-    counts: dict[tuple[str, str], int] = {}
-    for o in objs:
-        counts[(o.colour, o.shape)] = counts.get((o.colour, o.shape), 0) + 1
-    if not counts or len(counts) > MAX_GROUPS or max(counts.values()) > MAX_COUNT or len(objs) > MAX_OBJECTS:
-        return None
-    return SceneSpec(tuple(Group(n, c, s) for (c, s), n in counts.items()))
-
-
-def box_mask(o: SceneObject, grow: int = 2) -> np.ndarray:
-    m = np.zeros((IMAGE_SIZE, IMAGE_SIZE), bool)
-    x0, y0, x1, y1 = o.bbox
-    m[max(0, int(y0) - grow):min(IMAGE_SIZE, int(np.ceil(y1)) + grow),
-      max(0, int(x0) - grow):min(IMAGE_SIZE, int(np.ceil(x1)) + grow)] = True
-    return m
-
-
-def make_edit(kind: str, rng: random.Random) -> dict | None:
-    """One edit case, or None when this draw does not allow the edit (the caller draws again)."""
-    try:
-        spec = sample_spec(rng.choice(CATEGORIES), rng)
-        objs = sample_scene(spec, rng)
-    except SceneError:
-        return None
-    i = rng.randrange(len(objs))
-    o = objs[i]
-    new = list(objs)
-    if kind == "colour":
-        c = rng.choice([c for c in COLOURS if c != o.colour])
-        new[i] = SceneObject(c, o.shape, o.cx, o.cy, o.size)
-        changed = o
-    elif kind == "shape":
-        s = rng.choice([s for s in SHAPES if s != o.shape])
-        new[i] = SceneObject(o.colour, s, o.cx, o.cy, o.size)
-        changed = o
-    elif kind == "remove":
-        if len(objs) < 2:
-            return None
-        new.pop(i)
-        changed = o
-    else:
-        c, s = rng.choice(COLOURS), rng.choice(SHAPES)
-        placed = _place_one(c, s, None, objs, rng, IMAGE_SIZE / 16, IMAGE_SIZE, 4)
-        if placed is None:
-            return None
-        new.append(placed)
-        changed = placed
-    target = spec_of(new)
-    if target is None:
-        return None
-    mask = box_mask(changed)
-    kept = [x for x in objs if x is not o or kind == "add"]
-    kept = [x for x in kept if not (box_mask(x, 0) & mask).any()]      # objects the edit must not touch
-    return {"kind": kind, "source": render_scene(objs), "mask": mask, "target_prompt": format_prompt(target),
-            "kept": [(x.colour, x.shape, x.cx, x.cy) for x in kept]}
-
-
-def make_edit_set(n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    while len(out) < n:
-        case = make_edit(KINDS[len(out) % len(KINDS)], rng)
-        if case is not None:
-            out.append(case)
-    return out
 
 
 def edit_targets(backend, cases: list[dict]) -> list:

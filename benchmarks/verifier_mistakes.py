@@ -63,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
     roles, cost = JanusRoles(backend), CostRecord()
-    threshold = pruning_threshold(roles)
+    threshold = pruning_threshold(roles, rows=args.rows)
     total, k = backend.info.rows, args.rows
     cut = backend.info.image_size * k // total
     cases, outcome = [], {"rejected": [], "accepted": []}

@@ -4,9 +4,9 @@
 
 - Partial-view verification at 1/4 and 1/2 of the token rows, against the judge's truth: a candidate is truly
   impossible when the judge's partial-view mode finds a visible contradiction (`shapes/partial.py` says what counts).
-  A candidate is called impossible when P(possible) < the threshold GridAR prunes with: the one calibrated for these
-  weights (`training.calibrate`, stored in the model's gridar.json; never read off this benchmark), else
-  `search.DEFAULT_THRESHOLD`; `by_threshold` shows the trade-off at others.
+  A candidate is called impossible when P(possible) < the threshold GridAR prunes that band with: the one calibrated
+  for these weights and that row (`training.calibrate`, stored in the model's gridar.json; never read off this
+  benchmark), else `search.DEFAULT_THRESHOLD`; `by_threshold` shows the trade-off at others.
   false_reject_rate = share of truly feasible candidates the verifier calls impossible (target <= 0.10);
   true_reject_rate  = share of truly impossible candidates it calls impossible (target >= 0.50).
   `finished_image_truth` gives the same rates against the judge's partial mode on the FINISHED image's top rows:
@@ -89,7 +89,6 @@ def main() -> None:
     t0 = time.perf_counter()
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
     roles = JanusRoles(backend)
-    threshold = pruning_threshold(roles)
     rows_total = backend.info.rows
     verify = {f"rows_{k}": {"p": [], "truth": [], "finished": []} for k in (rows_total // 4, rows_total // 2)}
     scores, strict = [], []
@@ -122,6 +121,7 @@ def main() -> None:
     for name, v in verify.items():
         pv, tv = np.array(v["p"]), np.array(v["truth"])
         feasible, impossible = tv == 0, tv == 1
+        threshold = pruning_threshold(roles, rows=int(name.split("_")[1]))
 
         def rates(threshold: float) -> dict:
             said_impossible = pv < threshold

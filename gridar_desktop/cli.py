@@ -129,8 +129,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
-THRESHOLD_HELP = ("GridAR rejects a partial candidate when P(possible) is below this (default: the threshold "
-                  "calibrated for the verifier's model, else 0.25)")
+THRESHOLD_HELP = ("GridAR rejects a partial candidate when P(possible) is below this, at every band (default: the "
+                  "thresholds calibrated for the verifier's model, one per band, for edits one of their own; else "
+                  "0.25)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -145,9 +145,37 @@ def test_calibrated_threshold_travels_with_the_model_folder(tmp_path):
     assert before.prune_threshold is None and pruning_threshold(before) == DEFAULT_THRESHOLD
     rec = calibrate(tmp_path, views=24)
     assert 0.0 <= rec["value"] <= 1.0 and set(rec["held_out"]) == {"2", "4"}
+    assert rec["by_rows"] == {}                      # too few feasible views per row: the pooled one serves all
     write_threshold(tmp_path, rec)
     after = JanusRoles(JanusBackend.load(tmp_path, device="cpu", dtype="float32"))
-    assert pruning_threshold(after) == rec["value"]
+    assert pruning_threshold(after) == rec["value"] == pruning_threshold(after, rows=4)
+
+
+def test_each_verification_row_gets_its_own_threshold(tmp_path, monkeypatch):
+    """With enough feasible views at a row, that row's threshold is the 5% rule over its own views."""
+    import numpy as np
+
+    from gridar_desktop.engine.backend import JanusBackend
+    from gridar_desktop.engine.search import pruning_threshold
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    from gridar_desktop.training import calibrate as cal
+    save_tiny_janus(tmp_path, seed=2)
+    monkeypatch.setattr(cal, "MIN_FEASIBLE_PER_ROW", 1)
+    seen = {}
+    real = cal.engine_p_possible
+
+    def spy(backend, roles, views, batch=64):
+        p = real(backend, roles, views, batch)
+        seen["p"], seen["views"] = p, views
+        return p
+    monkeypatch.setattr(cal, "engine_p_possible", spy)
+    rec = cal.calibrate(tmp_path, views=40)
+    for r in ("2", "4"):
+        at = np.array([v.rows == int(r) and v.feasible for v in seen["views"]])
+        assert rec["by_rows"][r] == round(cal.threshold_for(seen["p"][at]), 4)
+    cal.write_threshold(tmp_path, rec)
+    roles = JanusRoles(JanusBackend.load(tmp_path, device="cpu", dtype="float32"))
+    assert pruning_threshold(roles, rows=2) == rec["by_rows"]["2"] and pruning_threshold(roles, rows=3) == rec["value"]
 
 
 def test_calibration_refuses_a_model_outside_the_shapes_world(tmp_path):

@@ -303,9 +303,9 @@ def test_a_batch_of_jobs_draws_what_each_job_draws_alone(backend, method, n):
         # "prefilled" is row bookkeeping: in the batch the other job's layout rows exist (copied from cond)
         def decisions(tree):
             return [{k: v for k, v in node.items() if k != "prefilled"} for node in tree]
-        # the result's request is the job's, with the threshold it pruned at filled in
-        assert decisions(got.tree) == decisions(alone.tree) and got.request == alone.request
-        assert got.request == replace(req, threshold=got.request.threshold) and got.request.threshold is not None
+        # the result's request is the job's; each verified band records the threshold it pruned at
+        assert decisions(got.tree) == decisions(alone.tree) and got.request == alone.request == req
+        assert all(node.get("threshold") is not None for node in got.tree if "keep" in node)
 
 
 def test_batch_jobs_must_share_settings(backend):
@@ -314,14 +314,21 @@ def test_batch_jobs_must_share_settings(backend):
 
 
 def test_the_verifiers_own_threshold_is_used_and_recorded(backend):
-    """threshold=None: the roles' calibrated `prune_threshold` (else the default); the result records the value."""
+    """threshold=None: the roles' calibrated threshold for the band's row (`prune_thresholds_by_rows`), else their
+    pooled `prune_threshold`, else the default; each verified band records the value it used."""
     from gridar_desktop.engine.search import DEFAULT_THRESHOLD, pruning_threshold
     roles = ScriptedRoles(verdicts=[[0.5, 0.7, 0.9, 0.9]])
     roles.prune_threshold = 0.6
     assert pruning_threshold(roles) == 0.6 and pruning_threshold(ScriptedRoles()) == DEFAULT_THRESHOLD
     res = run(backend, roles, schedule=(Stage(0.25), Stage(1.0, False, False)), reformulate=False)
     assert res.tree[0]["keep"] == [False, True, True, True]
-    assert res.metadata()["settings"]["threshold"] == 0.6
+    assert res.metadata()["settings"]["threshold"] is None and res.metadata()["tree"][0]["threshold"] == 0.6
+    roles = ScriptedRoles(verdicts=[[0.5, 0.7, 0.9, 0.9], [0.5, 0.7, 0.9, 0.9]])
+    roles.prune_threshold, roles.prune_thresholds_by_rows = 0.6, {2: 0.4, 4: 0.8}
+    assert pruning_threshold(roles, rows=3) == 0.6 and pruning_threshold(roles, rows=4) == 0.8
+    res = run(backend, roles, reformulate=False)                 # verifies after 2 and after 4 rows
+    assert [n["threshold"] for n in res.tree] == [0.4, 0.8]
+    assert res.tree[0]["keep"] == [True] * 4 and res.tree[1]["keep"] == [False, False, True, True]
     roles = ScriptedRoles(verdicts=[[0.5, 0.7, 0.9, 0.9]])
     roles.prune_threshold = 0.6
     res = run(backend, roles, schedule=(Stage(0.25), Stage(1.0, False, False)), reformulate=False, threshold=0.3)

@@ -62,7 +62,7 @@ def test_examples_are_balanced_and_in_vocabulary():
     rng = random.Random(2)
     tasks = {}
     for _ in range(200):
-        task, img, cut, q, a, _ = make_example(rng)
+        task, img, cut, q, a, _, _ = make_example(rng)
         assert img.shape == (64, 64, 3) and 0 < cut <= 64
         assert all(0 <= t < len(TEXT_VOCAB) for t in q + a)
         tasks.setdefault(task, []).append(TEXT_VOCAB[a[0]])
@@ -173,3 +173,42 @@ def test_threshold_rejects_the_stated_share_of_feasible_views():
     t = threshold_for(p, 0.05)
     assert (p < t).sum() == 10
     assert threshold_for(p, 0.0) == p.min()
+
+
+def test_objects_across_the_cut_start_above_it_and_are_labelled_by_the_rules():
+    import random
+
+    from gridar_desktop.shapes.grammar import parse_prompt
+    from gridar_desktop.shapes.scene import sample_scene
+    from gridar_desktop.training.understand import across_cut
+    spec = parse_prompt("a red circle and a blue square")
+    rng = random.Random(2)
+    wrong_seen = 0
+    for _ in range(40):
+        objs = sample_scene(spec, rng)
+        new = across_cut(objs, spec, 32, True, rng)
+        if len(new) == len(objs):
+            continue                                    # no free place: unchanged
+        o = new[-1]
+        assert o.bbox[1] < 32 and (o.colour, o.shape) not in {g.key for g in spec.groups}
+        wrong_seen += bool(contradictions(seen_in_scene(new, 32, 64), spec, 32, 64))
+        ok = across_cut(objs, spec, 32, False, rng)
+        assert (ok[-1].colour, ok[-1].shape) in {g.key for g in spec.groups}
+        # a kind the prompt has: only a count can be contradicted (when it ends above the cut)
+        assert all("visible, the prompt asks" in c for c in contradictions(seen_in_scene(ok, 32, 64), spec, 32, 64))
+    assert wrong_seen > 5
+
+
+def test_edit_mix_examples_ask_the_edit_question_and_hide_their_undrawn_patches():
+    import random
+
+    from gridar_desktop.training.understand import EDIT_MIX, make_example, patch_labels
+    rng = random.Random(0)
+    ex = [make_example(rng, EDIT_MIX) for _ in range(80)]
+    edits = [e for e in ex if e[0] == "edit"]
+    assert 8 < len(edits) < 40 and all(e[6] is not None and e[2] == 64 for e in edits)
+    assert all(e[6] is None for e in ex if e[0] != "edit")
+    e = edits[0]
+    centre, cover = patch_labels(e[5], e[2], e[6])
+    hidden = e[6].reshape(8, 8, 8, 8)[:, 4, :, 4].reshape(-1)          # each patch's centre pixel
+    assert (cover[torch.from_numpy(hidden)] == 0).all()

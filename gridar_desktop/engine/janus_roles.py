@@ -13,6 +13,9 @@ Prompt formats:
 Partial views, plain format: the vision encoder sees the whole canvas (rows not drawn yet grey), but only the image
 features of the drawn rows enter the language model: a quarter of the image positions at the first band, half at the
 second. The demo model is trained that way (`training.understand`). Janus-Pro was not, so it reads all positions.
+Partial edits, to weights trained on the edit question (gridar.json "edit_verify"): ``edit : <target prompt> ?`` over
+all image features, the canvas shown whole (the source outside the mask, the drawn rows inside it) with only the
+redrawn pixels not drawn yet grey (`training.edit_views`); other weights get the generation question.
 
 Shared image prefix, plain format: a question follows the image prefix [BOS, BOI, image features, EOI], so the
 prefix's cache does not depend on the question. `verify` keeps the prefix cache of each view it saw; `reformulate`,
@@ -45,10 +48,14 @@ PRO_LAYOUT = ("The top of this image is drawn; the grey part is not drawn yet. R
               "bottom\"). Never change objects, counts or colours. If unsure, repeat the prompt unchanged.")
 
 
-def masked_view(view: PartialView) -> np.ndarray:
-    """The view's image with the rows below the drawn band flat grey (uint8 (H, W, 3))."""
+def masked_view(view: PartialView, edit: bool = False) -> np.ndarray:
+    """The view's image with the rows below the drawn band flat grey (uint8 (H, W, 3)); with `edit`, only the
+    edit's pixels not drawn yet (`view.undrawn`) are grey and the rest of the canvas is shown."""
     img = np.array(view.image, dtype=np.uint8)
-    img[view.visible_pixels:] = HIDDEN_FILL
+    if edit:
+        img[view.undrawn] = HIDDEN_FILL
+    else:
+        img[view.visible_pixels:] = HIDDEN_FILL
     return img
 
 
@@ -76,20 +83,32 @@ class JanusRoles:
         rec = backend.meta.get("verify_threshold")
         t = rec.get("value") if isinstance(rec, dict) else rec
         self.prune_threshold: float | None = float(t) if isinstance(t, (int, float)) else None
+        by = rec.get("by_rows") if isinstance(rec, dict) else None        # one per verification row, where measured
+        self.prune_thresholds_by_rows: dict[int, float] = {
+            int(k): float(v) for k, v in (by.items() if isinstance(by, dict) else ())
+            if str(k).isdigit() and isinstance(v, (int, float))}
+        # weights trained on the edit question (`training.edit_views`) verify partial edits with it, at a threshold
+        # calibrated on edit views
+        self.edit_verify = self.plain and bool(backend.meta.get("edit_verify"))
+        rec = backend.meta.get("verify_threshold_edit")
+        t = rec.get("value") if isinstance(rec, dict) else rec
+        self.prune_threshold_edit: float | None = (float(t) if self.edit_verify and isinstance(t, (int, float))
+                                                   else None)
 
     # -- inputs --------------------------------------------------------------------------------------------------
-    def visible_features(self, view: PartialView | None) -> int:
-        """How many image features (raster order) the language model reads for a view."""
-        if view is None or not self.plain:
+    def visible_features(self, view: PartialView | None, edit: bool = False) -> int:
+        """How many image features (raster order) the language model reads for a view (all for the edit
+        question, which shows the whole canvas)."""
+        if view is None or not self.plain or edit:
             return self.n_image_tokens
         rows = math.ceil(view.rows * self.feature_grid / view.total_rows)
         return min(self.n_image_tokens, rows * self.feature_grid)
 
     def _ids(self, kind: str, prompt: str, view: PartialView | None) -> list[int]:
         if self.plain:
-            image = [self.b.boi_id] + [self.image_token] * self.visible_features(view) + [self.tok.convert_tokens_to_ids(
-                getattr(self.tok, "eoi_token", "<end_of_image>"))]
-            tail = {"verify": "?", "score": "?", "layout": ","}[kind]
+            image = [self.b.boi_id] + [self.image_token] * self.visible_features(view, kind == "edit") + [
+                self.tok.convert_tokens_to_ids(getattr(self.tok, "eoi_token", "<end_of_image>"))]
+            tail = {"verify": "?", "edit": "?", "score": "?", "layout": ","}[kind]
             words = f"{kind} : {prompt.strip().lower()} {tail}"
             return [self.b.bos_id] + image + self.tok(words, add_special_tokens=False).input_ids
         text = {"verify": PRO_VERIFY, "score": PRO_SCORE, "layout": PRO_LAYOUT}[kind].format(
@@ -103,11 +122,12 @@ class JanusRoles:
 
     def _question(self, kind: str, prompt: str) -> list[int]:
         """Plain format: the words after the image prefix."""
-        tail = {"verify": "?", "score": "?", "layout": ","}[kind]
+        tail = {"verify": "?", "edit": "?", "score": "?", "layout": ","}[kind]
         return self.tok(f"{kind} : {prompt.strip().lower()} {tail}", add_special_tokens=False).input_ids
 
-    def _view_key(self, view: PartialView, image: np.ndarray) -> bytes:
-        return hashlib.blake2b(image.tobytes(), digest_size=16).digest() + str(self.visible_features(view)).encode()
+    def _view_key(self, view: PartialView, image: np.ndarray, edit: bool) -> bytes:
+        return hashlib.blake2b(image.tobytes(), digest_size=16).digest() + str(
+            self.visible_features(view, edit)).encode()
 
     @torch.inference_mode()
     def _after_prefix(self, kind: str, prompts: list[str], views: list[PartialView], cost: CostRecord, role: str,
@@ -115,15 +135,16 @@ class JanusRoles:
         """Plain format: each distinct view's image prefix (reused from the last `verify` when `reuse`), then the
         questions in one forward. Returns (last hidden (B, H), cache, mask (B, T), next position (B,))."""
         from transformers import DynamicCache
-        images = [masked_view(v) for v in views]
-        keys = [self._view_key(v, im) for v, im in zip(views, images)]
+        edit = kind == "edit"
+        images = [masked_view(v, edit) for v in views]
+        keys = [self._view_key(v, im, edit) for v, im in zip(views, images)]
         have = dict(self._prefixes) if reuse else {}
         need = list(dict.fromkeys(k for k in keys if k not in have))
         rc = cost.role(role, self.lm_params)
         rc.calls += 1
         if need:
             first = [keys.index(k) for k in need]
-            rows = [self._ids(kind, "", views[i])[:3 + self.visible_features(views[i])] for i in first]
+            rows = [self._ids(kind, "", views[i])[:3 + self.visible_features(views[i], edit)] for i in first]
             pc = DynamicCache(config=self.model.config.text_config)
             _, pmask, ppos = self._forward(rows, [images[i] for i in first], pc)
             for j, k in enumerate(need):
@@ -192,7 +213,9 @@ class JanusRoles:
         if not self.plain:
             return self._answer_prob("verify", prompt, views, [masked_view(v) for v in views], "possible", cost,
                                      "verifier")
-        h, *_ = self._after_prefix("verify", per_item(prompt, len(views)), views, cost, "verifier", reuse=False,
+        # a partial edit, to weights that know the edit question: the whole canvas, only the undrawn pixels hidden
+        kind = "edit" if self.edit_verify and views and all(v.undrawn is not None for v in views) else "verify"
+        h, *_ = self._after_prefix(kind, per_item(prompt, len(views)), views, cost, "verifier", reuse=False,
                                    keep=True)
         return self._probs(h, "possible")
 

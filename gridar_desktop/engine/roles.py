@@ -18,12 +18,15 @@ import numpy as np
 from .cost import CostRecord
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PartialView:
-    """A candidate as the verifier sees it: the full-size decode with only `rows` of `total_rows` token rows drawn."""
+    """A candidate as the verifier sees it: the full-size decode with only `rows` of `total_rows` token rows drawn.
+    For an edit, `undrawn` marks the pixels of redrawn tokens not drawn yet (everything else is the source or
+    drawn); roles that know edits show the whole canvas with only those pixels hidden."""
     image: np.ndarray          # uint8 (H, W, 3); rows below the drawn band show an empty canvas
     rows: int
     total_rows: int
+    undrawn: np.ndarray | None = None      # bool (H, W), edits only
 
     @property
     def visible_pixels(self) -> int:

@@ -62,9 +62,14 @@ class Stage:
 DEFAULT_THRESHOLD = 0.25
 
 
-def pruning_threshold(roles: Roles | None) -> float:
-    """The verifier's own calibrated threshold (`training.calibrate`, stored with its model) or DEFAULT_THRESHOLD."""
-    t = getattr(roles, "prune_threshold", None)
+def pruning_threshold(roles: Roles | None, edit: bool = False, rows: int | None = None) -> float:
+    """The verifier's own calibrated threshold (`training.calibrate`, stored with its model) for a band ending after
+    `rows` token rows (the pooled one where that row has none of its own); for an edit the one calibrated on edit
+    views where the verifier has one; else DEFAULT_THRESHOLD."""
+    t = getattr(roles, "prune_threshold_edit", None) if edit else None
+    if t is None and rows is not None and not edit:
+        t = (getattr(roles, "prune_thresholds_by_rows", None) or {}).get(rows)
+    t = getattr(roles, "prune_threshold", None) if t is None else t
     return DEFAULT_THRESHOLD if t is None else float(t)
 
 DEFAULT_SCHEDULE: tuple[Stage, ...] = (Stage(0.25), Stage(0.5), Stage(1.0, False, False))
@@ -86,6 +91,7 @@ class SearchRequest:
     prune: bool = True
     reformulate: bool = True
     threshold: float | None = None          # P(possible) below this is a rejection; None: the verifier's own
+                                            # (`pruning_threshold`, per band; each tree node records the value)
     edit: EditTarget | None = None          # masked editing: redraw only edit.redraw's tokens of edit.source
 
     def validate(self) -> None:
@@ -219,8 +225,6 @@ class Search:
             if replace(r, prompt="", seed=0, edit=None) != replace(jobs[0], prompt="", seed=0, edit=None) or (
                     r.edit is None) != (jobs[0].edit is None):
                 raise ValueError("the jobs of a batch may differ only in prompt, seed and edit")
-        if jobs[0].threshold is None:           # results record the threshold that was used
-            jobs = [replace(r, threshold=pruning_threshold(roles)) for r in jobs]
         self.b, self.roles, self.jobs, self.req = backend, roles, jobs, jobs[0]
         self.policy = policy or AutoPolicy()
         self.emit = (emit or (lambda e: None)) if len(jobs) == 1 else (lambda e: None)
@@ -408,10 +412,10 @@ class Search:
             nodes = [{"stage": i, "rows": to_row} for _ in self.jobs]
             previews = self._previews(state.tokens)
             self.emit(ev.BandCandidates(i, to_row, previews.copy()))
-            views = [PartialView(img, to_row, self.rows) for img in previews]
+            views = self._views(previews, to_row)
             if stage.verify and req.prune and self.roles is not None:
                 state, previews = self._prune(state, previews, views, i, nodes)
-                views = [PartialView(img, to_row, self.rows) for img in previews]
+                views = self._views(previews, to_row)         # pruning copies within a job: same masks
             self.emit(ev.BandAccepted(i, to_row, previews.copy()))
             if stage.reformulate and req.reformulate and self.roles is not None:
                 state = self._relayout(state, views, i, nodes)
@@ -421,19 +425,33 @@ class Search:
                 return self._finish(state, True)
         return self._finish(state, False)
 
+    def _views(self, previews: np.ndarray, to_row: int) -> list[PartialView]:
+        """The candidates as the roles see them after `to_row` token rows; an edit's views also mark the pixels of
+        its redrawn tokens not drawn yet."""
+        if not self.edits:
+            return [PartialView(img, to_row, self.rows) for img in previews]
+        hidden = ~self.forced_mask.cpu().numpy()                                # (n, rows*cols): redrawn
+        hidden[:, :to_row * self.b.info.cols] = False                           # ... and not drawn yet
+        h, w, cols = previews.shape[1], previews.shape[2], self.b.info.cols
+        undrawn = [np.repeat(np.repeat(x.reshape(self.rows, cols), h // self.rows, 0), w // cols, 1) for x in hidden]
+        return [PartialView(img, to_row, self.rows, u) for img, u in zip(previews, undrawn)]
+
     def _prune(self, state: DecodeState, previews: np.ndarray, views: list[PartialView], i: int,
                nodes: list[dict]) -> tuple[DecodeState, np.ndarray]:
         p = [float(x) for x in self.roles.verify(self.prompts, views, self.cost)]
         self.emit(ev.Verdicts(i, tuple(p)))
+        # the request's threshold, else the verifier's own for this band (recorded in the tree)
+        threshold = self.req.threshold if self.req.threshold is not None else pruning_threshold(
+            self.roles, self.edits is not None, views[0].rows)
         sources: list[int] = []
         for j, s in enumerate(self._job_slices()):
-            proposed = propose_pruning(p[s], self.req.threshold, self.rngs[j])
-            review = VerdictReview(i, tuple(p[s]), proposed, previews[s], self.req.threshold)
+            proposed = propose_pruning(p[s], threshold, self.rngs[j])
+            review = VerdictReview(i, tuple(p[s]), proposed, previews[s], threshold)
             decision = settle(self.policy.review_verdicts(review), self.rngs[j])
             self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
                                       tuple(decision.all_rejected_groups)))
             nodes[j].update(p_possible=p[s], keep=decision.keep, sources=decision.sources,
-                            all_rejected_groups=decision.all_rejected_groups,
+                            all_rejected_groups=decision.all_rejected_groups, threshold=threshold,
                             overridden=decision.keep != proposed.keep or decision.sources != proposed.sources)
             sources += [s.start + x for x in decision.sources]
         if sources != list(range(state.n)):

@@ -31,15 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--und-steps", type=int, default=1700)
     ap.add_argument("--und-lr", type=float, default=1e-3, help="peak rate of the vision path (the LM gets 0.6x)")
     ap.add_argument("--und-warmup", type=int, default=200)
-    ap.add_argument("--und-mix", default="first", choices=["first", "fine-tune", "robust", "engine-views"],
+    ap.add_argument("--und-mix", default="first", choices=["first", "fine-tune", "robust", "engine-views", "edit"],
                     help="examples: the first mix (score: a third perturbed uniformly, a third another prompt; "
                          "partial views of 2 or 4 rows) or the fine-tuning mix (score: 45%% perturbed with errors "
                          "as the generator makes them, mostly counts off by one, 20%% another prompt; 40%% of "
                          "partial views cut at any row); robust: the fine-tuning mix with generation-like blur, specks "
                          "and noise on half of the images; engine-views: robust, and 75%% of partial views made as the "
-                         "engine makes them (codes below the cut replaced by the empty-canvas code, then decoded)")
+                         "engine makes them (codes below the cut replaced by the empty-canvas code, then decoded); "
+                         "edit: robust with 30%% engine views, a quarter of the examples partial edits asked with "
+                         "the edit question, half of the verify views given an object started just above the cut")
     ap.add_argument("--und-engine-views", type=float, default=None,
                     help="share of partial views made as the engine makes them (overrides the mix's share)")
+    ap.add_argument("--und-cut-objects", type=float, default=None,
+                    help="share of verify views given an object started just above the cut (overrides the mix's)")
     ap.add_argument("--und-replay", type=int, default=24, help="generation rows replayed per step")
     ap.add_argument("--und-replay-three", type=float, default=0.0,
                     help="share of replayed rows with three-group prompts")
@@ -79,14 +83,16 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
 
     from .demo_config import build_processor, save_folder
     from .gen import build_dataset
-    from .understand import ENGINE_VIEW_MIX, FINE_TUNE_MIX, FIRST_MIX, ROBUST_MIX, train_understanding
+    from .understand import EDIT_MIX, ENGINE_VIEW_MIX, FINE_TUNE_MIX, FIRST_MIX, ROBUST_MIX, train_understanding
     work.mkdir(parents=True, exist_ok=True)
     model = JanusForConditionalGeneration.from_pretrained(out, local_files_only=True, dtype=torch.float32)
     data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
     mix = {"first": FIRST_MIX, "fine-tune": FINE_TUNE_MIX, "robust": ROBUST_MIX,
-           "engine-views": ENGINE_VIEW_MIX}[args.und_mix]
+           "engine-views": ENGINE_VIEW_MIX, "edit": EDIT_MIX}[args.und_mix]
     if args.und_engine_views is not None:
         mix = replace(mix, partial_decode=args.und_engine_views)
+    if args.und_cut_objects is not None:
+        mix = replace(mix, cut_objects=args.und_cut_objects)
     train_understanding(model, data, work, steps=args.und_steps, seed=args.seed, lr=args.und_lr,
                         warmup=args.und_warmup, mix=mix, replay=args.und_replay,
                         replay_three_groups=args.und_replay_three, gen_weight=args.und_gen_weight)
@@ -94,12 +100,22 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
     record_understanding(out, args.und_steps, args.seed, {
         "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "engine_views": mix.partial_decode,
         "replay_batch": args.und_replay, "replay_three_groups": args.und_replay_three,
-        "gen_weight": args.und_gen_weight})
+        "gen_weight": args.und_gen_weight, "edit_views": mix.edit_views, "cut_objects": mix.cut_objects})
+    if mix.edit_views:     # the roles may ask partial edits the edit question (`engine.janus_roles`)
+        import json
+        meta = json.loads((out / "gridar.json").read_text())
+        meta["edit_verify"] = True
+        (out / "gridar.json").write_text(json.dumps(meta, indent=1))
     # the pruning threshold belongs to these weights: calibrate it on held-out views (`calibrate`)
     from .calibrate import calibrate, write_threshold
     rec = calibrate(out)
     write_threshold(out, rec)
     log.info("verify threshold %.3f (%s)", rec["value"], rec["rule"])
+    if mix.edit_views:
+        from .calibrate import calibrate_edit
+        rec = calibrate_edit(out)
+        write_threshold(out, rec, "verify_threshold_edit")
+        log.info("edit verify threshold %.3f", rec["value"])
 
 
 def record_understanding(out: Path, steps: int, seed: int, options: dict | None = None) -> None:

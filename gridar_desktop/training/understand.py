@@ -69,12 +69,16 @@ class ExampleMix:
     any_rows: float = 0.0
     artifacts: float = 0.0          # share of images given generation-like artifacts (`imitate_generation`)
     partial_decode: float = 0.0     # share of partial views made as the engine makes them (`partial_decode`)
+    edit_views: float = 0.0         # share of examples that are partial edits (`training.edit_views`)
+    cut_objects: float = 0.0        # share of verify views given an object across the cut (`across_cut`)
 
 
 FIRST_MIX = ExampleMix()                                    # the shipped weights' first understanding stages
 FINE_TUNE_MIX = ExampleMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS, any_rows=0.4)
 ROBUST_MIX = ExampleMix(perturbed=0.45, other_prompt=0.2, errors=SCORE_ERRORS, any_rows=0.4, artifacts=0.5)
 ENGINE_VIEW_MIX = replace(ROBUST_MIX, partial_decode=0.75)
+# The edit question and objects started just above the cut: the views the measured misses were made of.
+EDIT_MIX = replace(ROBUST_MIX, partial_decode=0.3, edit_views=0.25, cut_objects=0.5)
 SPECK_RADIUS = (1.2, 2.4)           # px: discs of 5-18 px, below the judge's 33 px minimum object
 
 
@@ -152,6 +156,35 @@ def perturb(objs: list[SceneObject], rng: random.Random, kinds: tuple[str, ...] 
     return objs
 
 
+def across_cut(objs: list[SceneObject], spec: SceneSpec, cut: int, wrong: bool, rng: random.Random
+               ) -> list[SceneObject]:
+    """One more object whose top the generator has just drawn: it starts above the cut and runs past it (or, a
+    quarter of the time, ends just above it). `wrong`: mostly of a colour the prompt does not have (a visible
+    contradiction once enough of it shows), else of a kind the prompt has. Where no free place is found the scene
+    is returned unchanged. The label is the caller's to compute (`contradictions`)."""
+    from ..shapes.scene import GAP_UNITS, SIZE_UNITS, _apart
+    unit = IMAGE_SIZE / 16
+    keys = [g.key for g in spec.groups]
+    if wrong and rng.random() < 0.8:
+        colour = rng.choice([c for c in COLOURS if c not in {k[0] for k in keys}])
+        shape = rng.choice(SHAPES)
+    elif wrong:
+        colour, shape = rng.choice([k for k in COLOURS_AND_SHAPES if k not in keys])
+    else:
+        colour, shape = rng.choice(keys)
+    for _ in range(30):
+        size = rng.choice(SIZE_UNITS) * unit
+        if rng.random() < 0.25:
+            top = cut - size - rng.uniform(0, unit)                           # ends just above the cut
+        else:
+            top = cut - rng.uniform(1.0, 0.8 * size)                          # runs past it
+        cx = rng.uniform(size / 2 + 1, IMAGE_SIZE - size / 2 - 1)
+        new = SceneObject(colour, shape, cx, top + size / 2, size)
+        if top >= 1 and all(_apart(new, o, GAP_UNITS * unit) for o in objs):
+            return objs + [new]
+    return objs
+
+
 def describe(objs: list[SceneObject]) -> str:
     """What a scene holds, in the prompt grammar, groups in a fixed order (colour, then shape): the caption the
     understanding path learns to write. Every word of it is a target, where a verdict gives one bit per image."""
@@ -185,13 +218,22 @@ def _scene(rng: random.Random) -> tuple[SceneSpec, list[SceneObject]]:
 
 
 def make_example(rng: random.Random, mix: ExampleMix = FIRST_MIX
-                 ) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject]]:
+                 ) -> tuple[str, np.ndarray, int, list[int], list[int], list[SceneObject], np.ndarray | None]:
     """(task, image uint8 (64, 64, 3), pixel rows shown (64 = all), question word ids, answer word ids, the objects
-    drawn). The caller greys the hidden rows (after an optional VQ round trip)."""
-    task, img, cut, q, a, objs = _example(rng, mix)
+    drawn, for an edit view the pixels not drawn yet (bool (64, 64)) else None). The caller greys the hidden rows
+    or pixels (after an optional VQ round trip)."""
+    hidden = None
+    if mix.edit_views and rng.random() < mix.edit_views:
+        from .edit_views import make_edit_view
+        img, hidden, prompt, bad, objs = make_edit_view(rng)
+        from ..shapes.grammar import parse_prompt
+        task, cut, q = "edit", IMAGE_SIZE, _question("edit", parse_prompt(prompt), "?")
+        a = [WORD_ID["impossible" if bad else "possible"]]
+    else:
+        task, img, cut, q, a, objs = _example(rng, mix)
     if mix.artifacts and rng.random() < mix.artifacts:
         img = imitate_generation(img, rng)
-    return task, img, cut, q, a, objs
+    return task, img, cut, q, a, objs, hidden
 
 
 def _example(rng: random.Random, mix: ExampleMix) -> tuple[str, np.ndarray, int, list[int], list[int],
@@ -223,7 +265,9 @@ def _example(rng: random.Random, mix: ExampleMix) -> tuple[str, np.ndarray, int,
         want = rng.random() < 0.4
         for _ in range(50):
             spec, objs = _scene(rng)
-            if want:
+            if mix.cut_objects and rng.random() < mix.cut_objects:
+                objs = across_cut(objs, spec, cut, want, rng)
+            elif want:
                 for _ in range(rng.choice([1, 2])):
                     objs = perturb(objs, rng)
             bad = bool(contradictions(seen_in_scene(objs, cut, IMAGE_SIZE), spec, cut, IMAGE_SIZE))
@@ -259,20 +303,39 @@ def partial_decode(vq, px: torch.Tensor, rows: list[int], blank: int) -> torch.T
     return vq.decode(codes).clamp(-1, 1)
 
 
-def patch_labels(objs: list[SceneObject], cut: int) -> tuple[torch.Tensor, torch.Tensor]:
+def edit_decode(vq, px: torch.Tensor, undrawn: list[np.ndarray], blank: int) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> the engine's view of partial edits (`engine.search.Search._partial_edit_previews`):
+    encode, the codes of undrawn patches (from `undrawn`, bool (H, W) each) the empty-canvas code except the row
+    after the cut, which repeats the codes above it (`engine.backend.continue_codes`), decode. The undrawn pixels are
+    the caller's to grey."""
+    from ..engine.backend import continue_codes
+    from .vq import quantize
+    _, idx, _ = quantize(vq, px)                                                        # (B, 64)
+    hidden = torch.from_numpy(np.stack([u.reshape(GRID, PATCH, GRID, PATCH).any(axis=(1, 3)).reshape(-1)
+                                        for u in undrawn]))                             # (B, 64)
+    codes = torch.where(hidden, torch.full_like(idx, blank), idx)
+    first = hidden.float().argmax(-1) // GRID * GRID                    # the first undrawn row's first position
+    codes = torch.cat([continue_codes(codes[i:i + 1], int(first[i]), GRID, hidden[i:i + 1])
+                       for i in range(len(undrawn))])
+    return vq.decode(codes).clamp(-1, 1)
+
+
+def patch_labels(objs: list[SceneObject], cut: int, hidden: np.ndarray | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-patch targets of the auxiliary probe, read from the scene specification: (centre (64,), cover (64,)),
     0 = nothing, 1 + index into COLOURS_AND_SHAPES otherwise. `centre` marks the patch holding an object's centre
     (what counting needs: one mark per object, whatever its size); `cover` the object drawn at the patch's centre
-    pixel (the last drawn wins, as in the render). Rows from `cut` down are grey, so they hold nothing."""
+    pixel (the last drawn wins, as in the render). Rows from `cut` down are grey, so they hold nothing; so are the
+    pixels of `hidden` (bool (H, W), an edit view's undrawn patches)."""
     centre, cover = torch.zeros(GRID * GRID, dtype=torch.long), torch.zeros(GRID * GRID, dtype=torch.long)
     for o in objs:
-        if o.cy < cut:
-            r, c = min(int(o.cy // PATCH), GRID - 1), min(int(o.cx // PATCH), GRID - 1)
+        r, c = min(int(o.cy // PATCH), GRID - 1), min(int(o.cx // PATCH), GRID - 1)
+        if o.cy < cut and (hidden is None or not hidden[int(o.cy), int(o.cx)]):
             centre[r * GRID + c] = TAG[o.colour, o.shape]
     for r in range(GRID):
         for c in range(GRID):
             y, x = r * PATCH + PATCH / 2, c * PATCH + PATCH / 2
-            if y >= cut:
+            if y >= cut or (hidden is not None and hidden[int(y), int(x)]):
                 continue
             for o in objs:
                 if o.covers(x, y):
@@ -347,7 +410,7 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
                             betas=(0.9, 0.95), weight_decay=0.01)
     rng, step = random.Random(seed + 17), 0
     favour = three_group_rows(gen_data) if replay_three_groups else None
-    blank = blank_code(m.vqmodel) if mix.partial_decode else 0
+    blank = blank_code(m.vqmodel) if mix.partial_decode or mix.edit_views else 0
     if ckpt.exists():
         ck = torch.load(ckpt, weights_only=False)
         model.load_state_dict(ck["model"])
@@ -372,12 +435,18 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
                     px[part] = partial_decode(m.vqmodel, px[part], [e[2] * GRID // IMAGE_SIZE for e, p in
                                                                     zip(ex, part) if p], blank)
                 sel &= ~part
+            edit = torch.tensor([e[6] is not None for e in ex])
+            if edit.any():           # edit views as the engine shows a partial edit
+                px[edit] = edit_decode(m.vqmodel, px[edit], [e[6] for e in ex if e[6] is not None], blank)
+                sel &= ~edit
             if sel.any():            # generated images are VQ decodes: learn on such images too
                 zq, _, _ = quantize(m.vqmodel, px[sel])
                 px[sel] = m.vqmodel.decoder(m.vqmodel.post_quant_conv(zq)).clamp(-1, 1)
             for i, e in enumerate(ex):
                 px[i, :, e[2]:] = HIDDEN_FILL / 127.5 - 1
-        labels = [patch_labels(e[5], e[2]) for e in ex]
+                if e[6] is not None:          # an edit view: its undrawn patches
+                    px[i, :, torch.from_numpy(e[6])] = HIDDEN_FILL / 127.5 - 1
+        labels = [patch_labels(e[5], e[2], e[6]) for e in ex]
         targets = (torch.stack([c for c, _ in labels]), torch.stack([v for _, v in labels]))
         loss_u, loss_p = understanding_loss(model, [(e[3], e[4]) for e in ex], px,
                                             [e[2] * GRID // IMAGE_SIZE for e in ex], probe, targets)
