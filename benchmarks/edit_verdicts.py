@@ -63,8 +63,9 @@ def main() -> None:
         if not res.tree or "p_possible" not in res.tree[0]:
             continue                               # a one-row span: nothing is verified
         p_first += res.tree[0]["p_possible"]
-        undrawn = np.kron(np.array(e.redraw).reshape(8, 8), np.ones((8, 8), bool)).astype(bool)
-        undrawn[:bands[0].rows * 8] = False
+        rows, cols, size = backend.info.rows, backend.info.cols, backend.info.image_size
+        undrawn = np.kron(np.array(e.redraw).reshape(rows, cols), np.ones((size // rows, size // cols), bool)) > 0
+        undrawn[:bands[0].rows * size // rows] = False
         truth += [int(bool(judge_partial_edit(im, c["target_prompt"], undrawn))) for im in bands[0].previews]
         ok = [judge(im, c["target_prompt"]).strict for im in res.images]
         success += ok

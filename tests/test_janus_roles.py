@@ -152,7 +152,7 @@ def test_calibrated_threshold_travels_with_the_model_folder(tmp_path):
 
 
 def test_each_verification_row_gets_its_own_threshold(tmp_path, monkeypatch):
-    """With enough feasible views at a row, that row's threshold is the 5% rule over its own views."""
+    """With enough feasible views at a row, that row's threshold is the calibration rule over its own views."""
     import numpy as np
 
     from gridar_desktop.engine.backend import JanusBackend

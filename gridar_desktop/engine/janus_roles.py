@@ -20,7 +20,9 @@ redrawn pixels not drawn yet grey (`training.edit_views`); other weights get the
 Shared image prefix, plain format: a question follows the image prefix [BOS, BOI, image features, EOI], so the
 prefix's cache does not depend on the question. `verify` keeps the prefix cache of each view it saw; `reformulate`,
 asked next about the survivors of the same stage, continues from those caches and only runs its own question (and
-counts only that). The cache holds one stage's views and is dropped after the reformulation.
+counts only that). The cache holds one stage's views and is dropped after the reformulation. After the edit
+question (whole canvas) the layout question's views (top rows) differ, so the reformulator computes its own
+prefixes (and counts them).
 """
 from __future__ import annotations
 

@@ -63,9 +63,10 @@ DEFAULT_THRESHOLD = 0.25
 
 
 def pruning_threshold(roles: Roles | None, edit: bool = False, rows: int | None = None) -> float:
-    """The verifier's own calibrated threshold (`training.calibrate`, stored with its model) for a band ending after
-    `rows` token rows (the pooled one where that row has none of its own); for an edit the one calibrated on edit
-    views where the verifier has one; else DEFAULT_THRESHOLD."""
+    """The verifier's own calibrated threshold (`training.calibrate`, stored with its model): for an edit the one
+    calibrated on edit views where the verifier has one, else its pooled one (an edit's rows are not a generation's
+    band); for a generation the one of the band ending after `rows` token rows, else the pooled one; without any,
+    DEFAULT_THRESHOLD."""
     t = getattr(roles, "prune_threshold_edit", None) if edit else None
     if t is None and rows is not None and not edit:
         t = (getattr(roles, "prune_thresholds_by_rows", None) or {}).get(rows)

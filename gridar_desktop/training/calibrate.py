@@ -184,7 +184,7 @@ def calibrate(folder: str | Path, views: int = 1600, seed: int = 0, reject: floa
             "views": views, "seed": seed, "calibration_seed": CALIBRATION_SEED, "held_out": per_rows}
 
 
-def calibrate_edit(folder: str | Path, views: int = 800, seed: int = 0, reject: float = REJECT_FEASIBLE) -> dict:
+def calibrate_edit(folder: str | Path, views: int = 1600, seed: int = 0, reject: float = REJECT_FEASIBLE) -> dict:
     """The threshold record for partial edits (module docstring) of a model trained on the edit question."""
     from ..engine.backend import JanusBackend
     from ..engine.janus_roles import JanusRoles

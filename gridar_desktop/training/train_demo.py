@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                          "partial views cut at any row); robust: the fine-tuning mix with generation-like blur, specks "
                          "and noise on half of the images; engine-views: robust, and 75%% of partial views made as the "
                          "engine makes them (codes below the cut replaced by the empty-canvas code, then decoded); "
-                         "edit: robust with 30%% engine views, a quarter of the examples partial edits asked with "
-                         "the edit question, half of the verify views given an object started just above the cut")
+                         "edit: robust with 30%% engine views and a quarter of the examples partial edits asked "
+                         "with the edit question")
     ap.add_argument("--und-engine-views", type=float, default=None,
                     help="share of partial views made as the engine makes them (overrides the mix's share)")
     ap.add_argument("--und-cut-objects", type=float, default=None,
@@ -101,11 +101,17 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
         "lr": args.und_lr, "warmup": args.und_warmup, "mix": args.und_mix, "engine_views": mix.partial_decode,
         "replay_batch": args.und_replay, "replay_three_groups": args.und_replay_three,
         "gen_weight": args.und_gen_weight, "edit_views": mix.edit_views, "cut_objects": mix.cut_objects})
-    if mix.edit_views:     # the roles may ask partial edits the edit question (`engine.janus_roles`)
-        import json
-        meta = json.loads((out / "gridar.json").read_text())
+    # whether the roles may ask partial edits the edit question (`engine.janus_roles`): only weights just trained on
+    # it; a later run without edit views drops the flag and the edit threshold calibrated for older weights
+    import json
+
+    from ..io.atomic import atomic_write_text
+    meta = json.loads((out / "gridar.json").read_text())
+    meta.pop("verify_threshold_edit", None)
+    meta.pop("edit_verify", None)
+    if mix.edit_views:
         meta["edit_verify"] = True
-        (out / "gridar.json").write_text(json.dumps(meta, indent=1))
+    atomic_write_text(out / "gridar.json", json.dumps(meta, indent=1))
     # the pruning threshold belongs to these weights: calibrate it on held-out views (`calibrate`)
     from .calibrate import calibrate, write_threshold
     rec = calibrate(out)
@@ -132,9 +138,12 @@ def record_understanding(out: Path, steps: int, seed: int, options: dict | None 
         training[f"und{n}"] = training.pop("und")
     training["und"] = {
         "steps": steps, "batch": 48, "replay_batch": 24, "seed": seed,
-        "tasks": ", ".join(f"{t} {n}/{len(TASKS)}" for t, n in Counter(TASKS).items()),
+        "tasks": ", ".join(f"{t} {n}/{len(TASKS)}" for t, n in Counter(TASKS).items()) + (
+            f" of the examples that are not partial edits (edit question: {options['edit_views']:.0%})"
+            if (options or {}).get("edit_views") else ""),
         "probe": "training-only patch tagging of the image features (centre and cover), weight 0.5",
-        "features": "visible rows only for partial views",
+        "features": "visible rows only for partial views" + (
+            "; all for the edit question" if (options or {}).get("edit_views") else ""),
         "visibility": "an object shows in a partial view only with at least 0.8% of the image above the cut",
         **(options or {})}
     meta_path.write_text(json.dumps(meta, indent=1))
