@@ -36,6 +36,7 @@ from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
 from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
 from gridar_desktop.engine import events as ev  # noqa: E402
+from gridar_desktop.engine.edit import pixel_mask  # noqa: E402
 from gridar_desktop.engine.search import Search, SearchRequest, pruning_threshold  # noqa: E402
 from gridar_desktop.shapes.edits import judge_partial_edit  # noqa: E402
 from gridar_desktop.shapes.judge import judge  # noqa: E402
@@ -64,7 +65,7 @@ def main() -> None:
             continue                               # a one-row span: nothing is verified
         p_first += res.tree[0]["p_possible"]
         rows, cols, size = backend.info.rows, backend.info.cols, backend.info.image_size
-        undrawn = np.kron(np.array(e.redraw).reshape(rows, cols), np.ones((size // rows, size // cols), bool)) > 0
+        undrawn = pixel_mask(np.array(e.redraw), rows, cols, size)
         undrawn[:bands[0].rows * size // rows] = False
         truth += [int(bool(judge_partial_edit(im, c["target_prompt"], undrawn))) for im in bands[0].previews]
         ok = [judge(im, c["target_prompt"]).strict for im in res.images]

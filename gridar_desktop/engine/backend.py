@@ -105,6 +105,16 @@ def partial_codes(tokens: torch.Tensor, total: int, cols: int, blank: int) -> to
     return continue_codes(full, k, cols)
 
 
+def partial_edit_codes(codes: torch.Tensor, hidden: torch.Tensor, k: int, cols: int, blank: int) -> torch.Tensor:
+    """(n, total) codes of a partial edit (drawn, or the source's) -> the codes to decode it from: the redrawn
+    positions not drawn yet (`hidden`, (n, total) bool, none before k) get the empty-canvas code `blank`, except in
+    the row after the cut, which repeats the codes above it (`continue_codes`). The source's old object inside the
+    mask would bleed into the decode of the drawn rows and show the verifier, the reformulator and the artist what
+    is being replaced; an empty canvas does not."""
+    hidden = hidden.to(codes.device)
+    return continue_codes(torch.where(hidden, torch.full_like(codes, blank), codes), k, cols, hidden)
+
+
 def check_model_folder(folder: str | Path) -> dict:
     """Validate a Janus folder without loading weights; returns its config dict or raises `ModelLoadError`."""
     path = Path(folder).expanduser()
@@ -285,10 +295,8 @@ class JanusBackend:
     def paint_undrawn(self, images: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         """Paint, in place, the patches marked in `hidden` (n, rows*cols) bool as the empty canvas: what is not drawn
         yet is never shown, whatever codes its decode used. Returns `images` (n, H, W, 3)."""
-        n = images.shape[0]
-        patch = self.info.image_size // self.info.rows
-        px = hidden.reshape(n, self.info.rows, self.info.cols).repeat(patch, axis=1).repeat(patch, axis=2)
-        images[px] = self.canvas_colour
+        from .edit import pixel_mask
+        images[pixel_mask(hidden, self.info.rows, self.info.cols, images.shape[1])] = self.canvas_colour
         return images
 
     @torch.inference_mode()

@@ -90,6 +90,14 @@ def token_mask(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return mask.reshape(rows, h // rows, cols, w // cols).any(axis=(1, 3))
 
 
+def pixel_mask(tokens: np.ndarray, rows: int, cols: int, size: int) -> np.ndarray:
+    """bool (..., rows*cols) per token, raster order -> bool (..., size, size): every pixel of a marked token's patch
+    (the way back from `token_mask`)."""
+    t = np.asarray(tokens, bool)
+    t = t.reshape(t.shape[:-1] + (rows, cols))
+    return t.repeat(size // rows, axis=-2).repeat(size // cols, axis=-1)
+
+
 def feather_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
     """float (H, W) in [0, 1]: 0 outside the mask, ramping to 1 at `feather` pixels inside it."""
     if feather <= 0 or mask.all():          # all masked: no edge to feather from (the EDT would invent one)

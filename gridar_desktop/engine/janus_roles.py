@@ -61,6 +61,12 @@ def masked_view(view: PartialView, edit: bool = False) -> np.ndarray:
     return img
 
 
+def _threshold_value(rec) -> float | None:
+    """A threshold record of gridar.json ({"value": t, ...} or a bare number) -> t; anything malformed -> None."""
+    t = rec.get("value") if isinstance(rec, dict) else rec
+    return float(t) if isinstance(t, (int, float)) else None
+
+
 class JanusRoles:
     """verify / score / reformulate with a Janus model's understanding path."""
 
@@ -83,8 +89,7 @@ class JanusRoles:
         self._prefixes: dict[bytes, tuple] = {}     # view key -> (per-layer (K, V) of the prefix, next position)
         # the pruning threshold calibrated for these weights (`training.calibrate`); None: the engine's default
         rec = backend.meta.get("verify_threshold")
-        t = rec.get("value") if isinstance(rec, dict) else rec
-        self.prune_threshold: float | None = float(t) if isinstance(t, (int, float)) else None
+        self.prune_threshold: float | None = _threshold_value(rec)
         by = rec.get("by_rows") if isinstance(rec, dict) else None        # one per verification row, where measured
         self.prune_thresholds_by_rows: dict[int, float] = {
             int(k): float(v) for k, v in (by.items() if isinstance(by, dict) else ())
@@ -92,10 +97,8 @@ class JanusRoles:
         # weights trained on the edit question (`training.edit_views`) verify partial edits with it, at a threshold
         # calibrated on edit views
         self.edit_verify = self.plain and bool(backend.meta.get("edit_verify"))
-        rec = backend.meta.get("verify_threshold_edit")
-        t = rec.get("value") if isinstance(rec, dict) else rec
-        self.prune_threshold_edit: float | None = (float(t) if self.edit_verify and isinstance(t, (int, float))
-                                                   else None)
+        self.prune_threshold_edit: float | None = (_threshold_value(backend.meta.get("verify_threshold_edit"))
+                                                   if self.edit_verify else None)
 
     # -- inputs --------------------------------------------------------------------------------------------------
     def visible_features(self, view: PartialView | None, edit: bool = False) -> int:

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from . import events as ev
-from .backend import JanusBackend, continue_codes
+from .backend import JanusBackend, partial_edit_codes
 from .cancel import CancelToken
 from .cost import CostRecord
-from .edit import EditTarget, paste_back
+from .edit import EditTarget, paste_back, pixel_mask
 from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, merge_streams,
                      new_generator, prefill, select, start)
 from .errors import PromptNotUnderstood
@@ -248,10 +248,6 @@ class Search:
             per_cand = [e for e in self.edits for _ in range(self.n)]
             self.forced = torch.tensor([e.tokens for e in per_cand], dtype=torch.long, device=dev)   # (J*n, T)
             self.forced_mask = ~torch.tensor([e.redraw for e in per_cand], dtype=torch.bool, device=dev)
-            # what a partial candidate shows where nothing is drawn yet: the source outside the mask, an empty
-            # canvas inside it (the source's old object there would bleed into the decode of the drawn rows and
-            # show the verifier, the reformulator and the artist what is being replaced)
-            self.pending = torch.where(self.forced_mask, self.forced, torch.full_like(self.forced, backend.blank_token))
             cols = backend.info.cols
             spans = {(e.first // cols, -(-(e.last + 1) // cols)) for e in self.edits}   # redrawn rows per job
             self.first_row = min(a for a, _ in spans)
@@ -317,13 +313,12 @@ class Search:
         return decode_to_row(self.b, state, to_row, self.req.params, generator=self.gen, cancel=self.cancel,
                              cost=self.cost, on_token=progress, **forced)
 
-    def _with_source(self, tokens: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
-        """(n, k) drawn tokens completed after position k with `fill` (default: the edit source's tokens);
-        unchanged when not an edit."""
+    def _with_source(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, k) drawn tokens completed after position k with the edit source's tokens; unchanged when not an
+        edit."""
         if not self.edits or tokens.shape[1] >= self.forced.shape[1]:
             return tokens
-        fill = self.forced if fill is None else fill
-        return torch.cat([tokens, fill[:, tokens.shape[1]:].to(tokens.device)], 1)
+        return torch.cat([tokens, self.forced[:, tokens.shape[1]:].to(tokens.device)], 1)
 
     def _previews(self, tokens: torch.Tensor, final: bool = False) -> np.ndarray:
         """Decodes of (partial) candidates. An edit's positions not drawn yet show the source outside the mask and
@@ -336,13 +331,12 @@ class Search:
         return self._partial_edit_previews(tokens)
 
     def _partial_edit_previews(self, tokens: torch.Tensor) -> np.ndarray:
-        """The generation rule inside the mask: the redrawn positions of the next row repeat the codes above them
-        (`continue_codes`), later ones keep the empty-canvas code of `pending`, and every redrawn patch not drawn yet
-        is painted as the empty canvas."""
+        """The source outside the mask, the generation rule inside it (`backend.partial_edit_codes`), and every
+        redrawn patch not drawn yet painted as the empty canvas."""
         k = tokens.shape[1]
         hidden = ~self.forced_mask                                          # (n, total): redrawn, not drawn yet
         hidden[:, :k] = False
-        full = continue_codes(self._with_source(tokens, self.pending), k, self.b.info.cols, hidden)
+        full = partial_edit_codes(self._with_source(tokens), hidden, k, self.b.info.cols, self.b.blank_token)
         return self.b.paint_undrawn(self.b.decode_tokens(full), hidden.cpu().numpy())
 
     def _score(self, images: np.ndarray) -> list[float]:
@@ -433,8 +427,7 @@ class Search:
             return [PartialView(img, to_row, self.rows) for img in previews]
         hidden = ~self.forced_mask.cpu().numpy()                                # (n, rows*cols): redrawn
         hidden[:, :to_row * self.b.info.cols] = False                           # ... and not drawn yet
-        h, w, cols = previews.shape[1], previews.shape[2], self.b.info.cols
-        undrawn = [np.repeat(np.repeat(x.reshape(self.rows, cols), h // self.rows, 0), w // cols, 1) for x in hidden]
+        undrawn = pixel_mask(hidden, self.rows, self.b.info.cols, previews.shape[1])        # (n, H, W)
         return [PartialView(img, to_row, self.rows, u) for img, u in zip(previews, undrawn)]
 
     def _prune(self, state: DecodeState, previews: np.ndarray, views: list[PartialView], i: int,

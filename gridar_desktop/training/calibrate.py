@@ -103,46 +103,50 @@ def edit_calibration_views(n: int, seed: int = 0) -> list[EditCalibrationView]:
     return out
 
 
-def engine_edit_p_possible(backend, roles, views: list[EditCalibrationView], batch: int = 64) -> np.ndarray:
-    """P(possible) of each partial edit, shown as `engine.search.Search` shows one (`_partial_edit_previews`)."""
-    import torch
-
-    from ..engine.backend import continue_codes
+def _verify_chunks(backend, roles, views: list, show, batch: int) -> np.ndarray:
+    """P(possible) of each view through the engine's verify call, `batch` views a call: each chunk's images are
+    VQ-encoded and `show(chunk, codes)` turns them into the `PartialView`s the engine would show."""
     from ..engine.cost import CostRecord
-    from ..engine.roles import PartialView
-    rows, cols = backend.info.rows, backend.info.cols
     out = np.zeros(len(views))
     for s in range(0, len(views), batch):
         chunk = views[s:s + batch]
         codes = backend.encode_images(np.stack([v.image for v in chunk])).to(backend.device)   # (b, rows*cols)
-        hidden = torch.from_numpy(np.stack([v.undrawn.reshape(rows, v.undrawn.shape[0] // rows, cols, -1)
-                                            .any(axis=(1, 3)).reshape(-1) for v in chunk])).to(codes.device)
-        codes = torch.where(hidden, torch.full_like(codes, backend.blank_token), codes)
-        drawn = [int(h.float().argmax()) // cols for h in hidden]               # each view's first undrawn row
-        codes = torch.cat([continue_codes(codes[i:i + 1], r * cols, cols, hidden[i:i + 1])
-                           for i, r in enumerate(drawn)])
-        images = backend.paint_undrawn(backend.decode_tokens(codes), hidden.cpu().numpy())
-        shown = [PartialView(im, r, rows, v.undrawn) for im, r, v in zip(images, drawn, chunk)]
-        out[s:s + len(chunk)] = roles.verify([v.prompt for v in chunk], shown, CostRecord())
+        out[s:s + len(chunk)] = roles.verify([v.prompt for v in chunk], show(chunk, codes), CostRecord())
     return out
+
+
+def engine_edit_p_possible(backend, roles, views: list[EditCalibrationView], batch: int = 64) -> np.ndarray:
+    """P(possible) of each partial edit, shown as `engine.search.Search` shows one (`_partial_edit_previews`)."""
+    import torch
+
+    from ..engine.backend import partial_edit_codes
+    from ..engine.edit import token_mask
+    from ..engine.roles import PartialView
+    rows, cols = backend.info.rows, backend.info.cols
+
+    def show(chunk, codes):
+        hidden = torch.from_numpy(np.stack([token_mask(v.undrawn, rows, cols).reshape(-1) for v in chunk]))
+        drawn = [int(h.float().argmax()) // cols for h in hidden]               # each view's first undrawn row
+        full = torch.cat([partial_edit_codes(codes[i:i + 1], hidden[i:i + 1], r * cols, cols, backend.blank_token)
+                          for i, r in enumerate(drawn)])
+        images = backend.paint_undrawn(backend.decode_tokens(full), hidden.numpy())
+        return [PartialView(im, r, rows, v.undrawn) for im, r, v in zip(images, drawn, chunk)]
+    return _verify_chunks(backend, roles, views, show, batch)
 
 
 def engine_p_possible(backend, roles, views: list[CalibrationView], batch: int = 64) -> np.ndarray:
     """P(possible) of each view, shown as the engine shows a partial candidate."""
-    from ..engine.cost import CostRecord
     from ..engine.roles import PartialView
     cols, total = backend.info.cols, backend.info.rows
-    out = np.zeros(len(views))
-    for s in range(0, len(views), batch):
-        chunk = views[s:s + batch]
-        codes = backend.encode_images(np.stack([v.image for v in chunk]))          # (b, rows*cols)
+
+    def show(chunk, codes):
         shown: list[PartialView | None] = [None] * len(chunk)
         for r in {v.rows for v in chunk}:                  # one decode per cut: views of a cut share a length
             idx = [i for i, v in enumerate(chunk) if v.rows == r]
             for i, img in zip(idx, backend.decode_tokens(codes[idx, :r * cols])):
                 shown[i] = PartialView(img, r, total)
-        out[s:s + len(chunk)] = roles.verify([v.prompt for v in chunk], shown, CostRecord())
-    return out
+        return shown
+    return _verify_chunks(backend, roles, views, show, batch)
 
 
 def threshold_for(p_feasible: np.ndarray, reject: float = REJECT_FEASIBLE) -> float:

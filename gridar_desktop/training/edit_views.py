@@ -18,26 +18,27 @@ import random
 
 import numpy as np
 
+from ..engine.edit import pixel_mask, token_mask
 from ..shapes.edits import KINDS, edit_contradictions, sample_edit, seen_in_edit
 from ..shapes.grammar import COLOURS, SHAPES
 from ..shapes.scene import IMAGE_SIZE, SceneObject, render_scene
-from .demo_config import GRID, PATCH
+from .demo_config import GRID
 
 EDIT_ERRORS = ("elsewhere", "elsewhere", "colour", "shape", "old", "missing")
 IMPOSSIBLE_SHARE = 0.4            # labels drawn first, as for the generation views
 
 
 def undrawn_pixels(mask: np.ndarray, drawn_rows: int) -> np.ndarray:
-    """bool (H, W): the pixels of redrawn patches (a patch is redrawn when any of its pixels is masked, the rule of
-    `engine.edit.token_mask`) in token rows `drawn_rows` and below."""
-    tm = mask.reshape(GRID, PATCH, GRID, PATCH).any(axis=(1, 3))            # (rows, cols)
+    """bool (H, W): the pixels of redrawn patches (`engine.edit.token_mask`'s rule) in token rows `drawn_rows` and
+    below."""
+    tm = token_mask(mask, GRID, GRID)                                        # (rows, cols)
     tm[:drawn_rows] = False
-    return np.repeat(np.repeat(tm, PATCH, 0), PATCH, 1)
+    return pixel_mask(tm.reshape(-1), GRID, GRID, mask.shape[0])
 
 
 def redrawn_rows(mask: np.ndarray) -> tuple[int, int]:
     """(first, end) token rows holding redrawn patches."""
-    rows = np.flatnonzero(mask.reshape(GRID, PATCH, -1).any(axis=(1, 2)))
+    rows = np.flatnonzero(token_mask(mask, GRID, GRID).any(axis=1))
     return int(rows[0]), int(rows[-1]) + 1
 
 

@@ -311,17 +311,15 @@ def partial_decode(vq, px: torch.Tensor, rows: list[int], blank: int) -> torch.T
 
 def edit_decode(vq, px: torch.Tensor, undrawn: list[np.ndarray], blank: int) -> torch.Tensor:
     """(B, 3, H, W) in [-1, 1] -> the engine's view of partial edits (`engine.search.Search._partial_edit_previews`):
-    encode, the codes of undrawn patches (from `undrawn`, bool (H, W) each) the empty-canvas code except the row
-    after the cut, which repeats the codes above it (`engine.backend.continue_codes`), decode. The undrawn pixels are
-    the caller's to grey."""
-    from ..engine.backend import continue_codes
+    encode, replace the codes of the undrawn patches (from `undrawn`, bool (H, W) each) by the engine's rule
+    (`engine.backend.partial_edit_codes`), decode. The undrawn pixels are the caller's to grey."""
+    from ..engine.backend import partial_edit_codes
+    from ..engine.edit import token_mask
     from .vq import quantize
     _, idx, _ = quantize(vq, px)                                                        # (B, 64)
-    hidden = torch.from_numpy(np.stack([u.reshape(GRID, PATCH, GRID, PATCH).any(axis=(1, 3)).reshape(-1)
-                                        for u in undrawn]))                             # (B, 64)
-    codes = torch.where(hidden, torch.full_like(idx, blank), idx)
+    hidden = torch.from_numpy(np.stack([token_mask(u, GRID, GRID).reshape(-1) for u in undrawn]))   # (B, 64)
     first = hidden.float().argmax(-1) // GRID * GRID                    # the first undrawn row's first position
-    codes = torch.cat([continue_codes(codes[i:i + 1], int(first[i]), GRID, hidden[i:i + 1])
+    codes = torch.cat([partial_edit_codes(idx[i:i + 1], hidden[i:i + 1], int(first[i]), GRID, blank)
                        for i in range(len(undrawn))])
     return vq.decode(codes).clamp(-1, 1)
 
