@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
 from gridar_desktop.engine.bench import parse_methods  # noqa: E402
 from gridar_desktop.engine.cost import CostRecord  # noqa: E402
-from gridar_desktop.engine.edit import prepare_edit  # noqa: E402
+from gridar_desktop.engine.edit import CONTEXTS, prepare_edit  # noqa: E402
 from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
 from gridar_desktop.engine.search import Search  # noqa: E402
@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--model", default="demo")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--strategy", default="replace", choices=["replace", "three-way"])
+    ap.add_argument("--context", default="mixed", choices=CONTEXTS,
+                    help="what the kept codes around the mask say (engine.edit.CONTEXTS)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
@@ -94,10 +96,11 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     report: dict = {"edits": len(cases), "kinds": {k: sum(c["kind"] == k for c in cases) for k in KINDS},
                     "seeds": seeds, "model": args.model, "strategy": args.strategy,
+                    "context": args.context,
                     "redrawn_tokens_mean": float(np.mean([t.redrawn_tokens for t in targets])), "methods": {}}
     outcomes: dict[str, np.ndarray] = {}        # per method: success per (seed, edit), in the same order for all
     for label, template in parse_methods(args.methods):
-        template = replace(template, strategy=args.strategy)
+        template = replace(template, strategy=args.strategy, context=args.context)
         rows, cost, t0 = [], CostRecord(), time.perf_counter()
         # Batches group edits of the same redrawn rows: a batch runs from its earliest first redrawn token to its
         # latest last one for every job, so mixing spans would also charge each edit for its neighbours' rows.

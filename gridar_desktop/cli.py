@@ -112,7 +112,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
     req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
-                        strategy=args.strategy, edit=target, threshold=args.threshold)
+                        strategy=args.strategy, edit=target, threshold=args.threshold, context=args.context)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit", default="resize", choices=["resize", "crop"],
                    help="how an image of another size is brought to the model's resolution")
     p.add_argument("--feather", type=float, default=2.0, help="seam width in pixels, inside the mask")
+    p.add_argument("--context", default="mixed", choices=["mixed", "source", "cleared"],
+                   help="what the kept tokens around the mask show the model: the source as it is (suits a new "
+                        "colour or shape), the source with the mask cleared (suits removing), or mixed: every other "
+                        "candidate cleared, the verifier and the scorer choose (default)")
     p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=2.0)

@@ -260,8 +260,10 @@ def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     w.controls.prompt.setText("a green circle and a blue square")
     w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
     w.controls.manual.setChecked(False)
+    w.edit_panel.context.setCurrentIndex(w.edit_panel.context.findData("cleared"))
     res = wait(qtbot, w.start_generation())
     assert res is not None and res.request.edit is not None
+    assert res.request.context == "cleared" and res.contexts == ["cleared"] * res.request.n
     outside = ~res.request.edit.mask
     assert all(np.array_equal(im[outside], res.request.edit.source[outside]) for im in res.images)
     out = w.save_path = tmp_path / "edited.png"
@@ -270,8 +272,10 @@ def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     assert meta["settings"]["edit"]["mask_png"]
     # reopening the saved edit restores the source and the mask
     w.mask.clear()
+    w.edit_panel.context.setCurrentIndex(0)
     assert w.open_image(out)
     assert np.array_equal(w.mask.mask, res.request.edit.mask)
+    assert w.edit_panel.context.currentData() == "cleared"
 
 
 def test_edit_without_mask_is_explained(qtbot, window, tmp_path):

@@ -8,7 +8,7 @@ from gridar_desktop.engine.decode import decode, new_generator, prefill, start
 from gridar_desktop.engine.edit import (EditInputError, edit_from_metadata, edit_metadata, feather_alpha, fit_image,
                                         paste_back, prepare_edit, token_mask)
 from gridar_desktop.engine.sampling import SamplingParams
-from gridar_desktop.engine.search import Search, SearchRequest
+from gridar_desktop.engine.search import PruneDecision, Search, SearchRequest, settle
 from gridar_desktop.engine.tiny import tiny_backend
 from gridar_desktop.shapes.scene import render_scene, sample_scene
 from gridar_desktop.shapes.grammar import parse_prompt
@@ -97,7 +97,9 @@ def test_edit_search_redraws_only_the_masked_tokens(backend, method):
     req = SearchRequest(prompt=PROMPT, method=method, n=4, seed=2, edit=e, strategy="replace")
     res = Search(backend, ScriptedRoles(), req).run()
     keep = ~torch.tensor(e.redraw)
-    assert torch.equal(res.tokens[:, keep], torch.tensor(e.tokens)[keep].expand(4, -1))
+    assert res.contexts == ["source", "cleared", "source", "cleared"]          # the default: mixed
+    for c, ctx in enumerate(res.contexts):
+        assert torch.equal(res.tokens[c, keep], torch.tensor(e.codes(ctx))[keep])
     assert res.cost.image_tokens == 4 * e.redrawn_tokens
     m = e.mask
     assert all(np.array_equal(img[~m], e.source[~m]) for img in res.images)
@@ -114,7 +116,57 @@ def test_edit_metadata_round_trip(backend):
     e = prepare_edit(backend, source_image(), box_mask())
     back = edit_from_metadata(edit_metadata(e))
     assert np.array_equal(back.source, e.source) and np.array_equal(back.mask, e.mask)
-    assert back.tokens == e.tokens and back.redraw == e.redraw
+    assert back.tokens == e.tokens and back.redraw == e.redraw and back.cleared == e.cleared
+
+
+def test_cleared_codes_encode_the_source_with_the_mask_painted_as_the_canvas(backend):
+    e = prepare_edit(backend, source_image(), box_mask())
+    img = e.source.copy()
+    img[e.mask] = backend.canvas_colour
+    assert list(e.cleared) == backend.encode_images(img[None])[0].tolist()
+    assert e.codes("source") == e.tokens and e.codes("cleared") == e.cleared
+    assert e.cleared != e.tokens                    # the masked pixels were a red circle, now the empty canvas
+    old = edit_metadata(e)
+    del old["cleared_tokens"]                       # a file from before contexts: both contexts read the source
+    assert edit_from_metadata(old).codes("cleared") == e.tokens
+
+
+@pytest.mark.parametrize("context", ["source", "cleared"])
+def test_single_context_edits_force_its_codes(backend, context):
+    e = prepare_edit(backend, source_image(), box_mask())
+    res = Search(backend, ScriptedRoles(), SearchRequest(prompt=PROMPT, method="best-of-n", n=2, seed=1, edit=e,
+                                                         context=context)).run()
+    keep = ~torch.tensor(e.redraw)
+    assert res.contexts == [context] * 2
+    assert torch.equal(res.tokens[:, keep], torch.tensor(e.codes(context))[keep].expand(2, -1))
+    assert res.metadata()["settings"]["context"] == context
+
+
+def test_pruning_a_mixed_edit_refills_within_each_context(backend):
+    # slots 0, 2 read the source, 1, 3 the cleared codes: a rejected slot copies a survivor of its own context, and
+    # continues itself when none survived
+    d = settle(PruneDecision([False, True, True, False], [-1] * 4), __import__("random").Random(0),
+               ["source", "cleared", "source", "cleared"])
+    assert d.keep == [False, True, True, False] and d.sources == [2, 1, 2, 1]
+    d = settle(PruneDecision([True, False, True, True], [-1] * 4), __import__("random").Random(0),
+               ["source", "cleared", "source", "cleared"])
+    assert d.sources[1] == 3
+    d = settle(PruneDecision([True, False, False, True], [-1] * 4), __import__("random").Random(0),
+               ["source", "cleared", "source", "cleared"])
+    assert d.keep == [True, False, False, True] and d.sources == [0, 3, 0, 3]
+    d = settle(PruneDecision([True, False, True, False], [-1] * 4), __import__("random").Random(0),
+               ["source", "cleared", "source", "cleared"])
+    assert d.keep == [True, True, True, True] and d.sources == [0, 1, 2, 3]
+    # in a search, copies carry their context's codes to the end
+    e = prepare_edit(backend, source_image(), box_mask(box=(20, 8, 36, 60)))        # token rows 1-7
+    roles = ScriptedRoles(verdicts=[[0.9, 0.9, 0.1, 0.1], [0.9, 0.9, 0.9, 0.9]])
+    res = Search(backend, roles, SearchRequest(prompt=PROMPT, n=4, seed=3, edit=e, strategy="replace",
+                                               threshold=0.5)).run()
+    assert res.tree[0]["sources"] == [0, 1, 0, 1]
+    keep = ~torch.tensor(e.redraw)
+    assert res.contexts == ["source", "cleared", "source", "cleared"]
+    for c, ctx in enumerate(res.contexts):
+        assert torch.equal(res.tokens[c, keep], torch.tensor(e.codes(ctx))[keep])
 
 
 def test_batch_of_edits_matches_each_alone(backend):
@@ -156,13 +208,14 @@ def test_partial_edit_views_show_an_empty_canvas_where_the_mask_is_not_drawn_yet
         res = s.run()
     finally:
         backend.decode_tokens = decode
-    redraw, src = torch.tensor(e.redraw), torch.tensor(e.tokens)
+    redraw = torch.tensor(e.redraw)
+    src = torch.tensor([e.codes(x) for x in res.contexts])          # (4, 64): each candidate's kept codes
     drawn_rows = [n["rows"] for n in res.tree]
     assert drawn_rows, "the span should be long enough for a verification"
     partial = seen[0]                                      # the first stage's previews
     k = drawn_rows[0] * backend.info.cols
     after = torch.arange(64) >= k
-    assert torch.equal(partial[:, ~redraw & after], src[~redraw & after].expand(4, -1))
+    assert torch.equal(partial[:, ~redraw & after], src[:, ~redraw & after])
     nxt = after & (torch.arange(64) < k + 8)
     assert torch.equal(partial[:, redraw & nxt], partial[:, torch.nonzero(redraw & nxt).flatten() - 8])
     assert (partial[:, redraw & after & ~nxt] == backend.blank_token).all()
@@ -172,4 +225,4 @@ def test_partial_edit_views_show_an_empty_canvas_where_the_mask_is_not_drawn_yet
     grown[:shown] = False
     assert (first_band[:, grown] == np.array(backend.canvas_colour, np.uint8)).all()
     final = seen[-1]
-    assert torch.equal(final[:, ~redraw], src[~redraw].expand(4, -1))
+    assert torch.equal(final[:, ~redraw], src[:, ~redraw])

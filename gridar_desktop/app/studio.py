@@ -35,6 +35,7 @@ class EditInput:
     image: object                 # uint8 (H, W, 3)
     mask: object                  # bool (H, W)
     feather: float = 2.0
+    context: str = "mixed"        # engine.edit.CONTEXTS
 
 
 @dataclass
@@ -185,7 +186,8 @@ class Studio(QObject):
                 from ..engine.edit import edit_prompt, prepare_edit
                 target = prepare_edit(model.backend, Image.fromarray(edit.image),
                                       Image.fromarray(np.asarray(edit.mask, np.uint8) * 255), "resize", edit.feather)
-                req = replace(request, prompt=edit_prompt(model.backend, request.prompt, None), edit=target)
+                req = replace(request, prompt=edit_prompt(model.backend, request.prompt, None), edit=target,
+                              context=edit.context)
             search = Search(model.backend, model.roles if req.method != "single" else None, req, policy, emit,
                             token, live_previews=live)
             return search.run()
@@ -295,7 +297,8 @@ def request_from_metadata(meta: dict) -> SearchRequest:
     req = SearchRequest(prompt=meta.get("prompt", ""), method=s.get("method", "gridar"), n=int(s.get("n", 4)),
                         seed=int(s.get("seed", 0)), params=params, strategy=s.get("strategy", "three-way"),
                         prune=bool(s.get("prune", True)), reformulate=bool(s.get("reformulate", True)),
-                        threshold=s.get("threshold"), edit=edit)
+                        threshold=s.get("threshold"), edit=edit,
+                        context=s.get("context", "source"))     # older files: edits forced the source's codes
     if "schedule" in s:
         req = replace(req, schedule=tuple(Stage(**st) for st in s["schedule"]))
     return req

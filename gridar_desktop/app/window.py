@@ -217,7 +217,8 @@ class MainWindow(QMainWindow):
             if self.edit_source is None or self.mask is None:
                 self.banner.show_message("Open or drop an image to edit first (File > Open image...).")
                 return None
-            edit = EditInput(self.edit_source.copy(), self.mask.mask.copy(), self.edit_panel.feather.value())
+            edit = EditInput(self.edit_source.copy(), self.mask.mask.copy(), self.edit_panel.feather.value(),
+                             self.edit_panel.context.currentData())
         self.studio.manual = self.controls.manual.isChecked()
         self.final.blockSignals(True)
         self.final.clear()
@@ -422,6 +423,7 @@ class MainWindow(QMainWindow):
         if req.edit is not None:
             self.set_edit_source(Image.fromarray(req.edit.source), f"source of {name}", req.edit.mask)
             self.edit_panel.feather.setValue(req.edit.feather)
+            self.edit_panel.context.setCurrentIndex(max(0, self.edit_panel.context.findData(req.context)))
             self.controls.apply(req)        # after the switch to edit mode, which proposes its own defaults
         else:
             if self.controls.editing:

@@ -23,6 +23,12 @@ from scipy import ndimage
 from .errors import EngineError
 
 FITS = ("resize", "crop")
+# What the kept tokens around the mask say about the old content. The VQ encoder is not local: the codes of patches
+# next to the mask also encode what is under it, so a model continuing them redraws the old object ("source": the
+# right start for a new colour or shape, the wrong one for a removal). Encoding the source with the masked pixels
+# painted as the empty canvas ("cleared") removes the trace, and with it the hint of where an object stands.
+# "mixed" gives every other candidate of a search the cleared codes, and lets the verifier and the scorer choose.
+CONTEXTS = ("mixed", "source", "cleared")
 
 
 class EditInputError(EngineError):
@@ -38,6 +44,12 @@ class EditTarget:
     redraw: tuple[bool, ...]            # per token: sampled (True) or forced from the source (False)
     feather: float = 2.0                # paste-back seam width in pixels, inside the mask
     notes: tuple[str, ...] = field(default=())   # what was done to the inputs (resampled mask, crop, ...)
+    cleared: tuple[int, ...] | None = None       # the codes of the source with the masked pixels painted as the
+                                                 # empty canvas (`CONTEXTS`); None: not encoded (old metadata)
+
+    def codes(self, context: str) -> tuple[int, ...]:
+        """The codes the kept tokens are forced to in `context` ('source' or 'cleared')."""
+        return self.cleared if context == "cleared" and self.cleared is not None else self.tokens
 
     @property
     def first(self) -> int:
@@ -124,7 +136,7 @@ def edit_metadata(e: EditTarget) -> dict:
         return base64.b64encode(buf.getvalue()).decode("ascii")
     return {"source_png": png(e.source), "mask_png": png(e.mask.astype(np.uint8) * 255), "feather": e.feather,
             "redraw": "".join("1" if r else "0" for r in e.redraw), "source_tokens": list(e.tokens),
-            "notes": list(e.notes)}
+            "cleared_tokens": list(e.cleared) if e.cleared is not None else None, "notes": list(e.notes)}
 
 
 def edit_from_metadata(meta: dict) -> EditTarget:
@@ -136,7 +148,8 @@ def edit_from_metadata(meta: dict) -> EditTarget:
         return np.asarray(Image.open(io.BytesIO(base64.b64decode(s))))
     return EditTarget(img(meta["source_png"]).astype(np.uint8)[..., :3], img(meta["mask_png"]) >= 128,
                       tuple(meta["source_tokens"]), tuple(c == "1" for c in meta["redraw"]), float(meta["feather"]),
-                      tuple(meta.get("notes", ())))
+                      tuple(meta.get("notes", ())),
+                      tuple(meta["cleared_tokens"]) if meta.get("cleared_tokens") is not None else None)
 
 
 def edit_prompt(backend, instruction: str, target_prompt: str | None) -> str:
@@ -174,5 +187,8 @@ def prepare_edit(backend, image: Image.Image, mask: Image.Image, fit: str = "res
     if tm.all():
         notes.append("the mask covers every token: the edit is a new generation from the prompt")
     src = np.array(fitted, dtype=np.uint8)
-    tokens = backend.encode_images(src[None])[0].tolist()
-    return EditTarget(src, pixels, tuple(int(t) for t in tokens), tuple(bool(x) for x in tm), feather, tuple(notes))
+    cleared = src.copy()
+    cleared[pixels] = backend.canvas_colour
+    tokens, cleared_tokens = backend.encode_images(np.stack([src, cleared])).tolist()
+    return EditTarget(src, pixels, tuple(int(t) for t in tokens), tuple(bool(x) for x in tm), feather, tuple(notes),
+                      tuple(int(t) for t in cleared_tokens))

@@ -36,7 +36,7 @@ from . import events as ev
 from .backend import JanusBackend, partial_edit_codes
 from .cancel import CancelToken
 from .cost import CostRecord
-from .edit import EditTarget, paste_back, pixel_mask
+from .edit import CONTEXTS, EditTarget, paste_back, pixel_mask
 from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, merge_streams,
                      new_generator, prefill, select, start)
 from .errors import PromptNotUnderstood
@@ -94,6 +94,7 @@ class SearchRequest:
     threshold: float | None = None          # P(possible) below this is a rejection; None: the verifier's own
                                             # (`pruning_threshold`, per band; each tree node records the value)
     edit: EditTarget | None = None          # masked editing: redraw only edit.redraw's tokens of edit.source
+    context: str = "mixed"                  # edits: mixed | source | cleared (`engine.edit.CONTEXTS`)
 
     def validate(self) -> None:
         if self.method not in ("gridar", "best-of-n", "single"):
@@ -103,6 +104,8 @@ class SearchRequest:
         if self.method == "gridar" and self.n % GROUP:
             raise ValueError(f"GridAR works in groups of {GROUP} candidates: n must be a multiple of {GROUP} "
                              f"(got {self.n}; try {max(GROUP, self.n // GROUP * GROUP)})")
+        if self.context not in CONTEXTS:
+            raise ValueError(f"unknown edit context '{self.context}'; use {', '.join(CONTEXTS)}")
         if self.strategy not in ("three-way", "replace"):
             raise ValueError(f"unknown reformulation strategy '{self.strategy}'; use three-way or replace")
         fr = [s.until for s in self.schedule]
@@ -146,16 +149,20 @@ class AutoPolicy:
         return proposals
 
 
-def propose_pruning(p_possible: list[float], threshold: float, rng: random.Random) -> PruneDecision:
-    """Rejection-only pruning per group of 4; each rejected slot gets a random survivor of its group; a group with
-    no survivor keeps all its candidates."""
+def propose_pruning(p_possible: list[float], threshold: float, rng: random.Random,
+                    kinds: Sequence[str] | None = None) -> PruneDecision:
+    """Rejection-only pruning per group of 4; each rejected slot gets a random survivor of its group (of its own
+    kind, see `settle`); a group with no survivor keeps all its candidates."""
     keep = [p >= threshold for p in p_possible]
-    return settle(PruneDecision(keep, [-1] * len(keep)), rng)
+    return settle(PruneDecision(keep, [-1] * len(keep)), rng, kinds)
 
 
-def settle(d: PruneDecision, rng: random.Random) -> PruneDecision:
+def settle(d: PruneDecision, rng: random.Random, kinds: Sequence[str] | None = None) -> PruneDecision:
     """Make a (possibly hand-edited) decision consistent: kept slots source themselves; a rejected slot's source
-    must be a survivor of its group (else a random one is drawn); an all-rejected group keeps everything."""
+    must be a survivor of its group (else a random one is drawn); an all-rejected group keeps everything.
+    `kinds` (per slot, e.g. the context of a mixed edit): a drawn source is a survivor of the slot's own kind, and
+    a rejected slot with none continues itself, so pruning does not collapse the kinds (a source the artist chose
+    across kinds stands)."""
     keep, sources, empty = list(d.keep), list(d.sources), list(d.all_rejected_groups)
     for g in range(0, len(keep), GROUP):
         slots = range(g, min(g + GROUP, len(keep)))
@@ -170,7 +177,11 @@ def settle(d: PruneDecision, rng: random.Random) -> PruneDecision:
             if keep[i]:
                 sources[i] = i
             elif sources[i] not in survivors:
-                sources[i] = rng.choice(survivors)
+                mine = survivors if kinds is None else [x for x in survivors if kinds[x] == kinds[i]]
+                if mine:
+                    sources[i] = rng.choice(mine)
+                else:
+                    keep[i], sources[i] = True, i
     return PruneDecision(keep, sources, empty)
 
 
@@ -187,6 +198,7 @@ class SearchResult:
     tree: list[dict]                         # per stage: verdicts, decisions, layouts
     cost: CostRecord
     stopped_early: bool = False
+    contexts: list[str] | None = None        # edits: each candidate's context (`engine.edit.CONTEXTS`)
 
     @property
     def best(self) -> int:
@@ -203,9 +215,10 @@ class SearchResult:
         if r.edit is not None:
             from .edit import edit_metadata
             settings["edit"] = edit_metadata(r.edit)
+            settings["context"] = r.context
         return {"settings": settings, "tree": self.tree, "scores": self.scores, "ranking": self.ranking,
                 "chosen": self.best, "tokens": self.tokens.tolist(), "cost": self.cost.to_json(),
-                "stopped_early": self.stopped_early}
+                "stopped_early": self.stopped_early, **({"contexts": self.contexts} if self.contexts else {})}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -246,7 +259,9 @@ class Search:
         if self.edits:
             dev = backend.device
             per_cand = [e for e in self.edits for _ in range(self.n)]
-            self.forced = torch.tensor([e.tokens for e in per_cand], dtype=torch.long, device=dev)   # (J*n, T)
+            self.contexts = [self._context(c % self.n) for c in range(len(per_cand))]      # per candidate
+            self.forced = torch.tensor([e.codes(x) for e, x in zip(per_cand, self.contexts)], dtype=torch.long,
+                                       device=dev)                                           # (J*n, T)
             self.forced_mask = ~torch.tensor([e.redraw for e in per_cand], dtype=torch.bool, device=dev)
             cols = backend.info.cols
             spans = {(e.first // cols, -(-(e.last + 1) // cols)) for e in self.edits}   # redrawn rows per job
@@ -277,17 +292,28 @@ class Search:
     def _job_slices(self) -> list[slice]:
         return [slice(j * self.n, (j + 1) * self.n) for j in range(len(self.jobs))]
 
+    def _context(self, i: int) -> str:
+        """The edit context of a job's candidate i: in 'mixed', every other candidate (the first: the source's)."""
+        if self.req.context != "mixed":
+            return self.req.context
+        return "cleared" if i % 2 else "source"
+
     def _start(self) -> DecodeState:
-        """Each job's prompt rows prefilled once, then branched into its candidates (job-major)."""
-        prefix = None
-        if self.edits:      # the source's tokens before the first redrawn one: one prefill, not token steps
-            k0 = min(e.first for e in self.edits)
-            prefix = torch.tensor([e.tokens[:k0] for e in self.edits], dtype=torch.long)
-        if len(self.jobs) == 1:
-            return start(self.b, self.req.prompt, self.n, self.cost, prefix)
-        ids = self.prompt_ids
+        """Each job's prompt rows prefilled once (an edit: once per context in use), then branched into its
+        candidates (job-major)."""
+        if not self.edits:
+            if len(self.jobs) == 1:
+                return start(self.b, self.req.prompt, self.n, self.cost)
+            ids = self.prompt_ids
+            state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, None, self.cost)
+            return select(state, [j for j in range(len(ids)) for _ in range(self.n)])
+        # the codes before the first redrawn token: one prefill per (job, context), not token steps
+        k0 = min(e.first for e in self.edits)
+        used = list(dict.fromkeys(self.contexts[:self.n]))
+        ids = [i for i in self.prompt_ids for _ in used]
+        prefix = torch.tensor([e.codes(x)[:k0] for e in self.edits for x in used], dtype=torch.long)
         state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, prefix, self.cost)
-        return select(state, [j for j in range(len(ids)) for _ in range(self.n)])
+        return select(state, [c // self.n * len(used) + used.index(x) for c, x in enumerate(self.contexts)])
 
     def _decode(self, state: DecodeState, stage: int, to_row: int) -> DecodeState:
         start_row = state.tokens.shape[1] // self.b.info.cols
@@ -364,7 +390,7 @@ class Search:
             ranking = sorted(range(len(sc)), key=lambda i: (-sc[i], i))
             self.emit(ev.FinalRanking(tuple(sc), tuple(ranking), images[s].copy()))
             out.append(SearchResult(self.jobs[j], tokens[s], images[s], sc, ranking, self.nodes[j], self.cost,
-                                    stopped))
+                                    stopped, self.contexts[s] if self.edits else None))
         self.emit(ev.CostUpdate(self.cost.to_json()))
         return out
 
@@ -439,9 +465,10 @@ class Search:
             self.roles, self.edits is not None, views[0].rows)
         sources: list[int] = []
         for j, s in enumerate(self._job_slices()):
-            proposed = propose_pruning(p[s], threshold, self.rngs[j])
+            kinds = self.contexts[s] if self.edits and self.req.context == "mixed" else None
+            proposed = propose_pruning(p[s], threshold, self.rngs[j], kinds)
             review = VerdictReview(i, tuple(p[s]), proposed, previews[s], threshold)
-            decision = settle(self.policy.review_verdicts(review), self.rngs[j])
+            decision = settle(self.policy.review_verdicts(review), self.rngs[j], kinds)
             self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
                                       tuple(decision.all_rejected_groups)))
             nodes[j].update(p_possible=p[s], keep=decision.keep, sources=decision.sources,
@@ -452,6 +479,9 @@ class Search:
             state = select(state, sources)
             previews = previews[sources]
             self.texts = {k: [v[x] for x in sources] for k, v in self.texts.items()}
+            if self.edits:                 # a copy continues its source's context
+                self.forced, self.forced_mask = self.forced[sources], self.forced_mask[sources]
+                self.contexts = [self.contexts[x] for x in sources]
         return state, previews
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""The edit mode's tools: source image, fit, brush / eraser, size, feather, mask opacity, invert, clear, undo, redo."""
+"""The edit mode's tools: source image, fit, brush / eraser, size, feather, context, mask opacity, invert, clear,
+undo, redo."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
@@ -67,6 +68,14 @@ class EditPanel(QWidget):
         self.feather.setSuffix(" px")
         self.feather.setToolTip("The seam between kept and redrawn pixels, blended inside the mask")
         form.addRow("Feather", self.feather)
+        self.context = QComboBox()
+        self.context.addItem("Mixed: half of each", "mixed")
+        self.context.addItem("Keep what was there", "source")
+        self.context.addItem("Clear the masked part", "cleared")
+        self.context.setToolTip("What the kept image around the mask shows the model. 'Keep what was there' helps "
+                                "give an object a new colour or shape; 'Clear' helps remove one; 'Mixed' draws "
+                                "every other candidate each way and lets the verifier and the scorer choose")
+        form.addRow("Context", self.context)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(10, 90)
         self.opacity.setValue(50)
