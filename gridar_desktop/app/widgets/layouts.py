@@ -59,6 +59,8 @@ class LayoutPanel(QWidget):
     def clear(self) -> None:
         for i in range(len(self.edits)):
             self.form.setRowVisible(i, False)
+        self.original_label.setText("")
+        self.original_label.setVisible(False)
         self.heading.setText("Layout")
         self.continue_btn.setEnabled(False)
 

@@ -1,0 +1,89 @@
+"""How much could pruning partial edits gain at all? (one JSON object; the judge measures, nothing is pruned)
+
+    .venv/bin/python benchmarks/edit_headroom.py [--n 120] [--context mixed] [--model demo]
+
+Best-of-N 4 edits of the editing set (`edit_quality.py`), every candidate judged twice: finished, on the target
+prompt, and after each redrawn token row of its span as a partial edit (`shapes.edits.judge_partial_edit`: a visible
+contradiction, the reading a perfect verifier would give). Reported per kind of edit and overall:
+- `candidate_success`, `any_of_4` (an oracle choosing among the 4), `scorer_pick` (what Best-of-N gets);
+- `doomed_after_rows[k]`: the share of candidates that show a contradiction after k redrawn rows (what pruning
+  could reject there), with `hopeless_share`: how many of those belong to an edit none of whose 4 candidates
+  succeeds, where no refill from the group can help.
+A pruning method can only beat Best-of-N where candidates are visibly doomed early and their edit has a candidate
+worth copying; these numbers bound that.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from edit_quality import KINDS, edit_targets, make_edit_set  # noqa: E402
+
+from gridar_desktop.engine.backend import JanusBackend, partial_edit_codes  # noqa: E402
+from gridar_desktop.engine.edit import CONTEXTS, pixel_mask  # noqa: E402
+from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
+from gridar_desktop.engine.models import resolve_model  # noqa: E402
+from gridar_desktop.engine.search import Search, SearchRequest  # noqa: E402
+from gridar_desktop.shapes.edits import judge_partial_edit  # noqa: E402
+from gridar_desktop.shapes.judge import judge  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--set-seed", type=int, default=31)
+    ap.add_argument("--context", default="mixed", choices=CONTEXTS)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    b = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
+    roles = JanusRoles(b)
+    rows, cols, size = b.info.rows, b.info.cols, b.info.image_size
+    cases = make_edit_set(args.n, args.set_seed)
+    recs = []
+    for i, (c, e) in enumerate(zip(cases, edit_targets(b, cases))):
+        res = Search(b, roles, SearchRequest(prompt=c["target_prompt"], method="best-of-n", n=4, seed=i, edit=e,
+                                             context=args.context)).run()
+        first, end = e.first // cols, -(-(e.last + 1) // cols)
+        redraw = torch.tensor(e.redraw)
+        ok = [judge(im, c["target_prompt"]).strict for im in res.images]
+        for k in range(4):
+            doomed = None
+            for r in range(first + 1, end):          # the partial edit after r - first redrawn rows
+                hidden = redraw.clone()[None]
+                hidden[:, :r * cols] = False
+                codes = partial_edit_codes(res.tokens[k:k + 1], hidden, r * cols, cols, b.blank_token)
+                view = b.paint_undrawn(b.decode_tokens(codes), hidden.numpy())[0]
+                if judge_partial_edit(view, c["target_prompt"], pixel_mask(hidden.numpy(), rows, cols, size)[0]):
+                    doomed = r - first
+                    break
+            recs.append({"edit": i, "kind": c["kind"], "ok": ok[k], "picked": k == res.best, "any": any(ok),
+                         "doomed": doomed})
+
+    def summary(rs: list[dict]) -> dict:
+        edits = {r["edit"] for r in rs}
+        out = {"edits": len(edits), "candidate_success": float(np.mean([r["ok"] for r in rs])),
+               "any_of_4": float(np.mean([next(r["any"] for r in rs if r["edit"] == e) for e in edits])),
+               "scorer_pick": float(np.mean([r["ok"] for r in rs if r["picked"]])), "doomed_after_rows": {}}
+        for k in (1, 2, 3):
+            d = [r for r in rs if r["doomed"] is not None and r["doomed"] <= k]
+            out["doomed_after_rows"][str(k)] = {
+                "share": len(d) / len(rs), "final_success": float(np.mean([r["ok"] for r in d])) if d else None,
+                "hopeless_share": float(np.mean([not r["any"] for r in d])) if d else None}
+        return out
+    report = {"model": str(resolve_model(args.model)), "context": args.context, **summary(recs),
+              "per_kind": {k: summary([r for r in recs if r["kind"] == k]) for k in KINDS}}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
