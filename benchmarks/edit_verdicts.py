@@ -15,6 +15,7 @@ every candidate survives), then judges every finished candidate on the target pr
   saw (`shapes.edits.judge_partial_edit`: a visible contradiction of the target prompt, with the source shown
   outside the redrawn tokens), false and true rejection rates at the threshold GridAR prunes edits with.
 Weights trained on the edit question are asked it (`engine.janus_roles`); others get the generation question.
+`--context` as in `edit_quality.py` (default mixed, the app's).
 The judge measures only.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
 from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
 from gridar_desktop.engine import events as ev  # noqa: E402
-from gridar_desktop.engine.edit import pixel_mask  # noqa: E402
+from gridar_desktop.engine.edit import CONTEXTS, pixel_mask  # noqa: E402
 from gridar_desktop.engine.search import Search, SearchRequest, pruning_threshold  # noqa: E402
 from gridar_desktop.shapes.edits import judge_partial_edit  # noqa: E402
 from gridar_desktop.shapes.judge import judge  # noqa: E402
@@ -47,6 +48,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--model", default="demo")
     ap.add_argument("--set-seed", type=int, default=31)
+    ap.add_argument("--context", default="mixed", choices=CONTEXTS,
+                    help="what the kept codes around the mask say (engine.edit.CONTEXTS)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
@@ -57,7 +60,7 @@ def main() -> None:
     cases = make_edit_set(args.n, args.set_seed)
     for i, (c, e) in enumerate(zip(cases, edit_targets(backend, cases))):
         req = SearchRequest(prompt=c["target_prompt"], method="gridar", n=4, seed=i, edit=e, strategy="replace",
-                            threshold=0.0)
+                            threshold=0.0, context=args.context)
         bands: list = []
         res = Search(backend, roles, req, emit=lambda x: bands.append(x) if isinstance(x, ev.BandCandidates)
                      else None).run()
@@ -77,7 +80,7 @@ def main() -> None:
         kinds += [c["kind"]] * len(res.images)
     p, s, k = np.array(p_first), np.array(success), np.array(kinds)
     used = pruning_threshold(roles, edit=True)
-    out: dict = {"model": str(resolve_model(args.model)), "edit_question": roles.edit_verify, "edits": args.n, "candidates": int(len(p)),
+    out: dict = {"model": str(resolve_model(args.model)), "edit_question": roles.edit_verify, "context": args.context, "edits": args.n, "candidates": int(len(p)),
                  "success": float(s.mean()), "auroc_verdict_vs_final": auroc(list(p), list(s)),
                  "auroc_second_verdict_vs_final": auroc(p_second, s_second) if p_second else None,
                  "second_verdicts": len(p_second), "auroc_score_vs_final": auroc(scores, list(s)), "threshold_used_by_gridar": used, "by_threshold": {}}

@@ -100,16 +100,21 @@ def test_save_and_reload_round_trip(qtbot, window, tmp_path):
     w.controls.random_seed.setChecked(False)
     w.controls.seed.setValue(77)
     w.controls.cfg.setValue(4.5)
+    assert w.controls.auto_threshold.isChecked() and w.controls.request().threshold is None
+    w.controls.auto_threshold.setChecked(False)
+    w.controls.threshold.setValue(0.6)
     res = wait(qtbot, w.start_generation())
-    assert res is not None
+    assert res is not None and res.request.threshold == 0.6
     w.save_path = tmp_path / "a.png"
     w.save()
     w.controls.prompt.setText("something else")
     w.controls.seed.setValue(1)
     w.controls.cfg.setValue(2.0)
+    w.controls.auto_threshold.setChecked(True)
     assert w.open_image(tmp_path / "a.png")
     c = w.controls
     assert c.prompt.text() == "a red circle above a blue square" and c.seed.value() == 77
+    assert not c.auto_threshold.isChecked() and c.threshold.value() == 0.6
     assert c.cfg.value() == 4.5 and c.method.currentData() == "best-of-n" and c.n.value() == 3
     # regenerating with the restored settings reproduces the saved image exactly
     again = wait(qtbot, w.start_generation())
@@ -331,3 +336,22 @@ def test_verdict_badges_follow_the_pruning_threshold(qtbot):
     strip.show_review(review, interactive=True)
     assert [c.badge.text().split()[0] for c in strip.cards[:4]] == ["possible", "impossible", "possible", "possible"]
     assert "0.139" in strip.cards[1].badge.toolTip()
+
+
+def test_review_of_a_mixed_edit_refills_within_a_context(qtbot):
+    """Cards of a mixed edit say their context, and a rejected slot can only be refilled from its own context."""
+    from gridar_desktop.app.widgets.candidates import CandidateStrip
+    from gridar_desktop.engine.search import VerdictReview, settle
+    strip = CandidateStrip()
+    qtbot.addWidget(strip)
+    kinds = ("source", "cleared", "source", "cleared")
+    review = VerdictReview(0, (0.9, 0.1, 0.9, 0.9), PruneDecision([True, False, True, True], [0, 3, 2, 3]),
+                           np.zeros((4, 64, 64, 3), np.uint8), threshold=0.5, kinds=kinds)
+    strip.show_review(review, interactive=True)
+    assert strip.cards[1].title.text() == "2 · cleared"
+    assert [strip.cards[1].source.itemData(k) for k in range(strip.cards[1].source.count())] == [3]
+    strip.cards[2].keep.setChecked(False)            # the artist rejects a source slot: its refill is slot 1
+    d = settle(strip.decision(), __import__("random").Random(0), kinds)
+    assert d.sources == [0, 3, 0, 3]
+    strip.show_previews(np.zeros((4, 64, 64, 3), np.uint8), "band 2")
+    assert strip.cards[1].title.text() == "2"

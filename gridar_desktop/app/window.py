@@ -256,8 +256,9 @@ class MainWindow(QMainWindow):
         empty mask (or `mask`, bool at the model's resolution)."""
         self.edit_original, self.edit_name = image.convert("RGB"), name
         self.banner.show_message("")
-        self.layouts.clear()                # the last job's layouts say nothing about this image
-        self.statusBar().showMessage(f"Editing {name}: paint over what should change")
+        if not self.studio.busy:            # a running job's layouts (maybe awaiting review) stay
+            self.layouts.clear()            # the last job's layouts say nothing about this image
+            self.statusBar().showMessage(f"Editing {name}: paint over what should change")
         self.mask = None                    # a new image starts with an empty mask (or the one given)
         self._refit(mask)
         if not self.controls.editing:

@@ -6,9 +6,10 @@ redrawn when any pixel of its patch is masked** (after the mask is brought to th
 half intensity). A generous rule is safe because paste-back restores every pixel outside the mask, while a token
 left out would leave masked pixels unedited.
 
-Decoding (see `engine.search`): source tokens before the first redrawn token are prefilled once as an image prefix;
-inside the redrawn span, source tokens are teacher-forced (a run per row in one forward) and the redrawn ones are
-sampled; after the last redrawn token nothing is computed (the source tokens are appended). Paste-back feathers the
+Decoding (see `engine.search`): the kept codes (the source's, or those of the source with the mask cleared, see
+`CONTEXTS`) before the first redrawn token are prefilled once per context as an image prefix; inside the redrawn
+span, kept codes are teacher-forced (a run per row in one forward) and the redrawn ones are sampled; after the last
+redrawn token nothing is computed (the kept codes are appended). Paste-back feathers the
 seam *inside* the mask (alpha ramps from 0 at the mask edge to 1 at `feather` pixels inside), so pixels outside
 the mask are the source's exactly.
 """

@@ -3,7 +3,8 @@
 GridAR for N = 4G candidates (groups of 4), default schedule (glimpse a quarter, verify, reformulate, grow to the
 half, verify, reformulate from the original prompt, complete):
 
-    state = start(prompt, n=N)                      prompt rows prefilled once, branched N ways
+    state = start(prompt, n=N)                      prompt rows prefilled once (an edit: once per context, with
+                                                    the kept codes before the mask), branched N ways
     for each stage:
         decode to the stage's row                   2-way guidance, or 3-way with each candidate's layout row
         verify partial views -> policy              rejection only; rejected slots continue a survivor's copy
@@ -118,7 +119,9 @@ class SearchRequest:
 
 @dataclass
 class PruneDecision:
-    """keep[i]: slot i survives as itself; otherwise it continues a copy of candidate sources[i]."""
+    """keep[i]: slot i survives as itself; otherwise it continues a copy of candidate sources[i]. After `settle`,
+    keep[i] is also True for a rejected slot that had nothing to continue (an all-rejected group, listed in
+    all_rejected_groups, or a mixed edit's slot with no survivor of its context)."""
     keep: list[bool]
     sources: list[int]
     all_rejected_groups: list[int] = field(default_factory=list)
@@ -131,6 +134,7 @@ class VerdictReview:
     proposed: PruneDecision
     previews: np.ndarray
     threshold: float | None = None          # the P(possible) below which the verifier's verdict is a rejection
+    kinds: tuple[str, ...] | None = None    # a mixed edit's context per slot: refills stay within a context
 
 
 class Policy(Protocol):
@@ -259,7 +263,9 @@ class Search:
         if self.edits:
             dev = backend.device
             per_cand = [e for e in self.edits for _ in range(self.n)]
-            self.contexts = [self._context(c % self.n) for c in range(len(per_cand))]      # per candidate
+            # per candidate; an edit without cleared codes (read from an older file) has only the source's
+            self.contexts = [self._context(c % self.n) if e.cleared is not None else "source"
+                             for c, e in enumerate(per_cand)]
             self.forced = torch.tensor([e.codes(x) for e, x in zip(per_cand, self.contexts)], dtype=torch.long,
                                        device=dev)                                           # (J*n, T)
             self.forced_mask = ~torch.tensor([e.redraw for e in per_cand], dtype=torch.bool, device=dev)
@@ -340,15 +346,16 @@ class Search:
                              cost=self.cost, on_token=progress, **forced)
 
     def _with_source(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(n, k) drawn tokens completed after position k with the edit source's tokens; unchanged when not an
-        edit."""
+        """(n, k) drawn tokens completed after position k with each candidate's kept codes (its edit context's);
+        unchanged when not an edit."""
         if not self.edits or tokens.shape[1] >= self.forced.shape[1]:
             return tokens
         return torch.cat([tokens, self.forced[:, tokens.shape[1]:].to(tokens.device)], 1)
 
     def _previews(self, tokens: torch.Tensor, final: bool = False) -> np.ndarray:
-        """Decodes of (partial) candidates. An edit's positions not drawn yet show the source outside the mask and
-        an empty canvas inside it; a finished (or stopped) edit is completed with the source."""
+        """Decodes of (partial) candidates. An edit's positions not drawn yet show the kept codes (of the
+        candidate's context) outside the mask and an empty canvas inside it; a finished (or stopped) edit is
+        completed with the kept codes (paste-back then restores the source's pixels outside the mask)."""
         self.cost.vq_decodes += tokens.shape[0]
         if not self.edits:
             return self.b.decode_tokens(tokens)
@@ -467,7 +474,8 @@ class Search:
         for j, s in enumerate(self._job_slices()):
             kinds = self.contexts[s] if self.edits and self.req.context == "mixed" else None
             proposed = propose_pruning(p[s], threshold, self.rngs[j], kinds)
-            review = VerdictReview(i, tuple(p[s]), proposed, previews[s], threshold)
+            review = VerdictReview(i, tuple(p[s]), proposed, previews[s], threshold,
+                                   tuple(kinds) if kinds is not None else None)
             decision = settle(self.policy.review_verdicts(review), self.rngs[j], kinds)
             self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
                                       tuple(decision.all_rejected_groups)))
@@ -491,8 +499,8 @@ class Search:
 
     def _relayout(self, state: DecodeState, views: list[PartialView], i: int, nodes: list[dict]) -> DecodeState:
         # Copies left by pruning show the same anchor, and greedy reformulation of the same view is the same text:
-        # ask once per distinct (job, anchor).
-        keys = [(c // self.n, a) for c, a in enumerate(self._anchors(state))]
+        # ask once per distinct (job, edit context, anchor).
+        keys = [(c // self.n, self.contexts[c] if self.edits else "", a) for c, a in enumerate(self._anchors(state))]
         unique = list(dict.fromkeys(keys))
         first = [keys.index(k) for k in unique]
         asked = self.roles.reformulate([self.prompts[c] for c in first], [views[c] for c in first], self.cost)

@@ -125,7 +125,8 @@ class CandidateStrip(QWidget):
 
     def show_previews(self, previews: np.ndarray, heading: str) -> None:
         self._ensure(len(previews))
-        for card, img in zip(self.cards, previews):
+        for i, (card, img) in enumerate(zip(self.cards, previews)):
+            card.title.setText(f"{i + 1}")
             card.set_image(img)
             card.set_verdict(None, None)
             card.keep.setVisible(False)
@@ -139,14 +140,17 @@ class CandidateStrip(QWidget):
         self.review = review
         n = len(review.p_possible)
         self._ensure(n)
+        kinds = review.kinds
         for i, card in enumerate(self.cards[:n]):
             card.set_image(review.previews[i])
             card.set_verdict(review.p_possible[i], review.proposed.keep[i], review.threshold)
+            # a mixed edit: each card says its context, and a slot is refilled from its own context only
+            card.title.setText(f"{i + 1}" + (f" · {kinds[i]}" if kinds else ""))
             g0 = i // GROUP * GROUP
             card.source.blockSignals(True)
             card.source.clear()
             for j in range(g0, min(g0 + GROUP, n)):
-                if j != i:
+                if j != i and (not kinds or kinds[j] == kinds[i]):
                     card.source.addItem(f"from {j + 1}", j)
             src = review.proposed.sources[i]
             k = card.source.findData(src)

@@ -1,4 +1,5 @@
-"""The generation form: prompt, model, method, N, seed, guidance, temperature, strategy; builds request snapshots."""
+"""The generation form: prompt, model, method, N, seed, guidance, temperature, strategy, pruning threshold;
+builds request snapshots."""
 from __future__ import annotations
 
 import random
@@ -62,6 +63,20 @@ class Controls(QWidget):
         self.strategy = QComboBox()
         self.strategy.addItem("Three-way guidance", "three-way")
         self.strategy.addItem("Prompt replacement", "replace")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setDecimals(3)
+        self.threshold.setValue(0.25)
+        self.auto_threshold = QCheckBox("calibrated")
+        self.auto_threshold.setChecked(True)
+        self.auto_threshold.setToolTip("Use the verifier's own thresholds, calibrated per band (and for edits) when "
+                                       "its model folder has them; else 0.25")
+        self.threshold.setToolTip("GridAR rejects a partial candidate whose P(possible) is below this, at every "
+                                  "band; higher prunes more")
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(self.threshold, 1)
+        threshold_row.addWidget(self.auto_threshold)
         self.manual = QCheckBox("Review every band")
         self.manual.setToolTip("Stop after each verification and reformulation so you can steer the candidates")
         form.addRow("Model", self.model)
@@ -71,6 +86,7 @@ class Controls(QWidget):
         form.addRow("Guidance", self.cfg)
         form.addRow("Temperature", self.temperature)
         form.addRow("Layout use", self.strategy)
+        form.addRow("Prune below", threshold_row)
         form.addRow("", self.manual)
         outer.addLayout(form)
         self.generate = QPushButton("Generate")
@@ -92,10 +108,12 @@ class Controls(QWidget):
         self.stop_band.clicked.connect(self.stop_band_clicked)
         self.abort.clicked.connect(self.abort_clicked)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
+        self.auto_threshold.toggled.connect(lambda _on: self._on_method())
         self.seed.setEnabled(False)
         self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i)))
         self.method.currentIndexChanged.connect(self._on_method)
         self.mode.currentChanged.connect(self._on_mode)
+        self._on_method()
         self.set_busy(False)
 
     @property
@@ -117,6 +135,8 @@ class Controls(QWidget):
         self.n.setEnabled(m != "single")
         self.strategy.setEnabled(m == "gridar")
         self.manual.setEnabled(m == "gridar")
+        self.auto_threshold.setEnabled(m == "gridar")
+        self.threshold.setEnabled(m == "gridar" and not self.auto_threshold.isChecked())
         if m == "gridar":
             self.n.setSingleStep(4)
             self.n.setValue(max(4, self.n.value() // 4 * 4))
@@ -146,7 +166,8 @@ class Controls(QWidget):
         return SearchRequest(prompt=self.prompt.text().strip(), method=method,
                              n=1 if method == "single" else self.n.value(), seed=self.seed.value(),
                              params=SamplingParams(cfg=self.cfg.value(), temperature=self.temperature.value()),
-                             strategy=self.strategy.currentData())
+                             strategy=self.strategy.currentData(),
+                             threshold=None if self.auto_threshold.isChecked() else self.threshold.value())
 
     def apply(self, req: SearchRequest) -> None:
         """Restore the form from a request (e.g. read from a PNG)."""
@@ -157,3 +178,6 @@ class Controls(QWidget):
         self.cfg.setValue(req.params.cfg)
         self.temperature.setValue(req.params.temperature)
         self.strategy.setCurrentIndex(max(0, self.strategy.findData(req.strategy)))
+        self.auto_threshold.setChecked(req.threshold is None)
+        if req.threshold is not None:
+            self.threshold.setValue(req.threshold)
