@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edit_quality import KINDS, edit_targets, make_edit_set  # noqa: E402
 
-from gridar_desktop.engine.backend import JanusBackend, partial_edit_codes  # noqa: E402
+from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
 from gridar_desktop.engine.edit import CONTEXTS, pixel_mask  # noqa: E402
 from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
@@ -56,18 +56,17 @@ def main() -> None:
         first, end = e.first // cols, -(-(e.last + 1) // cols)
         redraw = torch.tensor(e.redraw)
         ok = [judge(im, c["target_prompt"]).strict for im in res.images]
-        for k in range(4):
-            doomed = None
-            for r in range(first + 1, end):          # the partial edit after r - first redrawn rows
-                hidden = redraw.clone()[None]
-                hidden[:, :r * cols] = False
-                codes = partial_edit_codes(res.tokens[k:k + 1], hidden, r * cols, cols, b.blank_token)
-                view = b.paint_undrawn(b.decode_tokens(codes), hidden.numpy())[0]
-                if judge_partial_edit(view, c["target_prompt"], pixel_mask(hidden.numpy(), rows, cols, size)[0]):
-                    doomed = r - first
-                    break
-            recs.append({"edit": i, "kind": c["kind"], "ok": ok[k], "picked": k == res.best, "any": any(ok),
-                         "doomed": doomed})
+        doomed: list[int | None] = [None] * 4
+        for r in range(first + 1, end):              # the partial edits after r - first redrawn rows
+            hidden = redraw.clone()[None].repeat(4, 1)
+            hidden[:, :r * cols] = False
+            views = b.decode_partial_edit(res.tokens, hidden, r * cols)
+            undrawn = pixel_mask(hidden[0].numpy(), rows, cols, size)
+            for k in range(4):
+                if doomed[k] is None and judge_partial_edit(views[k], c["target_prompt"], undrawn):
+                    doomed[k] = r - first
+        recs += [{"edit": i, "kind": c["kind"], "ok": ok[k], "picked": k == res.best, "any": any(ok),
+                  "doomed": doomed[k]} for k in range(4)]
 
     def summary(rs: list[dict]) -> dict:
         edits = {r["edit"] for r in rs}

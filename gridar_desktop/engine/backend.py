@@ -292,6 +292,13 @@ class JanusBackend:
             self.paint_undrawn(img, hidden)
         return img
 
+    def decode_partial_edit(self, codes: torch.Tensor, hidden: torch.Tensor, k: int) -> np.ndarray:
+        """(n, rows*cols) codes of partial edits drawn up to position k (kept codes everywhere else), `hidden`
+        (n, rows*cols) bool the redrawn positions not drawn yet (none before k) -> uint8 (n, H, W, 3): decoded by
+        the partial-edit rule (`partial_edit_codes`), the hidden patches painted as the empty canvas."""
+        full = partial_edit_codes(codes, hidden, k, self.info.cols, self.blank_token)
+        return self.paint_undrawn(self.decode_tokens(full), hidden.cpu().numpy())
+
     def paint_undrawn(self, images: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         """Paint, in place, the patches marked in `hidden` (n, rows*cols) bool as the empty canvas: what is not drawn
         yet is never shown, whatever codes its decode used. Returns `images` (n, H, W, 3)."""

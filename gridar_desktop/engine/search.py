@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import events as ev
-from .backend import JanusBackend, partial_edit_codes
+from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
 from .edit import CONTEXTS, EditTarget, paste_back, pixel_mask
@@ -364,13 +364,12 @@ class Search:
         return self._partial_edit_previews(tokens)
 
     def _partial_edit_previews(self, tokens: torch.Tensor) -> np.ndarray:
-        """The source outside the mask, the generation rule inside it (`backend.partial_edit_codes`), and every
-        redrawn patch not drawn yet painted as the empty canvas."""
+        """Each candidate's kept codes outside the mask, the generation rule inside it, and every redrawn patch not
+        drawn yet painted as the empty canvas (`JanusBackend.decode_partial_edit`)."""
         k = tokens.shape[1]
         hidden = ~self.forced_mask                                          # (n, total): redrawn, not drawn yet
         hidden[:, :k] = False
-        full = partial_edit_codes(self._with_source(tokens), hidden, k, self.b.info.cols, self.b.blank_token)
-        return self.b.paint_undrawn(self.b.decode_tokens(full), hidden.cpu().numpy())
+        return self.b.decode_partial_edit(self._with_source(tokens), hidden, k)
 
     def _score(self, images: np.ndarray) -> list[float]:
         if self.roles is None or self.n == 1:

@@ -119,7 +119,6 @@ def engine_edit_p_possible(backend, roles, views: list[EditCalibrationView], bat
     """P(possible) of each partial edit, shown as `engine.search.Search` shows one (`_partial_edit_previews`)."""
     import torch
 
-    from ..engine.backend import partial_edit_codes
     from ..engine.edit import token_mask
     from ..engine.roles import PartialView
     rows, cols = backend.info.rows, backend.info.cols
@@ -127,9 +126,10 @@ def engine_edit_p_possible(backend, roles, views: list[EditCalibrationView], bat
     def show(chunk, codes):
         hidden = torch.from_numpy(np.stack([token_mask(v.undrawn, rows, cols).reshape(-1) for v in chunk]))
         drawn = [int(h.float().argmax()) // cols for h in hidden]               # each view's first undrawn row
-        full = torch.cat([partial_edit_codes(codes[i:i + 1], hidden[i:i + 1], r * cols, cols, backend.blank_token)
-                          for i, r in enumerate(drawn)])
-        images = backend.paint_undrawn(backend.decode_tokens(full), hidden.numpy())
+        images = np.zeros((len(chunk), backend.info.image_size, backend.info.image_size, 3), np.uint8)
+        for r in set(drawn):                                                    # one decode per cut
+            at = [i for i, d in enumerate(drawn) if d == r]
+            images[at] = backend.decode_partial_edit(codes[at], hidden[at], r * cols)
         return [PartialView(im, r, rows, v.undrawn) for im, r, v in zip(images, drawn, chunk)]
     return _verify_chunks(backend, roles, views, show, batch)
 

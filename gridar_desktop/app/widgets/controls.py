@@ -108,7 +108,7 @@ class Controls(QWidget):
         self.stop_band.clicked.connect(self.stop_band_clicked)
         self.abort.clicked.connect(self.abort_clicked)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
-        self.auto_threshold.toggled.connect(lambda _on: self._on_method())
+        self.auto_threshold.toggled.connect(lambda _on: self._on_threshold())
         self.seed.setEnabled(False)
         self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i)))
         self.method.currentIndexChanged.connect(self._on_method)
@@ -135,13 +135,17 @@ class Controls(QWidget):
         self.n.setEnabled(m != "single")
         self.strategy.setEnabled(m == "gridar")
         self.manual.setEnabled(m == "gridar")
-        self.auto_threshold.setEnabled(m == "gridar")
-        self.threshold.setEnabled(m == "gridar" and not self.auto_threshold.isChecked())
+        self._on_threshold()
         if m == "gridar":
             self.n.setSingleStep(4)
             self.n.setValue(max(4, self.n.value() // 4 * 4))
         else:
             self.n.setSingleStep(1)
+
+    def _on_threshold(self) -> None:
+        gridar = self.method.currentData() == "gridar"
+        self.auto_threshold.setEnabled(gridar)
+        self.threshold.setEnabled(gridar and not self.auto_threshold.isChecked())
 
     def add_model_folder(self, path: str) -> None:
         if self.model.findData(path) < 0:
