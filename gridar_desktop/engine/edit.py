@@ -30,6 +30,11 @@ FITS = ("resize", "crop")
 # painted as the empty canvas ("cleared") removes the trace, and with it the hint of where an object stands.
 # "mixed" gives every other candidate of a search the cleared codes, and lets the verifier and the scorer choose.
 CONTEXTS = ("mixed", "source", "cleared")
+# An edit-conditioned generator (a model folder whose gridar.json names `edit_generation`) also reads the source
+# through its understanding encoder, with what is redrawn painted this grey: the colour the understanding path
+# already reads as "not drawn yet". From it the generator knows where the hole is and what stays around it, which a
+# text-to-image model continuing forced codes cannot know.
+HOLE_FILL = (128, 128, 128)
 
 
 class EditInputError(EngineError):
@@ -109,6 +114,16 @@ def pixel_mask(tokens: np.ndarray, rows: int, cols: int, size: int) -> np.ndarra
     t = np.asarray(tokens, bool)
     t = t.reshape(t.shape[:-1] + (rows, cols))
     return t.repeat(size // rows, axis=-2).repeat(size // cols, axis=-1)
+
+
+def conditioning_image(source: np.ndarray, mask: np.ndarray, redraw) -> np.ndarray:
+    """uint8 (H, W, 3): the source with every redrawn pixel (the mask, and the patches of the redrawn tokens,
+    `redraw` (rows*cols,) bool) painted `HOLE_FILL` -- what an edit-conditioned generator is shown."""
+    size = source.shape[0]
+    rows = int(round(len(redraw) ** 0.5))
+    out = np.array(source, dtype=np.uint8, copy=True)
+    out[np.asarray(mask, bool) | pixel_mask(np.asarray(redraw, bool), rows, rows, size)] = HOLE_FILL
+    return out
 
 
 def feather_alpha(mask: np.ndarray, feather: float) -> np.ndarray:

@@ -6,6 +6,8 @@ Stages (each skipped when its output exists, each resumable from its own checkpo
   pack  assemble a `save_pretrained` folder (fp16 weights)       -> OUT (default resources/models/shapes-demo)
   und   (run on its own: --stage und) teach the understanding path of the model in OUT to verify, score and
         reformulate, replaying generation batches, and write it back to OUT
+  editgen (on its own, after und) teach the model in OUT edit-conditioned generation (`training.edit_gen`),
+        replaying generation and understanding, write it back to OUT and recalibrate the pruning thresholds
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="build/demo-train", help="checkpoint folder (resumable)")
     ap.add_argument("--out", default="resources/models/shapes-demo", help="final model folder")
-    ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack", "und"])
+    ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack", "und", "editgen"])
     ap.add_argument("--und-steps", type=int, default=1700)
     ap.add_argument("--und-lr", type=float, default=1e-3, help="peak rate of the vision path (the LM gets 0.6x)")
     ap.add_argument("--und-warmup", type=int, default=200)
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of replayed rows with three-group prompts")
     ap.add_argument("--und-gen-weight", type=float, default=0.5, help="weight of the replayed generation loss")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--editgen-steps", type=int, default=800)
+    ap.add_argument("--editgen-edits", type=int, default=16_000, help="edits sampled and encoded for editgen")
+    ap.add_argument("--editgen-lr", type=float, default=3e-4)
     ap.add_argument("--vq-steps", type=int, default=1400)
     ap.add_argument("--gen-steps", type=int, default=2600)
     ap.add_argument("--gen-scenes", type=int, default=80_000, help="scenes rendered and VQ-encoded for stage gen")
@@ -69,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("gen stage done after %.0f s", time.time() - t0)
     if args.stage == "und":
         _understanding(cfg, work, Path(args.out), args)
+        return 0
+    if args.stage == "editgen":
+        _edit_generation(work, Path(args.out), args)
         return 0
     if args.stage in ("all", "pack"):
         from .gen import pack
@@ -122,6 +130,42 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
         rec = calibrate_edit(out)
         write_threshold(out, rec, "verify_threshold_edit")
         log.info("edit verify threshold %.3f", rec["value"])
+
+
+def _edit_generation(work: Path, out: Path, args) -> None:
+    """Teach the model in OUT edit-conditioned generation in place (resumable through work/editgen_ckpt.pt)."""
+    import json
+
+    from transformers import JanusForConditionalGeneration
+
+    from ..engine.edit import HOLE_FILL
+    from ..io.atomic import atomic_write_text
+    from .calibrate import calibrate, calibrate_edit, write_threshold
+    from .demo_config import build_processor, save_folder
+    from .edit_gen import GROW, build_edit_dataset, train_edit_generation
+    from .gen import build_dataset
+    work.mkdir(parents=True, exist_ok=True)
+    model = JanusForConditionalGeneration.from_pretrained(out, local_files_only=True, dtype=torch.float32)
+    gen_data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
+    edit_data = build_edit_dataset(model.model.vqmodel, args.editgen_edits, work / "edit_data.pt")
+    train_edit_generation(model, gen_data, edit_data, work, steps=args.editgen_steps, lr=args.editgen_lr,
+                          seed=args.seed)
+    save_folder(model.to(torch.float16).eval(), build_processor(), out)
+    meta = json.loads((out / "gridar.json").read_text())
+    # what the engine reads to condition an edit on its source (`engine.backend.JanusBackend.edit_conditioned`)
+    meta["edit_generation"] = {"format": "holed-source", "hole_fill": list(HOLE_FILL), "words": "target :"}
+    meta.setdefault("training", {})["editgen"] = {
+        "steps": args.editgen_steps, "batch": 24, "replay_batch": 16, "und_batch": 16, "lr": args.editgen_lr,
+        "edits": args.editgen_edits, "seed": args.seed, "mask_grow_px": list(GROW),
+        "frozen": "vision encoder and aligner", "und_mix": "edit"}
+    atomic_write_text(out / "gridar.json", json.dumps(meta, indent=1))
+    # the language model moved: the thresholds calibrated for the earlier weights no longer hold
+    rec = calibrate(out)
+    write_threshold(out, rec)
+    log.info("verify threshold %.3f (%s)", rec["value"], rec["rule"])
+    rec = calibrate_edit(out)
+    write_threshold(out, rec, "verify_threshold_edit")
+    log.info("edit verify threshold %.3f", rec["value"])
 
 
 def record_understanding(out: Path, steps: int, seed: int, options: dict | None = None) -> None:

@@ -394,6 +394,35 @@ def patch_probe(hidden: int) -> torch.nn.Module:
     return torch.nn.Linear(hidden, 2 * (len(TAG) + 1))
 
 
+def example_pixels(vq, ex: list, mix: ExampleMix, blank: int, vq_roundtrip: float = 0.5) -> torch.Tensor:
+    """Examples (`make_example`) -> their images (B, 3, H, W) in [-1, 1] as the roles are shown them: a share
+    `vq_roundtrip` through the VQ (generated images are VQ decodes), partial views and edit views as the engine
+    decodes them (by the mix), the hidden rows and undrawn edit patches grey."""
+    from .vq import quantize
+    batch = len(ex)
+    px = torch.from_numpy(np.stack([e[1] for e in ex])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        sel = torch.rand(batch) < vq_roundtrip
+        if mix.partial_decode:    # partial views as the engine makes them (see `partial_decode`)
+            part = (torch.rand(batch) < mix.partial_decode) & torch.tensor([e[2] < IMAGE_SIZE for e in ex])
+            if part.any():
+                px[part] = partial_decode(vq, px[part], [e[2] * GRID // IMAGE_SIZE for e, p in zip(ex, part) if p],
+                                          blank)
+            sel &= ~part
+        edit = torch.tensor([e[6] is not None for e in ex])
+        if edit.any():           # edit views as the engine shows a partial edit
+            px[edit] = edit_decode(vq, px[edit], [e[6] for e in ex if e[6] is not None], blank)
+            sel &= ~edit
+        if sel.any():            # generated images are VQ decodes: learn on such images too
+            zq, _, _ = quantize(vq, px[sel])
+            px[sel] = vq.decoder(vq.post_quant_conv(zq)).clamp(-1, 1)
+        for i, e in enumerate(ex):
+            px[i, :, e[2]:] = HIDDEN_FILL / 127.5 - 1
+            if e[6] is not None:          # an edit view: its undrawn patches
+                px[i, :, torch.from_numpy(e[6])] = HIDDEN_FILL / 127.5 - 1
+    return px
+
+
 def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 2500, batch: int = 48,
                         lr: float = 1e-3, seed: int = 0, vq_roundtrip: float = 0.5, ckpt_every: int = 200,
                         shared_lr: float = 0.6, warmup: int = 200, mix: ExampleMix = FIRST_MIX,
@@ -430,26 +459,7 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
         for g, base in zip(opt.param_groups, (lr, lr * shared_lr)):
             g["lr"] = base * scale
         ex = [make_example(rng, mix) for _ in range(batch)]
-        px = torch.from_numpy(np.stack([e[1] for e in ex])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        with torch.no_grad():
-            sel = torch.rand(batch) < vq_roundtrip
-            if mix.partial_decode:    # partial views as the engine makes them (see `partial_decode`)
-                part = (torch.rand(batch) < mix.partial_decode) & torch.tensor([e[2] < IMAGE_SIZE for e in ex])
-                if part.any():
-                    px[part] = partial_decode(m.vqmodel, px[part], [e[2] * GRID // IMAGE_SIZE for e, p in
-                                                                    zip(ex, part) if p], blank)
-                sel &= ~part
-            edit = torch.tensor([e[6] is not None for e in ex])
-            if edit.any():           # edit views as the engine shows a partial edit
-                px[edit] = edit_decode(m.vqmodel, px[edit], [e[6] for e in ex if e[6] is not None], blank)
-                sel &= ~edit
-            if sel.any():            # generated images are VQ decodes: learn on such images too
-                zq, _, _ = quantize(m.vqmodel, px[sel])
-                px[sel] = m.vqmodel.decoder(m.vqmodel.post_quant_conv(zq)).clamp(-1, 1)
-            for i, e in enumerate(ex):
-                px[i, :, e[2]:] = HIDDEN_FILL / 127.5 - 1
-                if e[6] is not None:          # an edit view: its undrawn patches
-                    px[i, :, torch.from_numpy(e[6])] = HIDDEN_FILL / 127.5 - 1
+        px = example_pixels(m.vqmodel, ex, mix, blank, vq_roundtrip)
         labels = [patch_labels(e[5], e[2], e[6]) for e in ex]
         targets = (torch.stack([c for c, _ in labels]), torch.stack([v for _, v in labels]))
         loss_u, loss_p = understanding_loss(model, [(e[3], e[4]) for e in ex], px,
