@@ -226,3 +226,85 @@ def test_partial_edit_views_show_an_empty_canvas_where_the_mask_is_not_drawn_yet
     assert (first_band[:, grown] == np.array(backend.canvas_colour, np.uint8)).all()
     final = seen[-1]
     assert torch.equal(final[:, ~redraw], src[:, ~redraw])
+
+
+# -- edit-conditioned generation (`training.edit_gen`): the source, its redrawn part grey, in every generation row --
+
+@pytest.fixture(scope="module")
+def conditioned():
+    b = tiny_backend(seed=3)
+    b.meta["edit_generation"] = {"format": "holed-source", "hole_fill": [128, 128, 128], "words": "target :"}
+    return b
+
+
+def test_conditioned_rows_hold_the_image_and_pad_only_the_prompt(conditioned, backend):
+    assert conditioned.edit_conditioned and not backend.edit_conditioned
+    ids = conditioned.edit_prompt_ids(PROMPT)
+    words = conditioned.prompt_ids(PROMPT)[1:-1]
+    head = ids[:len(ids) - len(words) - 1]
+    assert head.count(conditioned.image_id) == conditioned.n_image_features == 64
+    assert ids[-len(words) - 1:-1] == words and ids[-1] == conditioned.boi_id
+    un = conditioned.uncond_ids(ids)
+    assert un[:len(head)] == head and un[-1] == conditioned.boi_id
+    assert set(un[len(head):-1]) == {conditioned.pad_id}
+
+
+def test_conditioning_image_greys_the_mask_and_the_redrawn_patches(conditioned):
+    from gridar_desktop.engine.edit import HOLE_FILL, conditioning_image, pixel_mask
+    e = prepare_edit(conditioned, source_image(), box_mask())
+    img = conditioning_image(e.source, e.mask, e.redraw)
+    hole = pixel_mask(np.array(e.redraw), 8, 8, 64)
+    assert hole[e.mask].all() and (img[hole] == HOLE_FILL).all()
+    assert np.array_equal(img[~hole], e.source[~hole])
+
+
+def test_conditioned_forced_decoding_keeps_the_cache_exact(conditioned):
+    """Prefill with image features, then forced runs and samples: the next-token logits equal a fresh forward of
+    (conditioned row, every token so far)."""
+    from gridar_desktop.engine.edit import conditioning_image
+    e = prepare_edit(conditioned, source_image(), box_mask())
+    feats = conditioned.image_features(conditioning_image(e.source, e.mask, e.redraw)[None])
+    ids = conditioned.edit_prompt_ids(PROMPT)
+    src = torch.tensor(e.tokens).unsqueeze(0)
+    fmask = ~torch.tensor(e.redraw)
+    st = prefill(conditioned, {"cond": [ids], "uncond": [conditioned.uncond_ids(ids)]}, None, None, feats)
+    st = decode(conditioned, st, 40, SamplingParams(cfg=3.0), new_generator(0), forced=src, forced_mask=fmask)
+    fresh = prefill(conditioned, {"cond": [ids]}, st.tokens, None, feats)
+    torch.testing.assert_close(conditioned.image_logits(st.hidden)[0], conditioned.image_logits(fresh.hidden)[0],
+                               atol=2e-4, rtol=1e-4)
+    blind = prefill(conditioned, {"cond": [ids]}, st.tokens, None, torch.zeros_like(feats))
+    assert not torch.allclose(conditioned.image_logits(blind.hidden), conditioned.image_logits(fresh.hidden))
+
+
+def test_conditioned_edit_searches_read_each_jobs_source(conditioned):
+    e1 = prepare_edit(conditioned, source_image(), box_mask())
+    e2 = prepare_edit(conditioned, source_image(), box_mask(box=(0, 40, 30, 60)))
+    reqs = [SearchRequest(prompt=PROMPT, method="best-of-n", n=2, seed=s, edit=e) for s, e in ((1, e1), (2, e2))]
+    batch = Search(conditioned, ScriptedRoles(), reqs).run_all()
+    for req, got in zip(reqs, batch):
+        alone = Search(conditioned, ScriptedRoles(), req).run()
+        assert torch.equal(got.tokens, alone.tokens)
+        keep = ~torch.tensor(req.edit.redraw)
+        for c, ctx in enumerate(got.contexts):
+            assert torch.equal(got.tokens[c, keep], torch.tensor(req.edit.codes(ctx))[keep])
+    # the conditioning reaches the rows: the plain model (same weights) starts from other hidden states (a random
+    # model's near-flat logits would often sample the same tokens, so the states are compared, not the draws)
+    from gridar_desktop.engine.backend import JanusBackend
+    plain = JanusBackend(conditioned.model, conditioned.processor, "cpu", meta={"prompt_format": "plain",
+                                                                                "canvas_colour": [235, 233, 226]})
+    assert not torch.allclose(Search(plain, ScriptedRoles(), reqs[0])._start().hidden,
+                              Search(conditioned, ScriptedRoles(), reqs[0])._start().hidden)
+
+
+def test_conditioned_gridar_reformulates_with_the_source_in_the_new_rows(conditioned):
+    e = prepare_edit(conditioned, source_image(), box_mask(box=(20, 8, 36, 60)))        # token rows 1-7
+    roles = ScriptedRoles(verdicts=[[0.9, 0.9, 0.1, 0.1], [0.9, 0.9, 0.9, 0.9]],
+                          layouts=[PROMPT + ", with the red circle at the top"] * 4)
+    res = Search(conditioned, roles, SearchRequest(prompt=PROMPT, n=4, seed=3, edit=e, strategy="replace",
+                                                   threshold=0.5)).run()
+    assert res.tree[0]["sources"] == [0, 1, 0, 1]
+    assert any(p["rows"] for node in res.tree for p in node.get("prefilled", []))   # new cond rows were prefilled
+    keep = ~torch.tensor(e.redraw)
+    for c, ctx in enumerate(res.contexts):
+        assert torch.equal(res.tokens[c, keep], torch.tensor(e.codes(ctx))[keep])
+    assert res.cost.roles["generator"].extra_flops > 0                              # the encoder's pass is counted

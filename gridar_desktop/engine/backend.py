@@ -167,6 +167,11 @@ class JanusBackend:
         self.bos_id = tok.bos_token_id if tok.bos_token_id is not None else model.generation_config.bos_token_id
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else model.generation_config.pad_token_id
         self.boi_id = tok.convert_tokens_to_ids(getattr(tok, "boi_token", None) or "<begin_of_image>")
+        self.eoi_id = tok.convert_tokens_to_ids(getattr(tok, "eoi_token", None) or "<end_of_image>")
+        self.image_id = cfg.image_token_id
+        self.n_image_features = cfg.vision_config.num_image_tokens
+        self.vision_params = (sum(p.numel() for p in model.model.vision_model.parameters())
+                              + sum(p.numel() for p in model.model.aligner.parameters()))
         self._blank: int | None = None
         self._lean: bool | None = None           # decoding steps through engine.lean (decided on first use)
 
@@ -222,13 +227,49 @@ class JanusBackend:
         return [self.bos_id] + list(ids) + [self.boi_id]
 
     def uncond_ids(self, ids: list[int]) -> list[int]:
-        """Janus's unconditional row: the same length, everything but BOS and BOI replaced by the pad token."""
+        """Janus's unconditional row: the same length, everything but BOS and BOI replaced by the pad token. An
+        edit-conditioned row (`edit_prompt_ids`) keeps its image and marker: only the prompt words are padded."""
+        if self.image_id in ids:
+            head = len(self._edit_head())
+            return ids[:head] + [self.pad_id] * (len(ids) - head - 1) + ids[-1:]
         return [t if t in (self.bos_id, self.boi_id) else self.pad_id for t in ids]
 
+    # -- edit-conditioned generation (`training.edit_gen`) -------------------------------------------------------
+    @property
+    def edit_conditioned(self) -> bool:
+        """Whether this model generates edits given the source (its gridar.json names `edit_generation`); other
+        models edit by continuing the kept codes only."""
+        return (self.meta.get("edit_generation") or {}).get("format") == "holed-source" \
+            and self.info.prompt_format == "plain"
+
+    def _edit_head(self) -> list[int]:
+        words = (self.meta.get("edit_generation") or {}).get("words", "target :")
+        return ([self.bos_id, self.boi_id] + [self.image_id] * self.n_image_features + [self.eoi_id]
+                + list(self.tokenizer(words, add_special_tokens=False).input_ids))
+
+    def edit_prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of an edit-conditioned generation row: [BOS, BOI, IMAGE * F, EOI, "target", ":", prompt...,
+        BOI]; the IMAGE positions take the features of the conditioning image (`image_features`)."""
+        ids = self.prompt_ids(prompt)                  # unknown words: the same message as for a generation
+        return self._edit_head() + ids[1:]
+
+    @torch.inference_mode()
+    def image_features(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (n, H, W, 3) -> (n, F, hidden): the understanding encoder's features, in the language model's
+        width (what IMAGE positions read)."""
+        pv = self.processor.image_processor(images=list(images), return_tensors="pt").pixel_values
+        pv = pv.to(self.device, next(self.model.model.vision_model.parameters()).dtype)
+        return self.model.model.get_image_features(pv, return_dict=True).pooler_output
+
     # -- the generator's pieces --------------------------------------------------------------------------------
-    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
-        """(R, L) token ids -> (R, L, H)."""
-        return self.model.get_input_embeddings()(ids)
+    def embed_text(self, ids: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """(R, L) token ids -> (R, L, H). With `features` (R', F, H), the image placeholder positions of the rows
+        that have them (R' rows, in order) take those features."""
+        embeds = self.model.get_input_embeddings()(ids)
+        if features is None:
+            return embeds
+        place = ids == self.image_id
+        return embeds.masked_scatter(place.unsqueeze(-1), features.to(embeds.dtype))
 
     def embed_image(self, tokens: torch.Tensor) -> torch.Tensor:
         """(R, L) image codes -> (R, L, H), through the generation embeddings and aligner."""

@@ -72,9 +72,10 @@ def left_pad(rows: list[list[int]], pad_id: int, device: torch.device | str = "c
 
 @torch.inference_mode()
 def prefill(backend: JanusBackend, prompts: dict[str, list[list[int]]], prefix: torch.Tensor | None = None,
-            cost: CostRecord | None = None) -> DecodeState:
+            cost: CostRecord | None = None, features: torch.Tensor | None = None) -> DecodeState:
     """Prefill streams of prompt ids (each a list of n id lists, one per candidate), followed by `prefix` image
-    tokens (n, k) for every stream. Prompts are left-padded to a common length."""
+    tokens (n, k) for every stream. Prompts are left-padded to a common length. `features` (n, F, H): the image
+    features an edit-conditioned row's placeholders take, per candidate (the same for every stream)."""
     streams = tuple(prompts)
     n = len(next(iter(prompts.values())))
     dev = backend.device
@@ -86,7 +87,9 @@ def prefill(backend: JanusBackend, prompts: dict[str, list[list[int]]], prefix: 
     if any(len(prompts[s]) != n for s in streams):
         raise ValueError("every stream needs one prompt per candidate")
     ids, mask = left_pad(rows, backend.pad_id, dev, extra=k)
-    embeds = backend.embed_text(ids)                                           # (R, W, H)
+    if features is not None:
+        features = features.repeat(len(streams), 1, 1)                          # (R, F, H), stream-major
+    embeds = backend.embed_text(ids, features)                                 # (R, W, H)
     if k:
         img = backend.embed_image(prefix.repeat(len(streams), 1))              # (R, k, H)
         embeds = torch.cat([embeds, img.to(embeds.dtype)], 1)

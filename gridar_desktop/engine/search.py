@@ -37,7 +37,7 @@ from . import events as ev
 from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
-from .edit import CONTEXTS, EditTarget, paste_back, pixel_mask
+from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_mask
 from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, merge_streams,
                      new_generator, prefill, select, start)
 from .errors import PromptNotUnderstood
@@ -255,10 +255,18 @@ class Search:
         self.rows = backend.info.rows
         self.n = self.req.n                                      # candidates per job
         # fails early on words the model does not know
-        self.prompt_ids = [backend.prompt_ids(r.prompt) for r in jobs]
+        self.edits = [r.edit for r in jobs] if jobs[0].edit is not None else None
+        # an edit-conditioned model reads each job's source, its redrawn part grey, in every generation row
+        self.conditioned = bool(self.edits) and backend.edit_conditioned
+        self.prompt_ids = [self._ids(r.prompt) for r in jobs]
         self.prompts = [r.prompt for r in jobs for _ in range(self.n)]     # per candidate
         self.nodes: list[list[dict]] = [[] for _ in jobs]
-        self.edits = [r.edit for r in jobs] if jobs[0].edit is not None else None
+        self.features: torch.Tensor | None = None                          # (J, F, H) when conditioned
+        if self.conditioned:
+            self.features = backend.image_features(np.stack(
+                [conditioning_image(e.source, e.mask, e.redraw) for e in self.edits]))
+            self.cost.role("generator", backend.info.generator_params).extra_flops += (
+                2.0 * backend.vision_params * len(self.edits) * backend.n_image_features)
         self.last_row = self.rows          # the row after which nothing is decoded (an edit's last redrawn row)
         if self.edits:
             dev = backend.device
@@ -298,6 +306,16 @@ class Search:
     def _job_slices(self) -> list[slice]:
         return [slice(j * self.n, (j + 1) * self.n) for j in range(len(self.jobs))]
 
+    def _ids(self, prompt: str) -> list[int]:
+        """A generation row's ids: the prompt's, or the edit-conditioned row around it (`JanusBackend.edit_prompt_ids`)."""
+        return self.b.edit_prompt_ids(prompt) if self.conditioned else self.b.prompt_ids(prompt)
+
+    def _features(self, candidates: list[int]) -> torch.Tensor | None:
+        """(len, F, H) the conditioning features of the candidates' jobs (None when not conditioned)."""
+        if self.features is None:
+            return None
+        return self.features[torch.tensor([c // self.n for c in candidates], device=self.features.device)]
+
     def _context(self, i: int) -> str:
         """The edit context of a job's candidate i: in 'mixed', every other candidate (the first: the source's)."""
         if self.req.context != "mixed":
@@ -318,7 +336,9 @@ class Search:
         used = list(dict.fromkeys(self.contexts[:self.n]))
         ids = [i for i in self.prompt_ids for _ in used]
         prefix = torch.tensor([e.codes(x)[:k0] for e in self.edits for x in used], dtype=torch.long)
-        state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, prefix, self.cost)
+        feats = self._features([j * self.n for j in range(len(self.jobs)) for _ in used])
+        state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, prefix, self.cost,
+                        feats)
         return select(state, [c // self.n * len(used) + used.index(x) for c, x in enumerate(self.contexts)])
 
     def _decode(self, state: DecodeState, stage: int, to_row: int) -> DecodeState:
@@ -404,7 +424,7 @@ class Search:
         out = []
         for t, c in zip(texts, candidates):
             try:
-                out.append(self.b.prompt_ids(t))
+                out.append(self._ids(t))
             except PromptNotUnderstood:
                 out.append(self.prompt_ids[c // self.n])   # the model cannot read it: keep the original conditioning
         return out
@@ -541,7 +561,7 @@ class Search:
         if fresh:
             first = [fresh[keys.index(k)] for k in unique]
             new = prefill(self.b, {name: self._layout_ids([texts[c] for c in first], first)}, state.tokens[first],
-                          self.cost)
+                          self.cost, self._features(first))
             parts.append(select(new, [unique.index(k) for k in keys]) if len(unique) < len(fresh) else new)
             order += fresh
         for j, s in enumerate(self._job_slices()):

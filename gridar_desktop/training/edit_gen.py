@@ -8,7 +8,8 @@ and the generation rows are
 
     [BOS, BOI, IMAGE * 64, EOI, "target", ":", target prompt..., BOI] + 64 image codes
 
-where IMAGE positions take the image features (as the roles' rows do) and the codes are the source's outside the
+where IMAGE positions take the image features (30% of the prompts carry the edited scene's layout clause, as the
+generation stage's do: GridAR's reformulations replace the prompt with such a prompt) (as the roles' rows do) and the codes are the source's outside the
 token mask (the kept codes the engine forces; half of the rows the cleared context's, `engine.edit.CONTEXTS`) and
 the edited scene's inside it. The loss is on the redrawn codes only: the kept ones are forced at inference. 10% of
 rows drop the prompt words (pad tokens), keeping the image: the unconditional row of guidance for an edit, so that
@@ -39,12 +40,14 @@ import torch.nn.functional as F
 from ..engine.decode import left_pad
 from ..engine.edit import conditioning_image, token_mask
 from ..shapes.edits import KINDS, box_mask, sample_edit
-from ..shapes.scene import BACKGROUND, IMAGE_SIZE, render_scene
+from ..shapes.grammar import SceneSpec, format_prompt
+from ..shapes.scene import BACKGROUND, IMAGE_SIZE, layout_of, render_scene
 from .demo_config import BOI, BOS, EOI, GRID, IMAGE, PAD
 from .gen import WORD_ID, generation_loss, make_batch, three_group_rows, words_to_ids
 
 log = logging.getLogger(__name__)
 UNCOND_P = 0.1
+LAYOUT_P = 0.3                 # rows whose prompt carries the edited scene's layout clause (GridAR's reformulations)
 CLEARED_P = 0.5
 GROW = (2, 5)                  # px the mask box is grown by (the benchmark's masks: 2)
 DATA_SEED = 424_242            # the edit sampler's stream here; the benchmark seeds its own (0, 1, ...)
@@ -58,11 +61,12 @@ def edit_generation_ids(words: list[int] | None, n_words: int) -> list[int]:
 
 def build_edit_dataset(vq, n: int, path: Path, seed: int = DATA_SEED, chunk: int = 256) -> dict:
     """Sample and encode `n` edits (resumable by chunk). Keys: holed (uint8 (N, 64, 64, 3)), words (prompt ids),
+    layout (the prompt with the edited scene's layout clause),
     redraw (bool (N, 64)), source / cleared / edited (int16 (N, 64) codes), kind."""
     from .data import to_tensor
     from .vq import quantize
     data = torch.load(path, weights_only=False) if path.exists() else {
-        "holed": [], "words": [], "redraw": [], "source": [], "cleared": [], "edited": [], "kind": []}
+        "holed": [], "words": [], "layout": [], "redraw": [], "source": [], "cleared": [], "edited": [], "kind": []}
     rng = random.Random(seed * 7919 + len(data["kind"]))
     vq.eval()
     while len(data["kind"]) < n:
@@ -84,6 +88,9 @@ def build_edit_dataset(vq, n: int, path: Path, seed: int = DATA_SEED, chunk: int
             redraw = token_mask(c["mask"], GRID, GRID).reshape(-1)
             data["holed"].append(torch.from_numpy(conditioning_image(sources[i], c["mask"], redraw)))
             data["words"].append(words_to_ids(c["target_prompt"]))
+            t = c["target"]
+            data["layout"].append(words_to_ids(format_prompt(SceneSpec(t.groups, t.relation,
+                                                                       layout_of(c["edited"], t)))))
             data["redraw"].append(torch.from_numpy(redraw))
             for k, key in enumerate(("source", "cleared", "edited")):
                 data[key].append(idx[k, i])
@@ -100,7 +107,7 @@ def make_edit_batch(data: dict, rng: random.Random, batch: int
     picks = [rng.randrange(len(data["kind"])) for _ in range(batch)]
     rows, streams = [], []
     for i in picks:
-        words = data["words"][i]
+        words = data["layout"][i] if data.get("layout") and rng.random() < LAYOUT_P else data["words"][i]
         rows.append(edit_generation_ids(None if rng.random() < UNCOND_P else words, len(words)))
         kept = data["cleared" if rng.random() < CLEARED_P else "source"][i].long()
         streams.append(torch.where(data["redraw"][i], data["edited"][i].long(), kept))
@@ -128,10 +135,10 @@ def edit_generation_loss(model, ids: torch.Tensor, mask: torch.Tensor, images: t
 def train_edit_generation(model, gen_data: dict, edit_data: dict, work: str | Path, steps: int = 800,
                           batch: int = 24, replay: int = 16, und_batch: int = 16, lr: float = 3e-4,
                           warmup: int = 50, seed: int = 0, ckpt_every: int = 100, gen_weight: float = 0.5,
-                          und_weight: float = 0.5) -> None:
+                          und_weight: float = 0.5, three_groups: float = 0.5) -> None:
     """Train edit-conditioned generation in place (resumable through work/editgen_ckpt.pt). Per step: `batch` edit
-    rows, `replay` generation rows (half of them three-group prompts) and `und_batch` understanding examples of
-    the shipped mix; a linear warm-up, then a cosine to 5%."""
+    rows, `replay` generation rows (a share `three_groups` of them three-group prompts, the rest drawn from all)
+    and `und_batch` understanding examples of the shipped mix; a linear warm-up, then a cosine to 5%."""
     from .understand import EDIT_MIX, blank_code, example_pixels, make_example, understanding_loss
     work = Path(work)
     ckpt = work / "editgen_ckpt.pt"
@@ -159,7 +166,7 @@ def train_edit_generation(model, gen_data: dict, edit_data: dict, work: str | Pa
         for g in opt.param_groups:
             g["lr"] = lr * scale
         loss_e = edit_generation_loss(model, *make_edit_batch(edit_data, rng, batch))
-        ids, mask, tokens = make_batch(gen_data, rng, replay, favour, 0.5)
+        ids, mask, tokens = make_batch(gen_data, rng, replay, favour, three_groups)
         loss_g = generation_loss(model, ids, mask, tokens)
         ex = [make_example(rng, EDIT_MIX) for _ in range(und_batch)]
         px = example_pixels(m.vqmodel, ex, EDIT_MIX, blank)

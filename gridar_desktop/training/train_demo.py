@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--editgen-steps", type=int, default=800)
     ap.add_argument("--editgen-edits", type=int, default=16_000, help="edits sampled and encoded for editgen")
     ap.add_argument("--editgen-lr", type=float, default=3e-4)
+    ap.add_argument("--editgen-replay", type=int, default=32, help="generation rows replayed per editgen step")
+    ap.add_argument("--editgen-gen-weight", type=float, default=1.0, help="weight of the replayed generation loss")
+    ap.add_argument("--editgen-three-groups", type=float, default=0.25,
+                    help="share of replayed rows with three-group prompts")
     ap.add_argument("--vq-steps", type=int, default=1400)
     ap.add_argument("--gen-steps", type=int, default=2600)
     ap.add_argument("--gen-scenes", type=int, default=80_000, help="scenes rendered and VQ-encoded for stage gen")
@@ -149,13 +153,15 @@ def _edit_generation(work: Path, out: Path, args) -> None:
     gen_data = build_dataset(model.model.vqmodel, 20_000, args.seed + 5, work / "und_gen_data.pt")
     edit_data = build_edit_dataset(model.model.vqmodel, args.editgen_edits, work / "edit_data.pt")
     train_edit_generation(model, gen_data, edit_data, work, steps=args.editgen_steps, lr=args.editgen_lr,
-                          seed=args.seed)
+                          seed=args.seed, replay=args.editgen_replay, gen_weight=args.editgen_gen_weight,
+                          three_groups=args.editgen_three_groups)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
     meta = json.loads((out / "gridar.json").read_text())
     # what the engine reads to condition an edit on its source (`engine.backend.JanusBackend.edit_conditioned`)
     meta["edit_generation"] = {"format": "holed-source", "hole_fill": list(HOLE_FILL), "words": "target :"}
     meta.setdefault("training", {})["editgen"] = {
-        "steps": args.editgen_steps, "batch": 24, "replay_batch": 16, "und_batch": 16, "lr": args.editgen_lr,
+        "steps": args.editgen_steps, "batch": 24, "replay_batch": args.editgen_replay, "und_batch": 16,
+        "gen_weight": args.editgen_gen_weight, "replay_three_groups": args.editgen_three_groups, "lr": args.editgen_lr,
         "edits": args.editgen_edits, "seed": args.seed, "mask_grow_px": list(GROW),
         "frozen": "vision encoder and aligner", "und_mix": "edit"}
     atomic_write_text(out / "gridar.json", json.dumps(meta, indent=1))
