@@ -9,7 +9,10 @@ left out would leave masked pixels unedited.
 Decoding (see `engine.search`): the kept codes (the source's, or those of the source with the mask cleared, see
 `CONTEXTS`) before the first redrawn token are prefilled once per context as an image prefix; inside the redrawn
 span, kept codes are teacher-forced (a run per row in one forward) and the redrawn ones are sampled; after the last
-redrawn token nothing is computed (the kept codes are appended). Paste-back feathers the
+redrawn token nothing is computed (the kept codes are appended). A model trained for it (gridar.json
+`edit_generation`, the demo model's `editgen` stage) also reads the source itself: every generation row of the edit
+starts with the understanding encoder's features of the source with the redrawn part grey (`conditioning_image`),
+so the generator knows where the hole is and what surrounds it. Paste-back feathers the
 seam *inside* the mask (alpha ramps from 0 at the mask edge to 1 at `feather` pixels inside), so pixels outside
 the mask are the source's exactly.
 """

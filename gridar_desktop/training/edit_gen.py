@@ -135,7 +135,7 @@ def edit_generation_loss(model, ids: torch.Tensor, mask: torch.Tensor, images: t
 def train_edit_generation(model, gen_data: dict, edit_data: dict, work: str | Path, steps: int = 800,
                           batch: int = 24, replay: int = 16, und_batch: int = 16, lr: float = 3e-4,
                           warmup: int = 50, seed: int = 0, ckpt_every: int = 100, gen_weight: float = 0.5,
-                          und_weight: float = 0.5, three_groups: float = 0.5) -> None:
+                          und_weight: float = 0.5, three_groups: float = 0.5, favour_counts: bool = False) -> None:
     """Train edit-conditioned generation in place (resumable through work/editgen_ckpt.pt). Per step: `batch` edit
     rows, `replay` generation rows (a share `three_groups` of them three-group prompts, the rest drawn from all)
     and `und_batch` understanding examples of the shipped mix; a linear warm-up, then a cosine to 5%."""
@@ -150,6 +150,9 @@ def train_edit_generation(model, gen_data: dict, edit_data: dict, work: str | Pa
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     rng, step = random.Random(seed + 31), 0
     favour = three_group_rows(gen_data)
+    if favour_counts:
+        counted = {WORD_ID[w] for w in ("two", "three", "four")}
+        favour = sorted(set(favour) | {i for i, w in enumerate(gen_data["base"]) if counted & set(w)})
     blank = blank_code(m.vqmodel)
     if ckpt.exists():
         ck = torch.load(ckpt, weights_only=False)

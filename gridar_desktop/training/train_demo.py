@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of verify views given an object started just above the cut (overrides the mix's)")
     ap.add_argument("--und-replay", type=int, default=24, help="generation rows replayed per step")
     ap.add_argument("--und-replay-three", type=float, default=0.0,
-                    help="share of replayed rows with three-group prompts")
+                    help="share of replayed rows with three-group prompts (with --editgen-favour-counts: counted "
+                         "or three-group prompts)")
+    ap.add_argument("--editgen-favour-counts", action=argparse.BooleanOptionalAction, default=True,
+                    help="favour prompts with a count of two or more as well (the shipped run; without it, the "
+                         "first runs halved counting)")
     ap.add_argument("--und-gen-weight", type=float, default=0.5, help="weight of the replayed generation loss")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--editgen-steps", type=int, default=800)
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--editgen-lr", type=float, default=3e-4)
     ap.add_argument("--editgen-replay", type=int, default=32, help="generation rows replayed per editgen step")
     ap.add_argument("--editgen-gen-weight", type=float, default=1.0, help="weight of the replayed generation loss")
-    ap.add_argument("--editgen-three-groups", type=float, default=0.25,
+    ap.add_argument("--editgen-three-groups", type=float, default=0.5,
                     help="share of replayed rows with three-group prompts")
     ap.add_argument("--vq-steps", type=int, default=1400)
     ap.add_argument("--gen-steps", type=int, default=2600)
@@ -154,14 +158,16 @@ def _edit_generation(work: Path, out: Path, args) -> None:
     edit_data = build_edit_dataset(model.model.vqmodel, args.editgen_edits, work / "edit_data.pt")
     train_edit_generation(model, gen_data, edit_data, work, steps=args.editgen_steps, lr=args.editgen_lr,
                           seed=args.seed, replay=args.editgen_replay, gen_weight=args.editgen_gen_weight,
-                          three_groups=args.editgen_three_groups)
+                          three_groups=args.editgen_three_groups, favour_counts=args.editgen_favour_counts)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
     meta = json.loads((out / "gridar.json").read_text())
     # what the engine reads to condition an edit on its source (`engine.backend.JanusBackend.edit_conditioned`)
     meta["edit_generation"] = {"format": "holed-source", "hole_fill": list(HOLE_FILL), "words": "target :"}
     meta.setdefault("training", {})["editgen"] = {
         "steps": args.editgen_steps, "batch": 24, "replay_batch": args.editgen_replay, "und_batch": 16,
-        "gen_weight": args.editgen_gen_weight, "replay_three_groups": args.editgen_three_groups, "lr": args.editgen_lr,
+        "gen_weight": args.editgen_gen_weight, "replay_three_groups": args.editgen_three_groups,
+        "replay_favours": "counted or three-group prompts" if args.editgen_favour_counts else "three-group prompts",
+        "lr": args.editgen_lr,
         "edits": args.editgen_edits, "seed": args.seed, "mask_grow_px": list(GROW),
         "frozen": "vision encoder and aligner", "und_mix": "edit"}
     atomic_write_text(out / "gridar.json", json.dumps(meta, indent=1))
