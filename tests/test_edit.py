@@ -308,3 +308,28 @@ def test_conditioned_gridar_reformulates_with_the_source_in_the_new_rows(conditi
     for c, ctx in enumerate(res.contexts):
         assert torch.equal(res.tokens[c, keep], torch.tensor(e.codes(ctx))[keep])
     assert res.cost.roles["generator"].extra_flops > 0                              # the encoder's pass is counted
+
+
+def test_edit_generation_training_rows_are_the_rows_the_engine_feeds(conditioned, tmp_path):
+    """The editgen stage's rows (training.edit_gen) and the engine's (JanusBackend.edit_prompt_ids / uncond_ids)
+    are the same ids, and a tiny training batch has the shapes and masks the loss expects."""
+    import random
+
+    from gridar_desktop.training.edit_gen import (build_edit_dataset, edit_generation_ids, edit_generation_loss,
+                                                  make_edit_batch)
+    from gridar_desktop.training.gen import words_to_ids
+    words = words_to_ids(PROMPT)
+    ids = conditioned.edit_prompt_ids(PROMPT)
+    assert edit_generation_ids(words, len(words)) == ids
+    assert edit_generation_ids(None, len(words)) == conditioned.uncond_ids(ids)
+    data = build_edit_dataset(conditioned.model.model.vqmodel, 8, tmp_path / "edits.pt", chunk=8)
+    assert len(data["kind"]) == 8 and all(r.any() for r in data["redraw"])
+    for i in range(8):               # each conditioning image is grey where its edit redraws
+        assert data["holed"][i].shape == (64, 64, 3)
+        hole = (data["holed"][i] == 128).all(-1).numpy()
+        assert hole.any()
+    ids, mask, images, codes, redraw = make_edit_batch(data, random.Random(0), 4)
+    assert (ids == conditioned.image_id).sum(-1).tolist() == [64] * 4
+    assert images.shape == (4, 3, 64, 64) and codes.shape == redraw.shape == (4, 64)
+    loss = edit_generation_loss(conditioned.model, ids, mask, images, codes, redraw)
+    assert torch.isfinite(loss) and loss.requires_grad
