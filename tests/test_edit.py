@@ -247,6 +247,9 @@ def test_conditioned_rows_hold_the_image_and_pad_only_the_prompt(conditioned, ba
     un = conditioned.uncond_ids(ids)
     assert un[:len(head)] == head and un[-1] == conditioned.boi_id
     assert set(un[len(head):-1]) == {conditioned.pad_id}
+    plain = conditioned.prompt_ids(PROMPT)          # a plain generation row of the same model: Janus's own form
+    assert conditioned.uncond_ids(plain) == backend.uncond_ids(plain)
+    assert conditioned.hole_fill == (128, 128, 128)
 
 
 def test_conditioning_image_greys_the_mask_and_the_redrawn_patches(conditioned):

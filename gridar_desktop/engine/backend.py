@@ -229,9 +229,9 @@ class JanusBackend:
     def uncond_ids(self, ids: list[int]) -> list[int]:
         """Janus's unconditional row: the same length, everything but BOS and BOI replaced by the pad token. An
         edit-conditioned row (`edit_prompt_ids`) keeps its image and marker: only the prompt words are padded."""
-        if self.image_id in ids:
-            head = len(self._edit_head())
-            return ids[:head] + [self.pad_id] * (len(ids) - head - 1) + ids[-1:]
+        head = self._edit_head() if self.edit_conditioned else None
+        if head is not None and ids[:len(head)] == head:
+            return head + [self.pad_id] * (len(ids) - len(head) - 1) + ids[-1:]
         return [t if t in (self.bos_id, self.boi_id) else self.pad_id for t in ids]
 
     # -- edit-conditioned generation (`training.edit_gen`) -------------------------------------------------------
@@ -241,6 +241,12 @@ class JanusBackend:
         models edit by continuing the kept codes only."""
         return (self.meta.get("edit_generation") or {}).get("format") == "holed-source" \
             and self.info.prompt_format == "plain"
+
+    @property
+    def hole_fill(self) -> tuple[int, int, int]:
+        """The grey the model was trained to read as the redrawn part of an edit's source."""
+        from .edit import HOLE_FILL
+        return tuple((self.meta.get("edit_generation") or {}).get("hole_fill", HOLE_FILL))
 
     def _edit_head(self) -> list[int]:
         words = (self.meta.get("edit_generation") or {}).get("words", "target :")

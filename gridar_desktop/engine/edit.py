@@ -119,13 +119,13 @@ def pixel_mask(tokens: np.ndarray, rows: int, cols: int, size: int) -> np.ndarra
     return t.repeat(size // rows, axis=-2).repeat(size // cols, axis=-1)
 
 
-def conditioning_image(source: np.ndarray, mask: np.ndarray, redraw) -> np.ndarray:
+def conditioning_image(source: np.ndarray, mask: np.ndarray, redraw, fill=HOLE_FILL) -> np.ndarray:
     """uint8 (H, W, 3): the source with every redrawn pixel (the mask, and the patches of the redrawn tokens,
-    `redraw` (rows*cols,) bool) painted `HOLE_FILL` -- what an edit-conditioned generator is shown."""
+    `redraw` (rows*cols,) bool) painted `fill` -- what an edit-conditioned generator is shown."""
     size = source.shape[0]
     rows = int(round(len(redraw) ** 0.5))
     out = np.array(source, dtype=np.uint8, copy=True)
-    out[np.asarray(mask, bool) | pixel_mask(np.asarray(redraw, bool), rows, rows, size)] = HOLE_FILL
+    out[np.asarray(mask, bool) | pixel_mask(np.asarray(redraw, bool), rows, rows, size)] = fill
     return out
 
 

@@ -261,12 +261,7 @@ class Search:
         self.prompt_ids = [self._ids(r.prompt) for r in jobs]
         self.prompts = [r.prompt for r in jobs for _ in range(self.n)]     # per candidate
         self.nodes: list[list[dict]] = [[] for _ in jobs]
-        self.features: torch.Tensor | None = None                          # (J, F, H) when conditioned
-        if self.conditioned:
-            self.features = backend.image_features(np.stack(
-                [conditioning_image(e.source, e.mask, e.redraw) for e in self.edits]))
-            self.cost.role("generator", backend.info.generator_params).extra_flops += (
-                2.0 * backend.vision_params * len(self.edits) * backend.n_image_features)
+        self.features: torch.Tensor | None = None      # (J, F, H) when conditioned, made on first use (timed)
         self.last_row = self.rows          # the row after which nothing is decoded (an edit's last redrawn row)
         if self.edits:
             dev = backend.device
@@ -306,14 +301,24 @@ class Search:
     def _job_slices(self) -> list[slice]:
         return [slice(j * self.n, (j + 1) * self.n) for j in range(len(self.jobs))]
 
+    def _encode_sources(self) -> None:
+        """Each job's source, its redrawn part grey, through the understanding encoder once (counted)."""
+        b = self.b
+        self.features = b.image_features(np.stack(
+            [conditioning_image(e.source, e.mask, e.redraw, b.hole_fill) for e in self.edits]))
+        self.cost.role("generator", b.info.generator_params).extra_flops += (
+            2.0 * b.vision_params * len(self.edits) * b.n_image_features)
+
     def _ids(self, prompt: str) -> list[int]:
         """A generation row's ids: the prompt's, or the edit-conditioned row around it (`JanusBackend.edit_prompt_ids`)."""
         return self.b.edit_prompt_ids(prompt) if self.conditioned else self.b.prompt_ids(prompt)
 
     def _features(self, candidates: list[int]) -> torch.Tensor | None:
         """(len, F, H) the conditioning features of the candidates' jobs (None when not conditioned)."""
-        if self.features is None:
+        if not self.conditioned:
             return None
+        if self.features is None:                  # first use, inside run_all's timing
+            self._encode_sources()
         return self.features[torch.tensor([c // self.n for c in candidates], device=self.features.device)]
 
     def _context(self, i: int) -> str:
@@ -556,7 +561,8 @@ class Search:
             parts.append(copy_stream(state, src, cands, name))
             order += cands
         anchors = self._anchors(state)
-        keys = [(texts[c], anchors[c]) for c in fresh]
+        # a conditioned row also reads its job's source: rows of different jobs are never shared
+        keys = [(texts[c], anchors[c], c // self.n if self.conditioned else 0) for c in fresh]
         unique = list(dict.fromkeys(keys))
         if fresh:
             first = [fresh[keys.index(k)] for k in unique]

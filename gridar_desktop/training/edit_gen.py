@@ -8,9 +8,9 @@ and the generation rows are
 
     [BOS, BOI, IMAGE * 64, EOI, "target", ":", target prompt..., BOI] + 64 image codes
 
-where IMAGE positions take the image features (30% of the prompts carry the edited scene's layout clause, as the
-generation stage's do: GridAR's reformulations replace the prompt with such a prompt) (as the roles' rows do) and the codes are the source's outside the
-token mask (the kept codes the engine forces; half of the rows the cleared context's, `engine.edit.CONTEXTS`) and
+where IMAGE positions take the image features, as the roles' rows do (30% of the prompts carry the edited scene's
+layout clause, as the generation stage's do: GridAR's reformulations replace the prompt with such a prompt), and the
+codes are the source's outside the token mask (the kept codes the engine forces; half of the rows the cleared context's, `engine.edit.CONTEXTS`) and
 the edited scene's inside it. The loss is on the redrawn codes only: the kept ones are forced at inference. 10% of
 rows drop the prompt words (pad tokens), keeping the image: the unconditional row of guidance for an edit, so that
 guidance strengthens the prompt, not the source.

@@ -48,11 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of verify views given an object started just above the cut (overrides the mix's)")
     ap.add_argument("--und-replay", type=int, default=24, help="generation rows replayed per step")
     ap.add_argument("--und-replay-three", type=float, default=0.0,
-                    help="share of replayed rows with three-group prompts (with --editgen-favour-counts: counted "
-                         "or three-group prompts)")
-    ap.add_argument("--editgen-favour-counts", action=argparse.BooleanOptionalAction, default=True,
-                    help="favour prompts with a count of two or more as well (the shipped run; without it, the "
-                         "first runs halved counting)")
+                    help="share of replayed rows with three-group prompts")
     ap.add_argument("--und-gen-weight", type=float, default=0.5, help="weight of the replayed generation loss")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--editgen-steps", type=int, default=800)
@@ -61,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--editgen-replay", type=int, default=32, help="generation rows replayed per editgen step")
     ap.add_argument("--editgen-gen-weight", type=float, default=1.0, help="weight of the replayed generation loss")
     ap.add_argument("--editgen-three-groups", type=float, default=0.5,
-                    help="share of replayed rows with three-group prompts")
+                    help="share of replayed rows with three-group prompts (with --editgen-favour-counts: counted "
+                         "or three-group prompts)")
+    ap.add_argument("--editgen-favour-counts", action=argparse.BooleanOptionalAction, default=True,
+                    help="favour prompts with a count of two or more as well (the shipped run; without it, the "
+                         "first runs halved counting)")
     ap.add_argument("--vq-steps", type=int, default=1400)
     ap.add_argument("--gen-steps", type=int, default=2600)
     ap.add_argument("--gen-scenes", type=int, default=80_000, help="scenes rendered and VQ-encoded for stage gen")
@@ -175,9 +175,13 @@ def _edit_generation(work: Path, out: Path, args) -> None:
     rec = calibrate(out)
     write_threshold(out, rec)
     log.info("verify threshold %.3f (%s)", rec["value"], rec["rule"])
-    rec = calibrate_edit(out)
-    write_threshold(out, rec, "verify_threshold_edit")
-    log.info("edit verify threshold %.3f", rec["value"])
+    if meta.get("edit_verify"):             # weights that know the edit question: its threshold moved too
+        rec = calibrate_edit(out)
+        write_threshold(out, rec, "verify_threshold_edit")
+        log.info("edit verify threshold %.3f", rec["value"])
+    elif "verify_threshold_edit" in meta:
+        meta.pop("verify_threshold_edit")
+        atomic_write_text(out / "gridar.json", json.dumps(meta, indent=1))
 
 
 def record_understanding(out: Path, steps: int, seed: int, options: dict | None = None) -> None:

@@ -431,7 +431,6 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
     the tasks, `replay` generation rows (a share `replay_three_groups` of them with three-group prompts, the form
     the generator gets wrong most; their loss weighted `gen_weight`), a linear warm-up over `warmup` steps, then a
     cosine to 5%."""
-    from .vq import quantize
     work = Path(work)
     ckpt = work / "und_ckpt.pt"
     m = model.model
