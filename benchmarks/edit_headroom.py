@@ -24,11 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edit_quality import KINDS, edit_targets, make_edit_set  # noqa: E402
+from edit_quality import KINDS, edit_set_args, load_edit_bench  # noqa: E402
 
-from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
-from gridar_desktop.engine.edit import CONTEXTS, pixel_mask  # noqa: E402
-from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
+from gridar_desktop.engine.edit import pixel_mask  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
 from gridar_desktop.engine.search import Search, SearchRequest  # noqa: E402
 from gridar_desktop.shapes.edits import judge_partial_edit  # noqa: E402
@@ -37,20 +35,12 @@ from gridar_desktop.shapes.judge import judge  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=120)
-    ap.add_argument("--model", default="demo")
-    ap.add_argument("--set-seed", type=int, default=31)
-    ap.add_argument("--context", default="mixed", choices=CONTEXTS)
-    ap.add_argument("--threads", type=int, default=0)
+    edit_set_args(ap, 120)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    b = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
-    roles = JanusRoles(b)
+    b, roles, cases, targets = load_edit_bench(args)
     rows, cols, size = b.info.rows, b.info.cols, b.info.image_size
-    cases = make_edit_set(args.n, args.set_seed)
     recs = []
-    for i, (c, e) in enumerate(zip(cases, edit_targets(b, cases))):
+    for i, (c, e) in enumerate(zip(cases, targets)):
         res = Search(b, roles, SearchRequest(prompt=c["target_prompt"], method="best-of-n", n=4, seed=i, edit=e,
                                              context=args.context)).run()
         first, end = e.first // cols, -(-(e.last + 1) // cols)

@@ -74,25 +74,34 @@ def unedited_kept(image: np.ndarray, kept: list[tuple]) -> float | None:
     return ok / len(kept)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--methods", default="single:1,best-of-n:4,gridar:4")
-    ap.add_argument("--seeds", default="0")
+def edit_set_args(ap: argparse.ArgumentParser, n: int) -> None:
+    """The arguments every editing benchmark takes: the edit set's size and seed, the model, the context, threads."""
+    ap.add_argument("--n", type=int, default=n)
     ap.add_argument("--set-seed", type=int, default=31)
     ap.add_argument("--model", default="demo")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--strategy", default="replace", choices=["replace", "three-way"])
     ap.add_argument("--context", default="mixed", choices=CONTEXTS,
                     help="what the kept codes around the mask say (engine.edit.CONTEXTS)")
     ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
+
+
+def load_edit_bench(args: argparse.Namespace) -> tuple[JanusBackend, JanusRoles, list[dict], list]:
+    """(backend, roles, cases, edit targets): torch threads set, the model on CPU in float32, the edit set."""
     if args.threads:
         torch.set_num_threads(args.threads)
     backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
-    roles = JanusRoles(backend)
     cases = make_edit_set(args.n, args.set_seed)
-    targets = edit_targets(backend, cases)
+    return backend, JanusRoles(backend), cases, edit_targets(backend, cases)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    edit_set_args(ap, 200)
+    ap.add_argument("--methods", default="single:1,best-of-n:4,gridar:4")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--strategy", default="replace", choices=["replace", "three-way"])
+    args = ap.parse_args()
+    backend, roles, cases, targets = load_edit_bench(args)
     seeds = [int(s) for s in args.seeds.split(",")]
     report: dict = {"edits": len(cases), "kinds": {k: sum(c["kind"] == k for c in cases) for k in KINDS},
                     "seeds": seeds, "model": args.model, "strategy": args.strategy,

@@ -26,18 +26,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edit_quality import KINDS, edit_targets, make_edit_set  # noqa: E402
+from edit_quality import KINDS, edit_set_args, load_edit_bench  # noqa: E402
 from verifier_quality import auroc  # noqa: E402
 
-from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
-from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
 from gridar_desktop.engine import events as ev  # noqa: E402
-from gridar_desktop.engine.edit import CONTEXTS, pixel_mask  # noqa: E402
+from gridar_desktop.engine.edit import pixel_mask  # noqa: E402
 from gridar_desktop.engine.search import Search, SearchRequest, pruning_threshold  # noqa: E402
 from gridar_desktop.shapes.edits import judge_partial_edit  # noqa: E402
 from gridar_desktop.shapes.judge import judge  # noqa: E402
@@ -45,20 +42,11 @@ from gridar_desktop.shapes.judge import judge  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=120)
-    ap.add_argument("--model", default="demo")
-    ap.add_argument("--set-seed", type=int, default=31)
-    ap.add_argument("--context", default="mixed", choices=CONTEXTS,
-                    help="what the kept codes around the mask say (engine.edit.CONTEXTS)")
-    ap.add_argument("--threads", type=int, default=0)
+    edit_set_args(ap, 120)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    backend = JanusBackend.load(resolve_model(args.model), device="cpu", dtype="float32")
-    roles = JanusRoles(backend)
+    backend, roles, cases, targets = load_edit_bench(args)
     p_first, success, scores, kinds, p_second, s_second, truth = [], [], [], [], [], [], []
-    cases = make_edit_set(args.n, args.set_seed)
-    for i, (c, e) in enumerate(zip(cases, edit_targets(backend, cases))):
+    for i, (c, e) in enumerate(zip(cases, targets)):
         req = SearchRequest(prompt=c["target_prompt"], method="gridar", n=4, seed=i, edit=e, strategy="replace",
                             threshold=0.0, context=args.context)
         bands: list = []

@@ -260,9 +260,9 @@ class JanusBackend:
         return self._edit_head() + ids[1:]
 
     @torch.inference_mode()
-    def image_features(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 (n, H, W, 3) -> (n, F, hidden): the understanding encoder's features, in the language model's
-        width (what IMAGE positions read)."""
+    def image_features(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        """uint8 (n, H, W, 3) (or n such images) -> (n, F, hidden): the understanding encoder's features, in the
+        language model's width (what IMAGE positions read: the roles' views and an edit's conditioning)."""
         pv = self.processor.image_processor(images=list(images), return_tensors="pt").pixel_values
         pv = pv.to(self.device, next(self.model.model.vision_model.parameters()).dtype)
         return self.model.model.get_image_features(pv, return_dict=True).pooler_output

@@ -76,15 +76,13 @@ class JanusRoles:
         self.tok = backend.tokenizer
         self.plain = backend.info.prompt_format == "plain"
         self.max_new_tokens = max_new_tokens
-        cfg = self.model.config
-        self.image_token = cfg.image_token_id
-        self.n_image_tokens = cfg.vision_config.num_image_tokens
+        self.image_token = backend.image_id
+        self.n_image_tokens = backend.n_image_features
         self.feature_grid = math.isqrt(self.n_image_tokens)         # the vision encoder's patch grid (square)
         m = self.model.model
         self.lm_params = backend.info.generator_params - sum(
             p.numel() for mod in (m.generation_head, m.generation_aligner) for p in mod.parameters())
-        self.vision_params = sum(p.numel() for p in m.vision_model.parameters()) + sum(
-            p.numel() for p in m.aligner.parameters())
+        self.vision_params = backend.vision_params
         self.answers = {w: answer_token_ids(self.tok, w) for w in ("yes", "possible")}
         self._prefixes: dict[bytes, tuple] = {}     # view key -> (per-layer (K, V) of the prefix, next position)
         # the pruning threshold calibrated for these weights (`training.calibrate`); None: the engine's default
@@ -178,17 +176,13 @@ class JanusRoles:
         rc.prefill_token_rows += sum(len(q) for q in qs)
         return out.last_hidden_state[:, -1], cache, mask, pos[:, -1] + 1
 
-    def _pixels(self, images: list[np.ndarray]) -> torch.Tensor:
-        pv = self.b.processor.image_processor(images=list(images), return_tensors="pt").pixel_values
-        return pv.to(self.b.device, next(self.model.model.vision_model.parameters()).dtype)
-
     @torch.inference_mode()
     def _forward(self, rows: list[list[int]], images: list[np.ndarray], cache=None):
         """Left-padded batch forward with image features scattered into the placeholder positions; a row with
         fewer placeholders than features reads the first ones (the drawn rows, in raster order)."""
         ids, mask = left_pad(rows, self.b.pad_id, self.b.device)
         embeds = self.model.get_input_embeddings()(ids)
-        feats = self.model.model.get_image_features(self._pixels(images), return_dict=True).pooler_output  # (B,F,H)
+        feats = self.b.image_features(images)                                                # (B, F, H)
         place = ids == self.image_token                                                      # (B, W)
         shown = torch.arange(feats.shape[1], device=ids.device) < place.sum(-1, keepdim=True)  # (B, F)
         embeds = embeds.masked_scatter(place.unsqueeze(-1), feats[shown].to(embeds.dtype))
