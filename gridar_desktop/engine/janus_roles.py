@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -97,6 +98,17 @@ class JanusRoles:
         self.edit_verify = self.plain and bool(backend.meta.get("edit_verify"))
         self.prune_threshold_edit: float | None = (_threshold_value(backend.meta.get("verify_threshold_edit"))
                                                    if self.edit_verify else None)
+        # a value head learned on the model's own finished edits (`training.edit_value`): partial edits are judged
+        # by how they will end, P(the finished edit follows the target prompt), at the head's own threshold
+        self.edit_value: tuple[torch.Tensor, torch.Tensor] | None = None
+        rec = backend.meta.get("edit_value") if self.edit_verify else None
+        folder = Path(backend.info.folder)
+        if isinstance(rec, dict) and (folder / str(rec.get("file"))).is_file():
+            from ..training.edit_value import load_head
+            w, b = load_head(folder)
+            if w.shape == (self.model.config.text_config.hidden_size,):
+                self.edit_value = (w.to(backend.device), b.to(backend.device))
+                self.prune_threshold_edit = _threshold_value(rec.get("threshold"))
 
     # -- inputs --------------------------------------------------------------------------------------------------
     def visible_features(self, view: PartialView | None, edit: bool = False) -> int:
@@ -216,7 +228,23 @@ class JanusRoles:
         kind = "edit" if self.edit_verify and views and all(v.undrawn is not None for v in views) else "verify"
         h, *_ = self._after_prefix(kind, per_item(prompt, len(views)), views, cost, "verifier", reuse=False,
                                    keep=True)
+        if kind == "edit" and self.edit_value is not None:
+            w, b = self.edit_value
+            return torch.sigmoid(h.float() @ w + b).tolist()
         return self._probs(h, "possible")
+
+    @torch.inference_mode()
+    def edit_hidden(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> torch.Tensor:
+        """(B, H) the language model's last hidden state after the edit question about partial edits (what the
+        answer word and the value head read), counted as a verification."""
+        h, *_ = self._after_prefix("edit", per_item(prompt, len(views)), views, cost, "verifier", reuse=False,
+                                   keep=True)
+        return h
+
+    @torch.inference_mode()
+    def answer_probability(self, h: torch.Tensor, answer: str) -> list[float]:
+        """P(answer word) from last hidden states (B, H), as the roles read it."""
+        return self._probs(h, answer)
 
     def _probs(self, h: torch.Tensor, answer: str) -> list[float]:
         """P(answer) from the raw logits at the last position (B, H)."""

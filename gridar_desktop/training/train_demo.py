@@ -8,6 +8,9 @@ Stages (each skipped when its output exists, each resumable from its own checkpo
         reformulate, replaying generation batches, and write it back to OUT
   editgen (on its own, after und) teach the model in OUT edit-conditioned generation (`training.edit_gen`),
         replaying generation and understanding, write it back to OUT and recalibrate the pruning thresholds
+  editvalue (on its own, after editgen) learn the edit value head of the model in OUT from its own finished
+        edits (`training.edit_value`); the weights do not change
+Stages that change the weights (und, editgen) delete the value head learned for the earlier weights.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="build/demo-train", help="checkpoint folder (resumable)")
     ap.add_argument("--out", default="resources/models/shapes-demo", help="final model folder")
-    ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack", "und", "editgen"])
+    ap.add_argument("--stage", default="all", choices=["all", "vq", "gen", "pack", "und", "editgen", "editvalue"])
     ap.add_argument("--und-steps", type=int, default=1700)
     ap.add_argument("--und-lr", type=float, default=1e-3, help="peak rate of the vision path (the LM gets 0.6x)")
     ap.add_argument("--und-warmup", type=int, default=200)
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--editgen-favour-counts", action=argparse.BooleanOptionalAction, default=True,
                     help="favour prompts with a count of two or more as well (the shipped run; without it, the "
                          "first runs halved counting)")
+    ap.add_argument("--editvalue-edits", type=int, default=2400,
+                    help="edits run as GridAR (N = 4, nothing pruned) to learn the edit value head from")
     ap.add_argument("--vq-steps", type=int, default=1400)
     ap.add_argument("--gen-steps", type=int, default=2600)
     ap.add_argument("--gen-scenes", type=int, default=80_000, help="scenes rendered and VQ-encoded for stage gen")
@@ -85,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.stage == "editgen":
         _edit_generation(work, Path(args.out), args)
+        return 0
+    if args.stage == "editvalue":
+        from .edit_value import train_edit_value
+        train_edit_value(args.out, work, edits=args.editvalue_edits, seed=args.seed, threads=args.threads)
         return 0
     if args.stage in ("all", "pack"):
         from .gen import pack
@@ -125,6 +134,7 @@ def _understanding(cfg, work: Path, out: Path, args) -> None:
     meta = json.loads((out / "gridar.json").read_text())
     meta.pop("verify_threshold_edit", None)
     meta.pop("edit_verify", None)
+    drop_value_head(out, meta)
     if mix.edit_views:
         meta["edit_verify"] = True
     atomic_write_text(out / "gridar.json", json.dumps(meta, indent=1))
@@ -161,6 +171,7 @@ def _edit_generation(work: Path, out: Path, args) -> None:
                           three_groups=args.editgen_three_groups, favour_counts=args.editgen_favour_counts)
     save_folder(model.to(torch.float16).eval(), build_processor(), out)
     meta = json.loads((out / "gridar.json").read_text())
+    drop_value_head(out, meta)
     # what the engine reads to condition an edit on its source (`engine.backend.JanusBackend.edit_conditioned`)
     meta["edit_generation"] = {"format": "holed-source", "hole_fill": list(HOLE_FILL), "words": "target :"}
     meta.setdefault("training", {})["editgen"] = {
@@ -182,6 +193,14 @@ def _edit_generation(work: Path, out: Path, args) -> None:
     elif "verify_threshold_edit" in meta:
         meta.pop("verify_threshold_edit")
         atomic_write_text(out / "gridar.json", json.dumps(meta, indent=1))
+
+
+def drop_value_head(out: Path, meta: dict) -> None:
+    """The edit value head reads these weights' hidden states: new weights make it meaningless. Removes the head
+    file and the "edit_value" record from `meta` (the caller writes meta)."""
+    from .edit_value import HEAD_FILE
+    meta.pop("edit_value", None)
+    (Path(out) / HEAD_FILE).unlink(missing_ok=True)
 
 
 def record_understanding(out: Path, steps: int, seed: int, options: dict | None = None) -> None:
