@@ -102,6 +102,8 @@ def test_the_head_is_saved_beside_the_weights_and_recorded(trained):
     assert meta["edit_value"] == again
     assert record["views"] == again["views"] > 0 and record["threshold"] == again["threshold"]
     assert 0.0 <= record["threshold"] <= 1.0 and record["penalty"] in ev.PENALTIES
+    assert record["final_weight"] in ev.WEIGHTS and set(record["simulated_success"]["by_final_weight"]) == {
+        str(w) for w in ev.WEIGHTS}
     w, b = ev.load_head(folder)
     assert w.shape == (json.loads((folder / "config.json").read_text())["text_config"]["hidden_size"],)
 
@@ -116,6 +118,7 @@ def test_roles_judge_partial_edits_by_the_head_and_generations_by_the_word(train
     roles = JanusRoles(JanusBackend.load(folder, device="cpu", dtype="float32"))
     assert roles.edit_value is not None
     assert pruning_threshold(roles, edit=True) == record["threshold"]
+    assert roles.final_value_weight_edit == record["final_weight"]
     rng = np.random.default_rng(0)
     undrawn = np.zeros((64, 64), bool)
     undrawn[24:40, 16:40] = True
@@ -150,3 +153,78 @@ def test_a_head_for_other_weights_is_ignored(tmp_path):
                                                           edit_value={"file": ev.HEAD_FILE, "threshold": 0.4})))
     roles = JanusRoles(JanusBackend.load(tmp_path, device="cpu", dtype="float32"))
     assert roles.edit_value is None
+
+
+def test_the_final_weight_lets_the_verdicts_overrule_a_confident_scorer_only_when_it_pays():
+    # edit 0: the scorer prefers slot 0 (fails), the verdicts slot 1 (ends right); edit 1: both agree on slot 2
+    data, p = _data([0, 1, 0, 0, 0, 0, 1, 0], [0.8, 0.7, 0.1, 0.1, 0.2, 0.2, 0.9, 0.1],
+                    [0.3, 0.9, 0.5, 0.5, 0.5, 0.5, 0.8, 0.5])
+    assert ev.simulated_success(data, p, 0.0, 0.0) == 0.5
+    assert ev.simulated_success(data, p, 0.0, 1.0) == 1.0
+    w, table = ev.choose_weight(data, p, 0.0)
+    assert w == 0.5 and table["0.0"] == 0.5                # the smallest weight that pays
+    flat = np.full(8, 0.6)                                 # verdicts that tell nothing: the scorer alone
+    assert ev.choose_weight(data, flat, 0.0)[0] == 0.0
+
+
+def _value_roles(verdicts, scores, weight):
+    from test_search import ScriptedRoles
+    roles = ScriptedRoles(verdicts=verdicts, scores=scores)
+    roles.final_value_weight_edit = weight
+    return roles
+
+
+@pytest.mark.parametrize("weight", [0.0, 2.0])
+def test_gridar_edits_rank_by_score_and_the_verdicts_along_each_path(weight):
+    from test_edit import box_mask, source_image, PROMPT
+    from gridar_desktop.engine.edit import prepare_edit
+    from gridar_desktop.engine.search import Search, SearchRequest, _logit
+    from gridar_desktop.engine.tiny import tiny_backend
+    torch.set_num_threads(1)
+    b = tiny_backend(seed=3)
+    e = prepare_edit(b, source_image(), box_mask(box=(20, 8, 36, 60)))        # token rows 1-7
+    # slot 1 is rejected at the first band and continues a copy of slot 3 (same context), inheriting its verdict
+    verdicts = [[0.6, 0.1, 0.5, 0.95], [0.6, 0.99, 0.5, 0.95]]
+    scores = [0.7, 0.3, 0.6, 0.5]
+    req = SearchRequest(prompt=PROMPT, n=4, seed=3, edit=e, strategy="replace", threshold=0.2)
+    res = Search(b, _value_roles(verdicts, scores, weight), req).run()
+    assert res.tree[0]["sources"] == [0, 3, 2, 3]
+    if weight == 0.0:
+        assert res.ranking == [0, 2, 3, 1] and res.selection is None and "selection" not in res.metadata()
+        return
+    mean = [(_logit(0.6) + _logit(0.6)) / 2, (_logit(0.95) + _logit(0.99)) / 2,
+            (_logit(0.5) + _logit(0.5)) / 2, (_logit(0.95) + _logit(0.95)) / 2]
+    keys = [_logit(s) + weight * m for s, m in zip(scores, mean)]
+    assert res.ranking == sorted(range(4), key=lambda i: -keys[i]) and res.best == 1      # the copy, surer at band 2
+    assert res.selection["weight"] == weight and res.selection["keys"] == pytest.approx(keys, abs=1e-3)
+    assert res.metadata()["selection"]["verdict_logits"][1] == pytest.approx([_logit(0.95), _logit(0.99)],
+                                                                              abs=1e-3)
+    assert res.scores == scores                          # the scorer's own P, as shown, is unchanged
+    # the request can keep the scorer alone (the benchmark's gridar-scorerpick); Best-of-N never weighs verdicts
+    from dataclasses import replace
+    res = Search(b, _value_roles(verdicts, scores, weight), replace(req, value_pick=False)).run()
+    assert res.ranking == [0, 2, 3, 1]
+    res = Search(b, _value_roles([], scores, weight), replace(req, method="best-of-n")).run()
+    assert res.ranking == [0, 2, 3, 1]
+
+
+def test_an_artists_kept_slot_carries_no_verdict_of_that_band():
+    from test_edit import box_mask, source_image, PROMPT
+    from gridar_desktop.engine.edit import prepare_edit
+    from gridar_desktop.engine.search import PruneDecision, Search, SearchRequest, _logit
+    from gridar_desktop.engine.tiny import tiny_backend
+    torch.set_num_threads(1)
+    b = tiny_backend(seed=3)
+    e = prepare_edit(b, source_image(), box_mask(box=(20, 8, 36, 60)))
+
+    class KeepAll:
+        def review_verdicts(self, review):
+            return PruneDecision([True] * 4, list(range(4)))
+
+        def review_layouts(self, stage, proposals):
+            return proposals
+    req = SearchRequest(prompt=PROMPT, n=4, seed=3, edit=e, strategy="replace", threshold=0.2)
+    res = Search(b, _value_roles([[0.6, 0.01, 0.5, 0.9], [0.6, 0.7, 0.5, 0.9]], [0.5] * 4, 1.0), req,
+                 KeepAll()).run()
+    assert res.selection["verdict_logits"][1] == pytest.approx([_logit(0.7)], abs=1e-3)
+    assert res.best == 3

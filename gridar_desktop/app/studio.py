@@ -297,7 +297,7 @@ def request_from_metadata(meta: dict) -> SearchRequest:
     req = SearchRequest(prompt=meta.get("prompt", ""), method=s.get("method", "gridar"), n=int(s.get("n", 4)),
                         seed=int(s.get("seed", 0)), params=params, strategy=s.get("strategy", "three-way"),
                         prune=bool(s.get("prune", True)), reformulate=bool(s.get("reformulate", True)),
-                        threshold=s.get("threshold"), edit=edit,
+                        threshold=s.get("threshold"), edit=edit, value_pick=bool(s.get("value_pick", True)),
                         context=s.get("context", "source"))     # older files: edits forced the source's codes
     if "schedule" in s:
         req = replace(req, schedule=tuple(Stage(**st) for st in s["schedule"]))

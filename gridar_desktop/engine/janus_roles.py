@@ -101,6 +101,8 @@ class JanusRoles:
         # a value head learned on the model's own finished edits (`training.edit_value`): partial edits are judged
         # by how they will end, P(the finished edit follows the target prompt), at the head's own threshold
         self.edit_value: tuple[torch.Tensor, torch.Tensor] | None = None
+        # and its verdicts weigh in GridAR's final pick of an edit (`engine.search`); 0: the scorer alone
+        self.final_value_weight_edit: float = 0.0
         rec = backend.meta.get("edit_value") if self.edit_verify else None
         folder = Path(backend.info.folder)
         if isinstance(rec, dict) and (folder / str(rec.get("file"))).is_file():
@@ -109,6 +111,8 @@ class JanusRoles:
             if w.shape == (self.model.config.text_config.hidden_size,):
                 self.edit_value = (w.to(backend.device), b.to(backend.device))
                 self.prune_threshold_edit = _threshold_value(rec.get("threshold"))
+                fw = rec.get("final_weight")
+                self.final_value_weight_edit = float(fw) if isinstance(fw, (int, float)) and fw > 0 else 0.0
 
     # -- inputs --------------------------------------------------------------------------------------------------
     def visible_features(self, view: PartialView | None, edit: bool = False) -> int:

@@ -26,6 +26,7 @@ emits no events: events describe one job, for the desktop app.
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol, Sequence
@@ -63,6 +64,11 @@ class Stage:
 DEFAULT_THRESHOLD = 0.25
 
 
+def _logit(q: float) -> float:
+    q = min(max(float(q), 1e-6), 1 - 1e-6)
+    return math.log(q / (1 - q))
+
+
 def pruning_threshold(roles: Roles | None, edit: bool = False, rows: int | None = None) -> float:
     """The verifier's own calibrated threshold (`training.calibrate`, stored with its model): for an edit the one
     calibrated on edit views where the verifier has one, else its pooled one (an edit's rows are not a generation's
@@ -96,6 +102,8 @@ class SearchRequest:
                                             # (`pruning_threshold`, per band; each tree node records the value)
     edit: EditTarget | None = None          # masked editing: redraw only edit.redraw's tokens of edit.source
     context: str = "mixed"                  # edits: mixed | source | cleared (`engine.edit.CONTEXTS`)
+    value_pick: bool = True                 # GridAR edits: the final pick also weighs the path's verdicts where the
+                                            # verifier is a value head (`Search.final_weight`); False: scorer alone
 
     def validate(self) -> None:
         if self.method not in ("gridar", "best-of-n", "single"):
@@ -203,6 +211,7 @@ class SearchResult:
     cost: CostRecord
     stopped_early: bool = False
     contexts: list[str] | None = None        # edits: each candidate's context (`engine.edit.CONTEXTS`)
+    selection: dict | None = None            # a final pick that weighed the path's verdicts: rule, weight, keys
 
     @property
     def best(self) -> int:
@@ -214,7 +223,7 @@ class SearchResult:
         settings = {"method": r.method, "n": r.n, "seed": r.seed, "cfg": r.params.cfg,
                     "temperature": r.params.temperature, "top_k": r.params.top_k, "top_p": r.params.top_p,
                     "layout_scale": r.params.layout_scale, "strategy": r.strategy, "prune": r.prune,
-                    "reformulate": r.reformulate, "threshold": r.threshold,
+                    "reformulate": r.reformulate, "threshold": r.threshold, "value_pick": r.value_pick,
                     "schedule": [asdict(s) for s in r.schedule]}
         if r.edit is not None:
             from .edit import edit_metadata
@@ -222,7 +231,8 @@ class SearchResult:
             settings["context"] = r.context
         return {"settings": settings, "tree": self.tree, "scores": self.scores, "ranking": self.ranking,
                 "chosen": self.best, "tokens": self.tokens.tolist(), "cost": self.cost.to_json(),
-                "stopped_early": self.stopped_early, **({"contexts": self.contexts} if self.contexts else {})}
+                "stopped_early": self.stopped_early, **({"contexts": self.contexts} if self.contexts else {}),
+                **({"selection": self.selection} if self.selection else {})}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,6 +271,9 @@ class Search:
         self.prompt_ids = [self._ids(r.prompt) for r in jobs]
         self.prompts = [r.prompt for r in jobs for _ in range(self.n)]     # per candidate
         self.nodes: list[list[dict]] = [[] for _ in jobs]
+        # per candidate: the logit of every verdict its path received (a copy inherits its source's), for the final
+        # pick of an edit whose verifier is a value head (`_final_keys`)
+        self.evidence: list[list[float]] = [[] for _ in range(len(jobs) * self.n)]
         self.features: torch.Tensor | None = None      # (J, F, H) when conditioned, made on first use (timed)
         self.last_row = self.rows          # the row after which nothing is decoded (an edit's last redrawn row)
         if self.edits:
@@ -415,15 +428,36 @@ class Search:
         images = self._final_images(state.tokens)
         scores = self._score(images) if not stopped else [0.0] * len(images)
         tokens = state.tokens.cpu()
+        keys = self._final_keys(scores)
         out = []
         for j, s in enumerate(self._job_slices()):
-            sc = scores[s]
-            ranking = sorted(range(len(sc)), key=lambda i: (-sc[i], i))
+            sc, key = scores[s], keys[s]
+            ranking = sorted(range(len(sc)), key=lambda i: (-key[i], i))
             self.emit(ev.FinalRanking(tuple(sc), tuple(ranking), images[s].copy()))
+            selection = None if self.final_weight() == 0.0 else {
+                "rule": "logit(score) + weight * mean logit of the path's verdicts", "weight": self.final_weight(),
+                "keys": [round(k, 4) for k in key], "verdict_logits": [[round(v, 4) for v in e]
+                                                                       for e in self.evidence[s]]}
             out.append(SearchResult(self.jobs[j], tokens[s], images[s], sc, ranking, self.nodes[j], self.cost,
-                                    stopped, self.contexts[s] if self.edits else None))
+                                    stopped, self.contexts[s] if self.edits else None, selection))
         self.emit(ev.CostUpdate(self.cost.to_json()))
         return out
+
+    def final_weight(self) -> float:
+        """The weight of the path's verdicts in the final pick: the value head's (`training.edit_value`) for a
+        GridAR edit whose roles have one, else 0 (the scorer alone; a verdict of possible/impossible says nothing
+        about which possible candidate is best)."""
+        if not self.edits or self.req.method != "gridar" or self.roles is None or not self.req.value_pick:
+            return 0.0
+        return float(getattr(self.roles, "final_value_weight_edit", 0.0) or 0.0)
+
+    def _final_keys(self, scores: list[float]) -> list[float]:
+        """The final ranking's key per candidate: the scorer's P, or with a final weight w,
+        logit(score) + w * mean(logits of the verdicts along the candidate's path)."""
+        w = self.final_weight()
+        if w == 0.0:
+            return list(scores)
+        return [_logit(sc) + w * (sum(ev_) / len(ev_) if ev_ else 0.0) for sc, ev_ in zip(scores, self.evidence)]
 
     def _layout_ids(self, texts: list[str], candidates: list[int]) -> list[list[int]]:
         out = []
@@ -507,6 +541,10 @@ class Search:
                             all_rejected_groups=decision.all_rejected_groups, threshold=threshold,
                             overridden=decision.keep != proposed.keep or decision.sources != proposed.sources)
             sources += [s.start + x for x in decision.sources]
+            for x in range(len(decision.keep)):     # an artist who kept a rejected slot overrules its verdict
+                if not (decision.keep[x] and not proposed.keep[x]):
+                    self.evidence[s.start + x].append(_logit(p[s.start + x]))
+        self.evidence = [list(self.evidence[x]) for x in sources]
         if sources != list(range(state.n)):
             state = select(state, sources)
             previews = previews[sources]

@@ -28,6 +28,13 @@ would choose: for each edit, the candidates rejected at any band are dropped (an
 the scorer's pick among the rest is judged. A copy of a survivor is taken to end like it (its anchor decides,
 above), so the pick among survivors is what pruning changes. The t with the highest simulated success wins (ties:
 the lowest, which prunes least); with no t above no pruning, t = 0 and the head never rejects.
+
+Final pick. Rejection only throws away what the scorer would mostly not have picked anyway; what the verdicts
+know beyond the scorer is better spent on the pick itself. GridAR's final ranking (`engine.search`) adds
+final_weight * the mean logit of the verdicts each candidate's path received (a copy inherits its source's) to the
+logit of its score. final_weight is chosen like t, on the same out-of-fold simulation at the chosen t (grid
+`WEIGHTS`, ties: the smallest; 0 keeps the scorer alone). Best-of-N has no partial verdicts: this is evidence only
+GridAR's search gathers.
 """
 from __future__ import annotations
 
@@ -180,22 +187,35 @@ def out_of_fold(data: dict[str, np.ndarray], penalty: float, folds: int = FOLDS)
     return p
 
 
-def simulated_success(data: dict[str, np.ndarray], p: np.ndarray, t: float) -> float:
+WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)     # the grid for the final pick's weight on the value verdicts
+
+
+def _logit(q: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(q, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))
+
+
+def simulated_success(data: dict[str, np.ndarray], p: np.ndarray, t: float, weight: float = 0.0) -> float:
     """GridAR's pick with pruning at threshold t, where a survivor's copy ends like the survivor (see the module
-    docstring): per edit, the candidates with P < t at any band are dropped (all dropped: none is), and the scorer's
-    pick among the rest is judged."""
+    docstring): per edit, the candidates with P < t at any band are dropped (all dropped: none is), and the pick
+    among the rest is judged. The pick ranks by logit(score) + weight * mean over the verified bands of logit(P)
+    (`engine.search`'s final ranking; weight 0: the scorer alone)."""
     out = []
     for e in np.unique(data["edit"]):
         rows = np.flatnonzero(data["edit"] == e)
         first = rows[data["band"][rows] == 0]
         ok, score = data["ok"][first], data["score"][first]             # per candidate slot
         alive = np.ones(len(first), bool)
-        for band in np.unique(data["band"][rows]):
+        value = np.zeros(len(first))
+        bands = np.unique(data["band"][rows])
+        for band in bands:
             at = rows[data["band"][rows] == band]
             alive &= p[at] >= t
+            value += _logit(p[at]) / len(bands)
         if not alive.any():
             alive[:] = True
-        pick = np.flatnonzero(alive)[np.argmax(score[alive])]
+        key = _logit(score) + weight * value
+        pick = np.flatnonzero(alive)[np.argmax(key[alive])]
         out.append(bool(ok[pick]))
     return float(np.mean(out))
 
@@ -208,6 +228,14 @@ def choose_threshold(data: dict[str, np.ndarray], p: np.ndarray) -> tuple[float,
     best = max(table.values())
     t = min(t for t, v in table.items() if v == best)
     return t, {"no_pruning": table[0.0], "at_threshold": best, "grid": {str(k): v for k, v in table.items()}}
+
+
+def choose_weight(data: dict[str, np.ndarray], p: np.ndarray, t: float) -> tuple[float, dict]:
+    """The final pick's weight on the value verdicts (`WEIGHTS`) with the highest simulated success at threshold
+    t (ties: the smallest; 0 when the verdicts add nothing to the scorer)."""
+    table = {w: simulated_success(data, p, t, w) for w in WEIGHTS}
+    best = max(table.values())
+    return min(w for w, v in table.items() if v == best), {str(k): v for k, v in table.items()}
 
 
 def save_head(folder: Path, w: np.ndarray, b: float) -> None:
@@ -256,6 +284,7 @@ def train_edit_value(folder: str | Path, work: str | Path, edits: int = 2000, se
     penalty = max(PENALTIES, key=lambda x: cv[x][0] or 0.0)
     p = cv[penalty][1]
     t, sim = choose_threshold(data, p)
+    weight, by_weight = choose_weight(data, p, t)
     w, b = fit_logistic(data["hidden"], data["ok"], penalty)
     save_head(folder, w, b)
     record = {
@@ -267,7 +296,9 @@ def train_edit_value(folder: str | Path, work: str | Path, edits: int = 2000, se
         "out_of_fold_auroc": {"all": cv[penalty][0], **{
             f"band_{k}": auroc(data["ok"][data["band"] == k], p[data["band"] == k])
             for k in np.unique(data["band"]).tolist()}},
-        "simulated_success": {k: v for k, v in sim.items() if k != "grid"},
+        "simulated_success": {**{k: v for k, v in sim.items() if k != "grid"}, "by_final_weight": by_weight},
+        "final_weight": weight,
+        "final_rule": "final pick by logit(score) + final_weight * mean over verified bands of logit(P)",
     }
     # the same views read by the answer word, as the edit question was taught (the partial truth)
     record["edit_question_auroc"] = {"all": auroc(data["ok"], data["word"]), **{
