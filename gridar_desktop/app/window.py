@@ -364,7 +364,7 @@ class MainWindow(QMainWindow):
         elif isinstance(e, ev.LayoutsAccepted):
             self.layouts.show_layouts(e.stage, list(e.prompts), editable=False, original=self._running_prompt)
         elif isinstance(e, ev.FinalRanking):
-            self.final.show_ranking(e.images, list(e.scores), list(e.ranking))
+            self.final.show_ranking(e.images, list(e.scores), list(e.ranking), e.value_weight)
             best = e.ranking[0]
             total = info.rows if info else 1
             self.canvas.set_image(e.images[best], None, total, f"best: candidate {best + 1}")

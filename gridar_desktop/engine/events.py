@@ -78,6 +78,7 @@ class FinalRanking:
     scores: tuple[float, ...]
     ranking: tuple[int, ...]  # candidate indices, best first
     images: np.ndarray = field(repr=False)
+    value_weight: float = 0.0  # > 0: ranked by logit(score) + value_weight * the path's mean verdict logit
 
 
 @dataclass(frozen=True)

@@ -433,7 +433,7 @@ class Search:
         for j, s in enumerate(self._job_slices()):
             sc, key = scores[s], keys[s]
             ranking = sorted(range(len(sc)), key=lambda i: (-key[i], i))
-            self.emit(ev.FinalRanking(tuple(sc), tuple(ranking), images[s].copy()))
+            self.emit(ev.FinalRanking(tuple(sc), tuple(ranking), images[s].copy(), self.final_weight()))
             selection = None if self.final_weight() == 0.0 else {
                 "rule": "logit(score) + weight * mean logit of the path's verdicts", "weight": self.final_weight(),
                 "keys": [round(k, 4) for k in key], "verdict_logits": [[round(v, 4) for v in e]

@@ -1,4 +1,5 @@
-"""The final view: the N finished candidates ranked by the scorer; the artist may pick another."""
+"""The final view: the N finished candidates ranked by the scorer (for a GridAR edit with a value head, by the
+scorer and the verdicts along each candidate's path); the artist may pick another."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,8 @@ class FinalView(QListWidget):
         self.setMovement(QListWidget.Movement.Static)
         self.currentItemChanged.connect(self._on_current)
 
-    def show_ranking(self, images: np.ndarray, scores: list[float], ranking: list[int]) -> None:
+    def show_ranking(self, images: np.ndarray, scores: list[float], ranking: list[int],
+                     value_weight: float = 0.0) -> None:
         self.blockSignals(True)
         self.clear()
         for rank, i in enumerate(ranking):
@@ -30,6 +32,9 @@ class FinalView(QListWidget):
                                              Qt.TransformationMode.FastTransformation)
             item = QListWidgetItem(QIcon(pm), f"#{rank + 1}  cand {i + 1}\nscore {scores[i]:.2f}")
             item.setData(Qt.ItemDataRole.UserRole, i)
+            item.setToolTip(f"Score {scores[i]:.2f}: the scorer's P(yes) to 'does this image match the prompt?'" + (
+                f"\nRanked by the score and the verifier's verdicts along this candidate's path (weight "
+                f"{value_weight:g}): the verifier predicts how an edit ends" if value_weight > 0 else ""))
             self.addItem(item)
         self.setCurrentRow(0)
         self.blockSignals(False)
