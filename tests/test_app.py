@@ -281,6 +281,15 @@ def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     assert w.open_image(out)
     assert np.array_equal(w.mask.mask, res.request.edit.mask)
     assert w.edit_panel.context.currentData() == "cleared"
+    # the tiny model has no value head: the scorer alone ranks, and the heading says so; a ranking that weighed the
+    # verdicts says that instead, in the heading and each candidate's tooltip
+    assert res.selection is None and "(scorer)" in w.final_label.text()
+    from gridar_desktop.engine import events as ev
+    w.on_event(ev.FinalRanking((0.95, 0.94), (1, 0), res.images[:2], 2.0))
+    assert "verdicts" in w.final_label.text()
+    assert w.final.item(0).data(Qt.ItemDataRole.UserRole) == 1 and "verdicts" in w.final.item(0).toolTip()
+    w.on_event(ev.FinalRanking((0.95, 0.94), (0, 1), res.images[:2]))
+    assert "(scorer)" in w.final_label.text() and "verdicts" not in w.final.item(0).toolTip()
 
 
 def test_edit_without_mask_is_explained(qtbot, window, tmp_path):

@@ -365,6 +365,9 @@ class MainWindow(QMainWindow):
             self.layouts.show_layouts(e.stage, list(e.prompts), editable=False, original=self._running_prompt)
         elif isinstance(e, ev.FinalRanking):
             self.final.show_ranking(e.images, list(e.scores), list(e.ranking), e.value_weight)
+            self.final_label.setText(
+                "Final ranking (score and the verifier's verdicts along each path); click to choose another"
+                if e.value_weight > 0 else "Final ranking (scorer); click to choose another")
             best = e.ranking[0]
             total = info.rows if info else 1
             self.canvas.set_image(e.images[best], None, total, f"best: candidate {best + 1}")
