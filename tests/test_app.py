@@ -364,3 +364,15 @@ def test_review_of_a_mixed_edit_refills_within_a_context(qtbot):
     assert d.sources == [0, 3, 0, 3]
     strip.show_previews(np.zeros((4, 64, 64, 3), np.uint8), "band 2")
     assert strip.cards[1].title.text() == "2"
+
+
+def test_the_window_icon_is_the_installers(monkeypatch, tmp_path):
+    from gridar_desktop.app.main import app_icon_path
+    from gridar_desktop.engine.models import REPO_ROOT
+    assert app_icon_path() == REPO_ROOT / "resources" / "icons" / "gridar-desktop.png"
+    own = tmp_path / "icon.png"
+    own.write_bytes((REPO_ROOT / "resources" / "icons" / "gridar-desktop.png").read_bytes())
+    monkeypatch.setenv("GRIDAR_ICON", str(own))
+    assert app_icon_path() == own
+    monkeypatch.setenv("GRIDAR_ICON", str(tmp_path / "missing.png"))     # a stale variable: the checkout's
+    assert app_icon_path() == REPO_ROOT / "resources" / "icons" / "gridar-desktop.png"

@@ -22,6 +22,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def app_icon_path():
+    """The window icon: GRIDAR_ICON (the installer's launcher sets it), else the checkout's resources/icons; None
+    when neither exists."""
+    from pathlib import Path
+
+    from ..engine.models import REPO_ROOT
+    env = os.environ.get("GRIDAR_ICON")
+    for p in ([Path(env)] if env else []) + [REPO_ROOT / "resources" / "icons" / "gridar-desktop.png"]:
+        if p.is_file():
+            return p
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.selftest:
@@ -37,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("GridAR Desktop")
+    app.setDesktopFileName("gridar-desktop")         # matches the installer's menu entry (docks group by it)
+    icon = app_icon_path()
+    if icon is not None:
+        from PySide6.QtGui import QIcon
+        app.setWindowIcon(QIcon(str(icon)))
     apply_theme(app, args.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

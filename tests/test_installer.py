@@ -1,0 +1,190 @@
+"""The offline installer: installer/build_installer.py makes a bundle, its install.sh installs it without network.
+
+The bundle is built with --no-deps (the test has no network); the install goes into a venv made beforehand whose
+.pth file points at this interpreter's site-packages, so torch, PySide6 and the rest resolve without a download
+while the app itself is installed from the bundle's own wheel.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / "installer" / "build_installer.py"
+VERSION = __import__("gridar_desktop").__version__
+NAME = f"gridar-desktop-{VERSION}-cpu"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="install.sh needs bash")
+
+
+def sha256(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    r = run([sys.executable, BUILD, "--no-deps", "--out", out])
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out / NAME
+
+
+def install_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRIDAR_", "PIP_"))}
+    env.update(GRIDAR_PYTHON=sys.executable, GRIDAR_APPLICATIONS_DIR=str(tmp_path / "applications"),
+               XDG_DATA_HOME=str(tmp_path / "xdg"),  # nothing may land in the real home, whatever the defaults
+               PIP_CONFIG_FILE=os.devnull)
+    return env
+
+
+def test_bundle_layout_and_manifest(bundle):
+    for rel in ("install.sh", "README.txt", "MANIFEST.json", "models/shapes-demo/config.json",
+                "models/shapes-demo/model.safetensors", "resources/icons/gridar-desktop.png",
+                "resources/icons/gridar-desktop.svg", "resources/gridar-desktop.desktop"):
+        assert (bundle / rel).is_file(), rel
+    assert [p.name for p in (bundle / "wheels").iterdir()] == [f"gridar_desktop-{VERSION}-py3-none-any.whl"]
+    assert os.access(bundle / "install.sh", os.X_OK)
+    manifest = json.loads((bundle / "MANIFEST.json").read_text())
+    assert manifest["name"] == "gridar-desktop" and manifest["version"] == VERSION and manifest["torch"] == "cpu"
+    assert manifest["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    files = tree(bundle)
+    del files["MANIFEST.json"]  # it cannot list its own hash
+    assert manifest["files"] == files
+    assert tree(bundle / "models" / "shapes-demo") == tree(REPO / "resources" / "models" / "shapes-demo")
+    assert "never needs the network" in (bundle / "README.txt").read_text()
+    assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")], "temporary build dirs left behind"
+
+
+def test_tarball_extracts_to_the_same_tree(bundle, tmp_path):
+    with tarfile.open(bundle.parent / f"{NAME}.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    assert [p.name for p in tmp_path.iterdir()] == [NAME]
+    assert tree(tmp_path / NAME) == tree(bundle)
+    assert os.access(tmp_path / NAME / "install.sh", os.X_OK)
+
+
+def test_install_sh_parses(bundle):
+    r = run(["bash", "-n", bundle / "install.sh"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_build_without_wheels_says_what_is_missing(tmp_path):
+    empty = tmp_path / "wheelhouse"
+    empty.mkdir()
+    out = tmp_path / "dist"
+    r = run([sys.executable, BUILD, "--wheelhouse", empty, "--out", out])
+    assert r.returncode == 1
+    assert "no wheel found for torch==2.13.0" in r.stderr and f"Put the missing wheel into {empty}" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert list(out.iterdir()) == [], "a failed build must leave nothing behind"
+
+
+def test_rebuild_replaces_the_old_bundle(tmp_path):
+    out = tmp_path / "dist"
+    for _ in range(2):
+        r = run([sys.executable, BUILD, "--no-deps", "--out", out])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not (out / NAME / "stale.txt").exists(), "the old bundle must be replaced, not merged into"
+        (out / NAME / "stale.txt").write_text("from the previous build")
+    assert sorted(p.name for p in out.iterdir()) == [NAME, f"{NAME}.tar.gz"]
+
+
+def make_prefix_venv(prefix: Path) -> Path:
+    """PREFIX/venv that sees this interpreter's packages (torch, PySide6, pip) through a .pth file.
+
+    --without-pip: a venv's own bundled pip/setuptools would shadow ours (torch needs a newer setuptools than the
+    one ensurepip ships), and pip from this interpreter installs into the venv just as well."""
+    venv = prefix / "venv"
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    r = run([base, "-m", "venv", "--without-pip", venv])
+    if r.returncode != 0:
+        pytest.skip(f"python -m venv is unavailable here: {r.stderr.strip().splitlines()[-1:]}")
+    vpy = venv / "bin" / "python"
+    site = run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(site) / "_host_site_packages.pth").write_text("\n".join(ours) + "\n")
+    return venv
+
+
+def test_offline_install_launch_reinstall_uninstall(bundle, tmp_path):
+    prefix = tmp_path / "prefix"
+    venv = make_prefix_venv(prefix)
+    env = install_env(tmp_path)
+    r = run([bundle / "install.sh", prefix], env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "reusing the Python environment" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == f"Launch it from the applications menu (GridAR Desktop) or run: " \
+                                                f"{prefix}/bin/gridar-desktop"
+
+    # The app runs from the venv's own copy (installed from the bundle), through the launchers.
+    where = run([venv / "bin" / "python", "-c", "import gridar_desktop; print(gridar_desktop.__file__)"], cwd=tmp_path)
+    assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout + where.stderr
+    for launcher in ("gridar", "gridar-desktop"):
+        h = run([prefix / "bin" / launcher, "--help"], env=env, cwd=tmp_path)
+        assert h.returncode == 0, h.stdout + h.stderr
+        assert "usage:" in h.stdout
+    text = (prefix / "bin" / "gridar").read_text()
+    m = re.search(r"^export GRIDAR_DEMO_MODEL='([^']+)'$", text, re.M)
+    assert m and (Path(m.group(1)) / "config.json").is_file() and Path(m.group(1)).is_relative_to(prefix)
+    assert "export HF_HUB_OFFLINE=1" in text and "export TRANSFORMERS_OFFLINE=1" in text
+    m = re.search(r"^export GRIDAR_ICON='([^']+)'$", text, re.M)         # the window icon (app.main.app_icon_path)
+    assert m and Image.open(m.group(1)).size == (256, 256)
+
+    entry_path = tmp_path / "applications" / "gridar-desktop.desktop"
+    entry = dict(line.split("=", 1) for line in entry_path.read_text().splitlines() if "=" in line)
+    assert entry["Name"] == "GridAR Desktop" and entry["Terminal"] == "false" and entry["Type"] == "Application"
+    assert "@" not in entry_path.read_text(), "a placeholder was left unfilled"
+    exe = Path(entry["Exec"].strip('"'))
+    assert exe == prefix / "bin" / "gridar-desktop" and os.access(exe, os.X_OK)
+    icon = Path(entry["Icon"])
+    assert icon.is_relative_to(prefix) and Image.open(icon).size == (256, 256)
+
+    # Again: a reinstall over the existing install takes the --upgrade path and still works.
+    r = run([bundle / "install.sh", prefix], env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert run([prefix / "bin" / "gridar", "--version"], env=env, cwd=tmp_path).returncode == 0
+
+    r = run([prefix / "uninstall.sh"], env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not entry_path.exists() and not prefix.exists()
+
+
+def test_corrupt_bundle_file_is_named(bundle, tmp_path):
+    copy = tmp_path / NAME
+    shutil.copytree(bundle, copy)
+    with open(copy / "models" / "shapes-demo" / "config.json", "ab") as f:
+        f.write(b" ")
+    prefix = tmp_path / "prefix"
+    r = run([copy / "install.sh", prefix], env=install_env(tmp_path), cwd=tmp_path)
+    assert r.returncode != 0
+    assert "models/shapes-demo/config.json (corrupt" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not prefix.exists(), "nothing may be installed from a damaged bundle"
+
+
+def test_icon_png_is_what_make_icon_draws(tmp_path):
+    out = tmp_path / "icon.png"
+    r = run([sys.executable, REPO / "installer" / "make_icon.py", "--out", out])
+    assert r.returncode == 0, r.stderr
+    shipped = Image.open(REPO / "resources" / "icons" / "gridar-desktop.png")
+    assert shipped.size == (256, 256)
+    assert ImageChops.difference(Image.open(out).convert("RGBA"), shipped.convert("RGBA")).getbbox() is None
