@@ -376,3 +376,22 @@ def test_the_window_icon_is_the_installers(monkeypatch, tmp_path):
     assert app_icon_path() == own
     monkeypatch.setenv("GRIDAR_ICON", str(tmp_path / "missing.png"))     # a stale variable: the checkout's
     assert app_icon_path() == REPO_ROOT / "resources" / "icons" / "gridar-desktop.png"
+
+
+def test_an_image_given_at_launch_opens_once_the_model_is_loaded(qtbot, window, model_dir, tmp_path):
+    """`gridar-desktop IMAGE` (and the menu entry's "Open with"): the image opens for editing after the model."""
+    from gridar_desktop.app.main import open_when_ready, parse
+    from gridar_desktop.shapes.scene import make_scene
+    w = window
+    src = tmp_path / "scene.jpg"
+    make_scene("a red circle", 2, 64)[0].save(src)
+    assert parse([str(src), "--model", model_dir]).image == str(src) and parse([]).image is None
+    task = w.choose_model(model_dir)
+    open_when_ready(w, task, str(src))
+    assert not w.controls.editing                        # not before the model is there
+    qtbot.waitUntil(lambda: w.controls.editing, timeout=30000)
+    assert w.edit_panel.source.text().startswith("scene.jpg")
+    task = w.choose_model(model_dir)
+    open_when_ready(w, task, str(tmp_path / "missing.png"))
+    qtbot.waitUntil(task.done, timeout=30000)
+    qtbot.waitUntil(lambda: "missing.png" in w.banner.label.text(), timeout=5000)

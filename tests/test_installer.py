@@ -153,7 +153,8 @@ def test_offline_install_launch_reinstall_uninstall(bundle, tmp_path):
     entry = dict(line.split("=", 1) for line in entry_path.read_text().splitlines() if "=" in line)
     assert entry["Name"] == "GridAR Desktop" and entry["Terminal"] == "false" and entry["Type"] == "Application"
     assert "@" not in entry_path.read_text(), "a placeholder was left unfilled"
-    exe = Path(entry["Exec"].strip('"'))
+    assert entry["Exec"].endswith(" %f") and "image/png" in entry["MimeType"]     # "Open with" passes one image
+    exe = Path(entry["Exec"][:-len(" %f")].strip('"'))
     assert exe == prefix / "bin" / "gridar-desktop" and os.access(exe, os.X_OK)
     icon = Path(entry["Icon"])
     assert icon.is_relative_to(prefix) and Image.open(icon).size == (256, 256)

@@ -14,6 +14,8 @@ from ..logs import setup_logging
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="gridar-desktop", description="GridAR Desktop: the studio")
+    ap.add_argument("image", nargs="?", help="an image to open once the model is loaded: a PNG this app saved "
+                    "restores its settings (an edit also its source and mask), any other image opens for editing")
     ap.add_argument("--model", default="demo", help="'demo' or a local Janus model folder")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--theme", default="system", choices=["system", "dark", "light"])
@@ -68,10 +70,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report.get("ok") else 1
     if args.model != "demo":
         window.controls.add_model_folder(args.model)
-    window.choose_model(args.model)
+    task = window.choose_model(args.model)
+    if args.image:
+        open_when_ready(window, task, args.image)
     with loop:
         loop.run_until_complete(_until_closed(app))
     return 0
+
+
+def open_when_ready(window, task, path: str) -> None:
+    """Open `path` in the window once the model task has finished (an edit is sized to the model's resolution);
+    a failed load or an unreadable image is said in the window's banner, and the app keeps running."""
+    def done(t) -> None:
+        if not t.cancelled() and t.exception() is None and t.result():
+            window.open_image(path)
+    if task is None:
+        window.open_image(path)
+    else:
+        task.add_done_callback(done)
 
 
 async def _until_closed(app) -> None:
