@@ -395,3 +395,33 @@ def test_an_image_given_at_launch_opens_once_the_model_is_loaded(qtbot, window, 
     open_when_ready(w, task, str(tmp_path / "missing.png"))
     qtbot.waitUntil(task.done, timeout=30000)
     qtbot.waitUntil(lambda: "missing.png" in w.banner.label.text(), timeout=5000)
+
+
+def test_the_controls_say_what_calibrated_means_for_the_model(qtbot, window):
+    w = window
+    w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
+    w.controls.auto_threshold.setChecked(True)
+    text = w.controls.calibration.text()
+    assert text.startswith("Calibrated: ") and "edits: " in text and not w.controls.calibration.isHidden()
+    w.controls.auto_threshold.setChecked(False)                  # the manual value is used: the words go
+    assert w.controls.calibration.isHidden()
+    w.controls.auto_threshold.setChecked(True)
+    w.controls.method.setCurrentIndex(w.controls.method.findData("best-of-n"))
+    assert w.controls.calibration.isHidden()
+
+
+def test_threshold_summary_names_band_and_edit_thresholds():
+    from types import SimpleNamespace
+
+    from gridar_desktop.app.studio import Studio
+    s = Studio(device="cpu")
+    assert s.threshold_summary() == ""
+    roles = SimpleNamespace(prune_threshold=0.337, prune_thresholds_by_rows={2: 0.193, 4: 0.541},
+                            prune_threshold_edit=0.0, edit_value=(None, None))
+    s.model = SimpleNamespace(roles=roles)
+    assert s.threshold_summary() == ("Calibrated: 0.193 at 2 rows, 0.541 at 4 rows, else 0.337; edits: the value "
+                                     "head, which prunes nothing")
+    roles.edit_value, roles.prune_threshold_edit = None, 0.5645
+    assert s.threshold_summary().endswith("edits: 0.565")
+    s.model = SimpleNamespace(roles=SimpleNamespace(prune_threshold=None))
+    assert s.threshold_summary() == "Calibrated: 0.250 (no calibration: the default); edits: 0.250"

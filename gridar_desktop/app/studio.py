@@ -133,6 +133,27 @@ class Studio(QObject):
         self.busy = busy
         self.busy_changed.emit(busy)
 
+    def threshold_summary(self) -> str:
+        """The loaded model's own pruning thresholds in words, for the controls: per band where calibrated, and for
+        edits (a value head's, which may prune nothing); "" without a model."""
+        roles = self.model.roles if self.model else None
+        if roles is None:
+            return ""
+        from ..engine.search import pruning_threshold
+        by = getattr(roles, "prune_thresholds_by_rows", None) or {}
+        if by:
+            gen = ", ".join(f"{t:.3f} at {r} rows" for r, t in sorted(by.items()))
+            gen += f", else {pruning_threshold(roles):.3f}"
+        else:
+            gen = f"{pruning_threshold(roles):.3f}" + ("" if getattr(roles, "prune_threshold", None) is not None
+                                                        else " (no calibration: the default)")
+        t = pruning_threshold(roles, edit=True)
+        if getattr(roles, "edit_value", None) is not None:
+            edit = "the value head, " + (f"P(ends right) below {t:.3f}" if t > 0 else "which prunes nothing")
+        else:
+            edit = f"{t:.3f}"
+        return f"Calibrated: {gen}; edits: {edit}"
+
     async def load_model(self, spec: str) -> bool:
         """Load a model folder (or 'demo') on the GPU thread; errors become the inline message."""
         loop = asyncio.get_running_loop()

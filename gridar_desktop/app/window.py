@@ -316,6 +316,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text + ("" if frac >= 1 else " ..."))
 
     def _on_model_changed(self, spec: str) -> None:
+        self.controls.set_calibration(self.studio.threshold_summary())
         if self.edit_original is not None and self.mask is not None and self.mask.size != self._model_size():
             self._refit()               # another resolution: the source is refitted, the mask starts empty
         if spec == "demo":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QTabBar, QVBoxLayout, QWidget)
 
 from ...engine.sampling import SamplingParams
@@ -87,6 +87,11 @@ class Controls(QWidget):
         form.addRow("Temperature", self.temperature)
         form.addRow("Layout use", self.strategy)
         form.addRow("Prune below", threshold_row)
+        # what "calibrated" means for the loaded model (the greyed box keeps the manual value)
+        self.calibration = QLabel("")
+        self.calibration.setWordWrap(True)
+        self.calibration.setObjectName("hint")
+        form.addRow("", self.calibration)
         form.addRow("", self.manual)
         outer.addLayout(form)
         self.generate = QPushButton("Generate")
@@ -146,6 +151,12 @@ class Controls(QWidget):
         gridar = self.method.currentData() == "gridar"
         self.auto_threshold.setEnabled(gridar)
         self.threshold.setEnabled(gridar and not self.auto_threshold.isChecked())
+        self.calibration.setVisible(gridar and self.auto_threshold.isChecked() and bool(self.calibration.text()))
+
+    def set_calibration(self, text: str) -> None:
+        """The loaded model's own thresholds, in words (`studio.threshold_summary`)."""
+        self.calibration.setText(text)
+        self._on_threshold()
 
     def add_model_folder(self, path: str) -> None:
         if self.model.findData(path) < 0:
