@@ -428,14 +428,15 @@ class Search:
         images = self._final_images(state.tokens)
         scores = self._score(images) if not stopped else [0.0] * len(images)
         tokens = state.tokens.cpu()
-        keys = self._final_keys(scores)
+        w = self.final_weight()
+        keys = self._final_keys(scores, w)
         out = []
         for j, s in enumerate(self._job_slices()):
             sc, key = scores[s], keys[s]
             ranking = sorted(range(len(sc)), key=lambda i: (-key[i], i))
-            self.emit(ev.FinalRanking(tuple(sc), tuple(ranking), images[s].copy(), self.final_weight()))
-            selection = None if self.final_weight() == 0.0 else {
-                "rule": "logit(score) + weight * mean logit of the path's verdicts", "weight": self.final_weight(),
+            self.emit(ev.FinalRanking(tuple(sc), tuple(ranking), images[s].copy(), w))
+            selection = None if w == 0.0 else {
+                "rule": "logit(score) + weight * mean logit of the path's verdicts", "weight": w,
                 "keys": [round(k, 4) for k in key], "verdict_logits": [[round(v, 4) for v in e]
                                                                        for e in self.evidence[s]]}
             out.append(SearchResult(self.jobs[j], tokens[s], images[s], sc, ranking, self.nodes[j], self.cost,
@@ -451,10 +452,9 @@ class Search:
             return 0.0
         return float(getattr(self.roles, "final_value_weight_edit", 0.0) or 0.0)
 
-    def _final_keys(self, scores: list[float]) -> list[float]:
-        """The final ranking's key per candidate: the scorer's P, or with a final weight w,
+    def _final_keys(self, scores: list[float], w: float) -> list[float]:
+        """The final ranking's key per candidate: the scorer's P, or with a final weight w (`final_weight`),
         logit(score) + w * mean(logits of the verdicts along the candidate's path)."""
-        w = self.final_weight()
         if w == 0.0:
             return list(scores)
         return [_logit(sc) + w * (sum(ev_) / len(ev_) if ev_ else 0.0) for sc, ev_ in zip(scores, self.evidence)]

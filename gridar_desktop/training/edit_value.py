@@ -225,17 +225,22 @@ def choose_threshold(data: dict[str, np.ndarray], p: np.ndarray) -> tuple[float,
     pruning never helps."""
     grid = [0.0] + sorted({round(float(q), 4) for q in np.quantile(p, np.linspace(0.02, 0.6, 30))})
     table = {t: simulated_success(data, p, t) for t in grid}
-    best = max(table.values())
-    t = min(t for t, v in table.items() if v == best)
-    return t, {"no_pruning": table[0.0], "at_threshold": best, "grid": {str(k): v for k, v in table.items()}}
+    t = _best_smallest(table)
+    return t, {"no_pruning": table[0.0], "at_threshold": table[t], "grid": {str(k): v for k, v in table.items()}}
 
 
 def choose_weight(data: dict[str, np.ndarray], p: np.ndarray, t: float) -> tuple[float, dict]:
     """The final pick's weight on the value verdicts (`WEIGHTS`) with the highest simulated success at threshold
     t (ties: the smallest; 0 when the verdicts add nothing to the scorer)."""
     table = {w: simulated_success(data, p, t, w) for w in WEIGHTS}
+    return _best_smallest(table), {str(k): v for k, v in table.items()}
+
+
+def _best_smallest(table: dict[float, float]) -> float:
+    """The setting with the highest simulated success; ties go to the smallest (the least departure from the
+    scorer alone)."""
     best = max(table.values())
-    return min(w for w, v in table.items() if v == best), {str(k): v for k, v in table.items()}
+    return min(k for k, v in table.items() if v == best)
 
 
 def save_head(folder: Path, w: np.ndarray, b: float) -> None:
