@@ -336,3 +336,22 @@ def test_edit_generation_training_rows_are_the_rows_the_engine_feeds(conditioned
     assert images.shape == (4, 3, 64, 64) and codes.shape == redraw.shape == (4, 64)
     loss = edit_generation_loss(conditioned.model, ids, mask, images, codes, redraw)
     assert torch.isfinite(loss) and loss.requires_grad
+
+
+def test_rollout_verdicts_of_an_edit_read_pasted_back_completions(backend):
+    e = prepare_edit(backend, source_image(), box_mask(box=(20, 8, 36, 60)))        # token rows 1-7
+    roles = ScriptedRoles(scores=[[0.9, 0.8, 0.2, 0.4], [0.6] * 4, [0.1, 0.2, 0.3, 0.4]])
+    req = SearchRequest(prompt=PROMPT, n=4, seed=2, edit=e, strategy="replace", verify_by="rollout")
+    res = Search(backend, roles, req).run()
+    m = e.mask
+    assert len(roles.scored) == 3 and all(np.array_equal(im[~m], e.source[~m]) for ims in roles.scored
+                                          for im in ims)
+    # the completions of slots 2 and 3 fail; each continues the survivor of its own context (mixed: source,
+    # cleared, source, cleared)
+    assert res.tree[0]["keep"] == [True, True, False, False] and res.tree[0]["sources"] == [0, 1, 0, 1]
+    bon = Search(backend, ScriptedRoles(), SearchRequest(prompt=PROMPT, method="best-of-n", n=4, seed=2, edit=e,
+                                                         strategy="replace")).run()
+    np.testing.assert_array_equal(roles.scored[0], bon.images)
+    keep = ~torch.tensor(e.redraw)
+    for c, ctx in enumerate(res.contexts):
+        assert torch.equal(res.tokens[c, keep], torch.tensor(e.codes(ctx))[keep])

@@ -10,7 +10,7 @@ import torch
 from gridar_desktop.engine.backend import JanusBackend, resolve_device
 from gridar_desktop.engine.cancel import CancelToken
 from gridar_desktop.engine.cost import CostRecord
-from gridar_desktop.engine.decode import (concat_candidates, copy_stream, decode, decode_to_row, drop_streams,
+from gridar_desktop.engine.decode import (concat_candidates, copy_stream, decode, decode_to_row, drop_streams, fork,
                                           merge_streams, new_generator, prefill, select, start)
 from gridar_desktop.engine.errors import Cancelled, ModelLoadError, PromptNotUnderstood
 from gridar_desktop.engine.sampling import (SamplingParams, cfg_three_way, cfg_two_way, orthogonal_part, sample,
@@ -65,6 +65,20 @@ def test_branch_select_matches_recomputation(backend):
         torch.testing.assert_close(logits[st.stream_rows("cond")][b], ref_c, atol=2e-4, rtol=1e-4)
         torch.testing.assert_close(logits[st.stream_rows("uncond")][b], ref_u, atol=2e-4, rtol=1e-4)
     assert torch.equal(st.tokens[1, :16], st.tokens[2, :16])      # the copy shares the anchor
+
+
+def test_a_decoded_fork_leaves_its_state_as_it_was(backend):
+    p = SamplingParams(cfg=4.0)
+    st = decode(backend, start(backend, PROMPT, 2), 16, p, new_generator(3))
+    before = backend.image_logits(st.hidden).clone()
+    ahead = decode(backend, fork(st), TOTAL - 16, p, new_generator(5))          # a rollout to the end
+    assert ahead.tokens.shape == (2, TOTAL) and st.tokens.shape == (2, 16)
+    torch.testing.assert_close(backend.image_logits(st.hidden), before)
+    # the original goes on exactly as if no fork had been decoded
+    a = decode(backend, st, 8, p, new_generator(9))
+    b = decode(backend, decode(backend, start(backend, PROMPT, 2), 16, p, new_generator(3)), 8, p, new_generator(9))
+    assert torch.equal(a.tokens, b.tokens)
+    torch.testing.assert_close(backend.image_logits(a.hidden), backend.image_logits(b.hidden))
 
 
 def test_resume_from_prefix_equals_uninterrupted(backend):

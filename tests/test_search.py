@@ -28,6 +28,7 @@ class ScriptedRoles:
         self.layouts = layouts
         self.layout_script = list(layout_script or [])            # one list of layouts per reformulation call
         self.calls = []
+        self.scored = []                                          # the images of every score call
 
     def verify(self, prompt, views, cost):
         self.calls.append(("verify", len(views), views[0].rows))
@@ -36,7 +37,10 @@ class ScriptedRoles:
 
     def score(self, prompt, images, cost):
         self.calls.append(("score", len(images)))
+        self.scored.append(np.stack(images))
         cost.role("scorer").calls += 1
+        if isinstance(self.scores, list) and self.scores and isinstance(self.scores[0], list):
+            return self.scores.pop(0)                             # one list of scores per call
         return self.scores if self.scores is not None else [float(i) / 10 for i in range(len(images))]
 
     def reformulate(self, prompt, views, cost):
@@ -333,3 +337,34 @@ def test_the_verifiers_own_threshold_is_used_and_recorded(backend):
     roles.prune_threshold = 0.6
     res = run(backend, roles, schedule=(Stage(0.25), Stage(1.0, False, False)), reformulate=False, threshold=0.3)
     assert res.tree[0]["keep"] == [True, True, True, True]
+
+
+def test_rollout_verdicts_are_the_scorers_reading_of_one_completion(backend):
+    # three score calls: the completions after the first and the second band, then the finished candidates
+    scripted = [[0.9, 0.2, 0.7, 0.4], [0.6, 0.6, 0.6, 0.6], [0.1, 0.2, 0.3, 0.4]]
+    roles = ScriptedRoles(scores=[list(x) for x in scripted])
+    res = run(backend, roles, verify_by="rollout")
+    assert [c[0] for c in roles.calls] == ["score", "reformulate", "score", "reformulate", "score"]
+    assert res.tree[0]["p_possible"] == scripted[0] and res.tree[0]["verify_by"] == "rollout"
+    assert res.tree[0]["threshold"] == 0.5 and res.tree[0]["keep"] == [True, False, True, False]
+    assert res.tree[0]["sources"][1] in (0, 2) and res.tree[1]["keep"] == [True] * 4
+    assert all(im.shape == (4, 64, 64, 3) for im in roles.scored)
+    # the completions are thrown away: the result holds the 4 live candidates, ranked by the last call alone
+    assert res.scores == scripted[2] and res.best == 3 and res.metadata()["settings"]["verify_by"] == "rollout"
+    # the first completions are what Best-of-N draws with the same seed: the same generator carries on from the
+    # same band, on a fork of the same cache
+    bon = run(backend, ScriptedRoles(), method="best-of-n")
+    np.testing.assert_array_equal(roles.scored[0], bon.images)
+    # they cost what they decode: more generator rows than verifying views, no verifier call
+    view = run(backend, ScriptedRoles(verdicts=[[0.9, 0.2, 0.7, 0.4], [0.6] * 4]))
+    g, gv = res.cost.roles["generator"], view.cost.roles["generator"]
+    assert g.decode_token_rows > gv.decode_token_rows and res.cost.roles["verifier"].calls == 0
+    assert res.cost.roles["scorer"].calls == 3
+
+
+def test_rollout_verification_is_validated_and_named_in_the_bench():
+    from gridar_desktop.engine.bench import parse_methods
+    with pytest.raises(ValueError, match="rollout"):
+        SearchRequest(prompt=PROMPT, verify_by="lookahead").validate()
+    (label, req), = parse_methods("gridar-rollout:4")
+    assert req.verify_by == "rollout" and req.method == "gridar" and req.n == 4

@@ -9,6 +9,7 @@ Phases:
 - `select`   re-index candidates: branch one prefix into many (``[0, 0, 0, 0]``), drop some, or refill a pruned
              slot with a copy of a survivor (``[0, 3, 2, 3]``). Cache rows are gathered, never recomputed.
 - `merge_streams` / `drop_streams`  add a newly prefilled stream beside carried ones, or drop one.
+- `fork`     an independent copy with its own cache, for a lookahead that must leave the state as it was.
 - `step`     feed one image token per candidate to every stream.
 - `decode`   sample tokens until a given count or token row, with guidance, events and cancel checks.
 
@@ -114,6 +115,16 @@ def select(state: DecodeState, keep: list[int] | torch.Tensor) -> DecodeState:
     _gather_rows(state, idx)
     return DecodeState(state.cache, state.streams, len(keep), state.mask[idx], state.pos[idx], state.hidden[idx],
                        state.tokens[keep])
+
+
+def fork(state: DecodeState) -> DecodeState:
+    """A copy of `state` with its own cache: decoding the copy (a rollout) leaves `state` untouched. `select` cannot
+    do this: it gathers rows into the same cache object."""
+    cache = DynamicCache()
+    for i, layer in enumerate(state.cache.layers):
+        cache.update(layer.keys.clone(), layer.values.clone(), i)
+    return DecodeState(cache, state.streams, state.n, state.mask.clone(), state.pos.clone(), state.hidden.clone(),
+                       state.tokens.clone())
 
 
 def drop_streams(state: DecodeState, names: tuple[str, ...] | list[str]) -> DecodeState:

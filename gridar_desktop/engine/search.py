@@ -8,6 +8,8 @@ half, verify, reformulate from the original prompt, complete):
     for each stage:
         decode to the stage's row                   2-way guidance, or 3-way with each candidate's layout row
         verify partial views -> policy              rejection only; rejected slots continue a survivor's copy
+                                                    (verify_by="rollout": the scorer reads one thrown-away
+                                                    completion of each candidate instead)
         select(state, sources)                      cache rows gathered, not recomputed
         reformulate -> policy                       from the ORIGINAL prompt, per candidate
         build the layout rows: a candidate whose layout did not change keeps its row, one whose layout is the
@@ -39,8 +41,8 @@ from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
 from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_mask
-from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, merge_streams,
-                     new_generator, prefill, select, start)
+from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, fork,
+                     merge_streams, new_generator, prefill, select, start)
 from .errors import PromptNotUnderstood
 from .roles import PartialView, Roles, validate_reformulation
 from .sampling import SamplingParams
@@ -80,6 +82,12 @@ def pruning_threshold(roles: Roles | None, edit: bool = False, rows: int | None 
     t = getattr(roles, "prune_threshold", None) if t is None else t
     return DEFAULT_THRESHOLD if t is None else float(t)
 
+# Verification by rollout (`SearchRequest.verify_by`): the verdict is the scorer's P(yes) on one completion of the
+# candidate, so the scorer's own even odds are the natural line: reject a candidate whose completion the scorer
+# thinks fails.
+ROLLOUT_THRESHOLD = 0.5
+VERIFY_BY = ("view", "rollout")
+
 DEFAULT_SCHEDULE: tuple[Stage, ...] = (Stage(0.25), Stage(0.5), Stage(1.0, False, False))
 ONE_VERIFICATION: tuple[Stage, ...] = (Stage(0.5), Stage(1.0, False, False))
 # The paper's editing recipe: verify at the quarter and the half, reformulate once, at the half.
@@ -104,6 +112,9 @@ class SearchRequest:
     context: str = "mixed"                  # edits: mixed | source | cleared (`engine.edit.CONTEXTS`)
     value_pick: bool = True                 # GridAR edits: the final pick also weighs the path's verdicts where the
                                             # verifier is a value head (`Search.final_weight`); False: scorer alone
+    verify_by: str = "view"                 # GridAR: what a verdict reads. view: the verifier reads the partial
+                                            # candidate; rollout: each candidate is completed once (a lookahead
+                                            # that is then thrown away) and the scorer reads the finished image
 
     def validate(self) -> None:
         if self.method not in ("gridar", "best-of-n", "single"):
@@ -115,6 +126,8 @@ class SearchRequest:
                              f"(got {self.n}; try {max(GROUP, self.n // GROUP * GROUP)})")
         if self.context not in CONTEXTS:
             raise ValueError(f"unknown edit context '{self.context}'; use {', '.join(CONTEXTS)}")
+        if self.verify_by not in VERIFY_BY:
+            raise ValueError(f"unknown verification '{self.verify_by}'; use {' or '.join(VERIFY_BY)}")
         if self.strategy not in ("three-way", "replace"):
             raise ValueError(f"unknown reformulation strategy '{self.strategy}'; use three-way or replace")
         fr = [s.until for s in self.schedule]
@@ -224,6 +237,7 @@ class SearchResult:
                     "temperature": r.params.temperature, "top_k": r.params.top_k, "top_p": r.params.top_p,
                     "layout_scale": r.params.layout_scale, "strategy": r.strategy, "prune": r.prune,
                     "reformulate": r.reformulate, "threshold": r.threshold, "value_pick": r.value_pick,
+                    "verify_by": r.verify_by,
                     "schedule": [asdict(s) for s in r.schedule]}
         if r.edit is not None:
             from .edit import edit_metadata
@@ -448,7 +462,8 @@ class Search:
         """The weight of the path's verdicts in the final pick: the value head's (`training.edit_value`) for a
         GridAR edit whose roles have one, else 0 (the scorer alone; a verdict of possible/impossible says nothing
         about which possible candidate is best)."""
-        if not self.edits or self.req.method != "gridar" or self.roles is None or not self.req.value_pick:
+        if (not self.edits or self.req.method != "gridar" or self.roles is None or not self.req.value_pick
+                or self.req.verify_by != "view"):     # a rollout's verdict is about another image than the final one
             return 0.0
         return float(getattr(self.roles, "final_value_weight_edit", 0.0) or 0.0)
 
@@ -521,13 +536,27 @@ class Search:
         undrawn = pixel_mask(hidden, self.rows, self.b.info.cols, previews.shape[1])        # (n, H, W)
         return [PartialView(img, to_row, self.rows, u) for img, u in zip(previews, undrawn)]
 
+    def _rollout_verdicts(self, state: DecodeState) -> list[float]:
+        """The scorer's P(yes) on one completion of every candidate. The completion decodes a fork of the state to
+        the end (an edit: to its last redrawn token, pasted back) and is thrown away; its draws come from the jobs'
+        generators, its compute is counted (generator decode, scorer calls)."""
+        st = fork(state)
+        forced = {"forced": self.forced, "forced_mask": self.forced_mask} if self.edits else {}
+        end = self.end_token if self.edits else self.rows * self.b.info.cols
+        st = decode(self.b, st, end - st.tokens.shape[1], self.req.params, generator=self.gen, cancel=self.cancel,
+                    cost=self.cost, feed_last=False, **forced)
+        images = self._final_images(self._with_source(st.tokens))
+        return [float(x) for x in self.roles.score(self.prompts, list(images), self.cost)]
+
     def _prune(self, state: DecodeState, previews: np.ndarray, views: list[PartialView], i: int,
                nodes: list[dict]) -> tuple[DecodeState, np.ndarray]:
-        p = [float(x) for x in self.roles.verify(self.prompts, views, self.cost)]
+        rollout = self.req.verify_by == "rollout"
+        p = self._rollout_verdicts(state) if rollout else [
+            float(x) for x in self.roles.verify(self.prompts, views, self.cost)]
         self.emit(ev.Verdicts(i, tuple(p)))
         # the request's threshold, else the verifier's own for this band (recorded in the tree)
-        threshold = self.req.threshold if self.req.threshold is not None else pruning_threshold(
-            self.roles, self.edits is not None, views[0].rows)
+        threshold = self.req.threshold if self.req.threshold is not None else ROLLOUT_THRESHOLD if rollout else (
+            pruning_threshold(self.roles, self.edits is not None, views[0].rows))
         sources: list[int] = []
         for j, s in enumerate(self._job_slices()):
             kinds = self.contexts[s] if self.edits and self.req.context == "mixed" else None
@@ -537,7 +566,8 @@ class Search:
             decision = settle(self.policy.review_verdicts(review), self.rngs[j], kinds)
             self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
                                       tuple(decision.all_rejected_groups)))
-            nodes[j].update(p_possible=p[s], keep=decision.keep, sources=decision.sources,
+            nodes[j].update(p_possible=p[s], verify_by=self.req.verify_by, keep=decision.keep,
+                            sources=decision.sources,
                             all_rejected_groups=decision.all_rejected_groups, threshold=threshold,
                             overridden=decision.keep != proposed.keep or decision.sources != proposed.sources)
             sources += [s.start + x for x in decision.sources]
