@@ -425,3 +425,47 @@ def test_threshold_summary_names_band_and_edit_thresholds():
     assert s.threshold_summary().endswith("edits: 0.565")
     s.model = SimpleNamespace(roles=SimpleNamespace(prune_threshold=None))
     assert s.threshold_summary() == "Calibrated: 0.250 (no calibration: the default); edits: 0.250"
+
+
+def test_rollout_verdicts_show_each_candidates_completion(qtbot):
+    """With verdicts from one completion, a card says how the candidate ends and shows that completion."""
+    from gridar_desktop.app.widgets.candidates import CandidateStrip
+    from gridar_desktop.engine.search import VerdictReview
+    strip = CandidateStrip()
+    qtbot.addWidget(strip)
+    done = np.zeros((4, 64, 64, 3), np.uint8)
+    done[2] = 255
+    review = VerdictReview(0, (0.8, 0.3, 0.6, 0.1), PruneDecision([True, False, True, False], [0, 0, 2, 2]),
+                           np.zeros((4, 64, 64, 3), np.uint8), threshold=0.5, verify_by="rollout",
+                           completions=done)
+    strip.show_review(review, interactive=False)
+    assert [c.badge.text() for c in strip.cards[:4]] == ["ends right 0.80", "ends wrong 0.30", "ends right 0.60",
+                                                        "ends wrong 0.10"]
+    assert not strip.cards[2].ahead.isHidden() and strip.cards[2].ahead.pixmap().toImage().pixelColor(
+        10, 10).red() == 255
+    assert strip.heading.text().startswith("Scorer's verdicts on one completion")
+    strip.show_review(VerdictReview(1, (0.8,) * 4, PruneDecision([True] * 4, [0, 1, 2, 3]), done, threshold=0.2),
+                      interactive=False)
+    assert strip.cards[2].ahead.isHidden() and strip.cards[0].badge.text().startswith("possible")
+
+
+def test_verdicts_from_a_completion_are_a_setting_that_round_trips(qtbot, window):
+    from gridar_desktop.app.studio import request_from_metadata
+    from gridar_desktop.app.widgets.controls import ROLLOUT_HINT
+    c = window.controls
+    c.prompt.setText("a red circle")
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.auto_threshold.setChecked(True)
+    assert c.verify_by.isEnabled() and c.request().verify_by == "view"
+    c.verify_by.setCurrentIndex(c.verify_by.findData("rollout"))
+    req = c.request()
+    assert req.verify_by == "rollout" and c.calibration.text() == ROLLOUT_HINT
+    back = request_from_metadata({"prompt": req.prompt, "settings": {"method": "gridar", "verify_by": "rollout"}})
+    assert back.verify_by == "rollout"
+    assert request_from_metadata({"prompt": "x", "settings": {}}).verify_by == "view"      # older files
+    c.verify_by.setCurrentIndex(c.verify_by.findData("view"))
+    assert c.calibration.text().startswith("Calibrated: ")
+    c.apply(req)
+    assert c.verify_by.currentData() == "rollout"
+    c.method.setCurrentIndex(c.method.findData("best-of-n"))
+    assert not c.verify_by.isEnabled()

@@ -156,6 +156,8 @@ class VerdictReview:
     previews: np.ndarray
     threshold: float | None = None          # the P(possible) below which the verifier's verdict is a rejection
     kinds: tuple[str, ...] | None = None    # a mixed edit's context per slot: refills stay within a context
+    verify_by: str = "view"                 # rollout: p_possible is the scorer's P(yes) on a completion ...
+    completions: np.ndarray | None = None   # ... uint8 (n, H, W, 3): those completions, thrown away afterwards
 
 
 class Policy(Protocol):
@@ -536,23 +538,27 @@ class Search:
         undrawn = pixel_mask(hidden, self.rows, self.b.info.cols, previews.shape[1])        # (n, H, W)
         return [PartialView(img, to_row, self.rows, u) for img, u in zip(previews, undrawn)]
 
-    def _rollout_verdicts(self, state: DecodeState) -> list[float]:
+    def _rollout_verdicts(self, state: DecodeState) -> tuple[list[float], np.ndarray]:
         """The scorer's P(yes) on one completion of every candidate. The completion decodes a fork of the state to
         the end (an edit: to its last redrawn token, pasted back) and is thrown away; its draws come from the jobs'
-        generators, its compute is counted (generator decode, scorer calls)."""
+        generators, its compute is counted (generator decode, scorer calls). Returns (P per candidate, the
+        completions (n, H, W, 3) for the artist's review)."""
         st = fork(state)
         forced = {"forced": self.forced, "forced_mask": self.forced_mask} if self.edits else {}
         end = self.end_token if self.edits else self.rows * self.b.info.cols
         st = decode(self.b, st, end - st.tokens.shape[1], self.req.params, generator=self.gen, cancel=self.cancel,
                     cost=self.cost, feed_last=False, **forced)
         images = self._final_images(self._with_source(st.tokens))
-        return [float(x) for x in self.roles.score(self.prompts, list(images), self.cost)]
+        return [float(x) for x in self.roles.score(self.prompts, list(images), self.cost)], images
 
     def _prune(self, state: DecodeState, previews: np.ndarray, views: list[PartialView], i: int,
                nodes: list[dict]) -> tuple[DecodeState, np.ndarray]:
         rollout = self.req.verify_by == "rollout"
-        p = self._rollout_verdicts(state) if rollout else [
-            float(x) for x in self.roles.verify(self.prompts, views, self.cost)]
+        completions = None
+        if rollout:
+            p, completions = self._rollout_verdicts(state)
+        else:
+            p = [float(x) for x in self.roles.verify(self.prompts, views, self.cost)]
         self.emit(ev.Verdicts(i, tuple(p)))
         # the request's threshold, else the verifier's own for this band (recorded in the tree)
         threshold = self.req.threshold if self.req.threshold is not None else ROLLOUT_THRESHOLD if rollout else (
@@ -562,7 +568,8 @@ class Search:
             kinds = self.contexts[s] if self.edits and self.req.context == "mixed" else None
             proposed = propose_pruning(p[s], threshold, self.rngs[j], kinds)
             review = VerdictReview(i, tuple(p[s]), proposed, previews[s], threshold,
-                                   tuple(kinds) if kinds is not None else None)
+                                   tuple(kinds) if kinds is not None else None, self.req.verify_by,
+                                   None if completions is None else completions[s])
             decision = settle(self.policy.review_verdicts(review), self.rngs[j], kinds)
             self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
                                       tuple(decision.all_rejected_groups)))

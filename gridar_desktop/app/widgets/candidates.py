@@ -32,12 +32,20 @@ class CandidateCard(QFrame):
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge = QLabel("")
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # verdicts by rollout: the completion the scorer read, small, under the band
+        self.ahead = QLabel()
+        self.ahead.setFixedSize(THUMB // 2, THUMB // 2)
+        self.ahead.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.ahead.setToolTip("How this candidate ends when completed once: the scorer's verdict reads this "
+                              "completion, which is then thrown away")
+        self.ahead.setVisible(False)
         self.keep = QCheckBox("keep")
         self.keep.setToolTip("Keep this candidate (K). Unchecked: its slot continues a copy of another one.")
         self.source = QComboBox()
         self.source.setToolTip("Which surviving candidate refills this slot")
-        for w in (self.title, self.thumb, self.badge, self.keep, self.source):
+        for w in (self.title, self.thumb, self.badge, self.ahead, self.keep, self.source):
             lay.addWidget(w)
+        lay.setAlignment(self.ahead, Qt.AlignmentFlag.AlignHCenter)
         self.keep.toggled.connect(self._on_keep)
         self.source.currentIndexChanged.connect(lambda _i: self.changed.emit())
 
@@ -52,18 +60,33 @@ class CandidateCard(QFrame):
         self.thumb.setPixmap(to_pixmap(arr).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                                    Qt.TransformationMode.FastTransformation))
 
-    def set_verdict(self, p: float | None, keep: bool | None, threshold: float | None = None) -> None:
-        """The verifier's verdict at the pruning threshold (the engine's default when not given) with P(possible);
-        `keep` is the decision, which can differ (a group with no survivor keeps all; the artist decides)."""
+    def set_completion(self, arr: np.ndarray | None) -> None:
+        """The rollout the scorer read for this candidate's verdict (None: verdicts read the partial view)."""
+        self.ahead.setVisible(arr is not None)
+        if arr is not None:
+            self.ahead.setPixmap(to_pixmap(arr).scaled(THUMB // 2, THUMB // 2, Qt.AspectRatioMode.KeepAspectRatio,
+                                                       Qt.TransformationMode.FastTransformation))
+
+    def set_verdict(self, p: float | None, keep: bool | None, threshold: float | None = None,
+                    rollout: bool = False) -> None:
+        """The verifier's verdict at the pruning threshold (the engine's default when not given) with P(possible),
+        or with `rollout` the scorer's P(yes) on one completion; `keep` is the decision, which can differ (a group
+        with no survivor keeps all; the artist decides)."""
         if p is None:
             self.badge.setText("")
             self.badge.setStyleSheet("")
             self.badge.setToolTip("")
+            self.set_completion(None)
             return
         t = DEFAULT_THRESHOLD if threshold is None else threshold
         ok = p >= t
-        self.badge.setText(f"{'possible' if ok else 'impossible'} {p:.2f}")
-        self.badge.setToolTip(f"P(possible) = {p:.3f}; the verifier rejects below {t:.3g}")
+        if rollout:
+            self.badge.setText(f"{'ends right' if ok else 'ends wrong'} {p:.2f}")
+            self.badge.setToolTip(f"The scorer's P(yes) on one completion of this candidate = {p:.3f}; "
+                                  f"rejected below {t:.3g}")
+        else:
+            self.badge.setText(f"{'possible' if ok else 'impossible'} {p:.2f}")
+            self.badge.setToolTip(f"P(possible) = {p:.3f}; the verifier rejects below {t:.3g}")
         colour = "#2e7d32" if ok else "#c62828"
         self.badge.setStyleSheet(f"color: white; background: {colour}; border-radius: 4px; padding: 1px 4px;")
 
@@ -143,7 +166,9 @@ class CandidateStrip(QWidget):
         kinds = review.kinds
         for i, card in enumerate(self.cards[:n]):
             card.set_image(review.previews[i])
-            card.set_verdict(review.p_possible[i], review.proposed.keep[i], review.threshold)
+            rollout = review.verify_by == "rollout"
+            card.set_verdict(review.p_possible[i], review.proposed.keep[i], review.threshold, rollout)
+            card.set_completion(review.completions[i] if rollout and review.completions is not None else None)
             # a mixed edit: each card says its context, and a slot is refilled from its own context only
             card.title.setText(f"{i + 1}" + (f" · {kinds[i]}" if kinds else ""))
             g0 = i // GROUP * GROUP
@@ -160,7 +185,8 @@ class CandidateStrip(QWidget):
             card.source.setEnabled(not review.proposed.keep[i])
             card.keep.setVisible(True)
             card.source.setVisible(True)
-        verb = "Review" if interactive else "Verifier's verdicts at"
+        verb = "Review" if interactive else ("Scorer's verdicts on one completion at"
+                                             if review.verify_by == "rollout" else "Verifier's verdicts at")
         self.heading.setText(f"{verb} band {review.stage + 1}: keep, reject, or choose which survivor refills a slot")
         self.set_interactive(interactive)
 

@@ -9,7 +9,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QPushButton, QSpinBox, QTabBar, QVBoxLayout, QWidget)
 
 from ...engine.sampling import SamplingParams
-from ...engine.search import SearchRequest
+from ...engine.search import ROLLOUT_THRESHOLD, SearchRequest
+
+ROLLOUT_HINT = (f"Verdicts from one completion: a candidate is rejected when the scorer gives its completion "
+                f"P(yes) below {ROLLOUT_THRESHOLD:g}")
 
 
 class Controls(QWidget):
@@ -74,6 +77,13 @@ class Controls(QWidget):
                                        "its model folder has them; else 0.25")
         self.threshold.setToolTip("GridAR rejects a partial candidate whose P(possible) is below this, at every "
                                   "band; higher prunes more")
+        self.verify_by = QComboBox()
+        self.verify_by.addItem("Partial view (verifier)", "view")
+        self.verify_by.addItem("One completion (scorer)", "rollout")
+        self.verify_by.setToolTip("What GridAR's verdicts read. Partial view: the verifier reads the band drawn so "
+                                  "far. One completion: each candidate is completed once and the scorer reads the "
+                                  "finished image (slower: the rest of every candidate is decoded at each verified "
+                                  "band; the completions are shown on the cards, then thrown away)")
         threshold_row = QHBoxLayout()
         threshold_row.addWidget(self.threshold, 1)
         threshold_row.addWidget(self.auto_threshold)
@@ -86,9 +96,11 @@ class Controls(QWidget):
         form.addRow("Guidance", self.cfg)
         form.addRow("Temperature", self.temperature)
         form.addRow("Layout use", self.strategy)
+        form.addRow("Verdicts from", self.verify_by)
         form.addRow("Prune below", threshold_row)
         # what "calibrated" means for the loaded model (the greyed box keeps the manual value)
         self.calibration = QLabel("")
+        self._calibration = ""
         self.calibration.setWordWrap(True)
         self.calibration.setObjectName("hint")
         form.addRow("", self.calibration)
@@ -114,6 +126,7 @@ class Controls(QWidget):
         self.abort.clicked.connect(self.abort_clicked)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
         self.auto_threshold.toggled.connect(lambda _on: self._on_threshold())
+        self.verify_by.currentIndexChanged.connect(lambda _i: self._on_threshold())
         self.seed.setEnabled(False)
         self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i)))
         self.method.currentIndexChanged.connect(self._on_method)
@@ -139,6 +152,7 @@ class Controls(QWidget):
         m = self.method.currentData()
         self.n.setEnabled(m != "single")
         self.strategy.setEnabled(m == "gridar")
+        self.verify_by.setEnabled(m == "gridar")
         self.manual.setEnabled(m == "gridar")
         self._on_threshold()
         if m == "gridar":
@@ -151,11 +165,13 @@ class Controls(QWidget):
         gridar = self.method.currentData() == "gridar"
         self.auto_threshold.setEnabled(gridar)
         self.threshold.setEnabled(gridar and not self.auto_threshold.isChecked())
+        rollout = self.verify_by.currentData() == "rollout"
+        self.calibration.setText(ROLLOUT_HINT if rollout else self._calibration)
         self.calibration.setVisible(gridar and self.auto_threshold.isChecked() and bool(self.calibration.text()))
 
     def set_calibration(self, text: str) -> None:
         """The loaded model's own thresholds, in words (`studio.threshold_summary`)."""
-        self.calibration.setText(text)
+        self._calibration = text
         self._on_threshold()
 
     def add_model_folder(self, path: str) -> None:
@@ -182,7 +198,8 @@ class Controls(QWidget):
                              n=1 if method == "single" else self.n.value(), seed=self.seed.value(),
                              params=SamplingParams(cfg=self.cfg.value(), temperature=self.temperature.value()),
                              strategy=self.strategy.currentData(),
-                             threshold=None if self.auto_threshold.isChecked() else self.threshold.value())
+                             threshold=None if self.auto_threshold.isChecked() else self.threshold.value(),
+                             verify_by=self.verify_by.currentData())
 
     def apply(self, req: SearchRequest) -> None:
         """Restore the form from a request (e.g. read from a PNG)."""
@@ -193,6 +210,7 @@ class Controls(QWidget):
         self.cfg.setValue(req.params.cfg)
         self.temperature.setValue(req.params.temperature)
         self.strategy.setCurrentIndex(max(0, self.strategy.findData(req.strategy)))
+        self.verify_by.setCurrentIndex(max(0, self.verify_by.findData(req.verify_by)))
         self.auto_threshold.setChecked(req.threshold is None)
         if req.threshold is not None:
             self.threshold.setValue(req.threshold)
