@@ -70,6 +70,24 @@ async def edit_shots(window, out: str) -> None:
     await window.start_generation()
     await asyncio.sleep(0.3)
     window.grab().save(f"{out}/studio-edit-result.png")
+    # the same edit reviewed band by band, its verdicts read off one completion of each candidate
+    window.show_mask()
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.verify_by.setCurrentIndex(c.verify_by.findData("rollout"))
+    c.manual.setChecked(True)
+    task = window.start_generation()
+    while not window.studio.waiting_for_artist:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    window.grab().save(f"{out}/studio-edit-review.png")
+    while not task.done():
+        if window.studio.waiting_for_artist:
+            if window.strip.continue_btn.isEnabled():
+                window.strip.accept_btn.click()
+            elif window.layouts.continue_btn.isEnabled():
+                window.layouts.continue_btn.click()
+        await asyncio.sleep(0.05)
+    c.manual.setChecked(False)
 
 
 def main() -> int:

@@ -64,7 +64,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     req = SearchRequest(prompt=args.prompt, method=args.method, n=n, seed=args.seed, params=params,
-                        strategy=args.strategy, threshold=args.threshold, verify_by=args.verify_by)
+                        strategy=args.strategy, threshold=args.threshold, verify_by=args.verify_by,
+                        reformulate=not args.no_reformulate)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -113,7 +114,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
     req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
                         strategy=args.strategy, edit=target, threshold=args.threshold, context=args.context,
-                        verify_by=args.verify_by)
+                        verify_by=args.verify_by, reformulate=not args.no_reformulate)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
     p.add_argument("--verify-by", default="view", choices=["view", "rollout"], help=VERIFY_BY_HELP)
+    p.add_argument("--no-reformulate", action="store_true",
+                   help="GridAR keeps the original prompt at every band (no layout clause / rewritten prompt)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("-o", "--output", default="out.png")
@@ -196,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "candidate cleared, the verifier and the scorer choose (default)")
     p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
     p.add_argument("--verify-by", default="view", choices=["view", "rollout"], help=VERIFY_BY_HELP)
+    p.add_argument("--no-reformulate", action="store_true",
+                   help="GridAR keeps the original prompt at every band (no layout clause / rewritten prompt)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--temperature", type=float, default=1.0)

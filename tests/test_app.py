@@ -469,3 +469,18 @@ def test_verdicts_from_a_completion_are_a_setting_that_round_trips(qtbot, window
     assert c.verify_by.currentData() == "rollout"
     c.method.setCurrentIndex(c.method.findData("best-of-n"))
     assert not c.verify_by.isEnabled()
+
+
+def test_layout_use_off_means_no_reformulation(qtbot, window):
+    from gridar_desktop.app.studio import request_from_metadata
+    c = window.controls
+    c.prompt.setText("a red circle")
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.strategy.setCurrentIndex(c.strategy.findData("off"))
+    req = c.request()
+    assert req.reformulate is False and req.strategy == "three-way"
+    c.strategy.setCurrentIndex(c.strategy.findData("replace"))
+    assert c.request().reformulate is True
+    back = request_from_metadata({"prompt": "a red circle", "settings": {"method": "gridar", "reformulate": False}})
+    c.apply(back)
+    assert c.strategy.currentData() == "off"

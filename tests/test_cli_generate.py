@@ -114,3 +114,14 @@ def test_generate_threshold_option_is_used_and_recorded(folder, tmp_path, capsys
     meta = read_metadata(out)
     assert meta["settings"]["threshold"] is None                        # the verifier's own, per band ...
     assert [node["threshold"] for node in meta["tree"]] == [DEFAULT_THRESHOLD] * 2    # ... the default here
+
+
+def test_edit_verdicts_from_a_completion_without_reformulation(folder, edit_files):
+    out = edit_files / "r.png"
+    assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
+                     "--target-prompt", "a green circle and a blue square", "--model", str(folder), "-n", "4",
+                     "--device", "cpu", "--verify-by", "rollout", "--no-reformulate", "-o", str(out)]) == 0
+    meta = read_metadata(out)
+    assert meta["settings"]["verify_by"] == "rollout" and meta["settings"]["reformulate"] is False
+    assert meta["tree"] and all(node["verify_by"] == "rollout" and "layouts" not in node for node in meta["tree"])
+    assert all(node["threshold"] == 0.5 for node in meta["tree"])

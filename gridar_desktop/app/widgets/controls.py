@@ -66,6 +66,9 @@ class Controls(QWidget):
         self.strategy = QComboBox()
         self.strategy.addItem("Three-way guidance", "three-way")
         self.strategy.addItem("Prompt replacement", "replace")
+        self.strategy.addItem("Off (the prompt as typed)", "off")
+        self.strategy.setToolTip("How GridAR uses each candidate's reformulated prompt: as a third guidance row, in "
+                                 "place of the prompt, or not at all (no reformulation, no layout panel)")
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setSingleStep(0.05)
@@ -197,7 +200,9 @@ class Controls(QWidget):
         return SearchRequest(prompt=self.prompt.text().strip(), method=method,
                              n=1 if method == "single" else self.n.value(), seed=self.seed.value(),
                              params=SamplingParams(cfg=self.cfg.value(), temperature=self.temperature.value()),
-                             strategy=self.strategy.currentData(),
+                             strategy=("replace" if self.editing else "three-way") if self.strategy.currentData()
+                             == "off" else self.strategy.currentData(),
+                             reformulate=self.strategy.currentData() != "off",
                              threshold=None if self.auto_threshold.isChecked() else self.threshold.value(),
                              verify_by=self.verify_by.currentData())
 
@@ -209,7 +214,7 @@ class Controls(QWidget):
         self.reuse_seed(req.seed)
         self.cfg.setValue(req.params.cfg)
         self.temperature.setValue(req.params.temperature)
-        self.strategy.setCurrentIndex(max(0, self.strategy.findData(req.strategy)))
+        self.strategy.setCurrentIndex(max(0, self.strategy.findData(req.strategy if req.reformulate else "off")))
         self.verify_by.setCurrentIndex(max(0, self.verify_by.findData(req.verify_by)))
         self.auto_threshold.setChecked(req.threshold is None)
         if req.threshold is not None:
