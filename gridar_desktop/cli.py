@@ -7,6 +7,7 @@ import json
 import sys
 
 from . import __version__
+from .engine.defaults import GRIDAR_DEFAULTS, VERIFY_BY
 from .logs import setup_logging
 
 
@@ -65,7 +66,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     req = SearchRequest(prompt=args.prompt, method=args.method, n=n, seed=args.seed, params=params,
                         strategy=args.strategy, threshold=args.threshold, verify_by=args.verify_by,
-                        reformulate=not args.no_reformulate)
+                        reformulate=args.reformulate)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -114,7 +115,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
     req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
                         strategy=args.strategy, edit=target, threshold=args.threshold, context=args.context,
-                        verify_by=args.verify_by, reformulate=not args.no_reformulate)
+                        verify_by=args.verify_by, reformulate=args.reformulate)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -134,8 +135,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 THRESHOLD_HELP = ("GridAR rejects a partial candidate when P(possible) is below this, at every band (default: the "
                   "thresholds calibrated for the verifier's model, one per band, for edits one of their own; else "
                   "0.25; with --verify-by rollout, 0.5 on the scorer's P)")
+REFORMULATE_HELP = "GridAR rewrites each candidate's prompt from what is drawn (--no-reformulate keeps it as typed)"
 VERIFY_BY_HELP = ("what GridAR's verdicts read: 'view' (the verifier reads the partial candidate) or 'rollout' (each "
-                  "candidate is completed once and the scorer reads the finished image; slower: the rest of every candidate is decoded at each verified band)")
+                  "candidate is completed once and the scorer reads the finished image; slower: the rest of every "
+                  "candidate is decoded at each verified band)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,9 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
-    p.add_argument("--verify-by", default="view", choices=["view", "rollout"], help=VERIFY_BY_HELP)
-    p.add_argument("--no-reformulate", action="store_true",
-                   help="GridAR keeps the original prompt at every band (no layout clause / rewritten prompt)")
+    p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["generate"]["verify_by"], choices=VERIFY_BY,
+                   help=VERIFY_BY_HELP)
+    p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
+                   default=GRIDAR_DEFAULTS["generate"]["reformulate"], help=REFORMULATE_HELP)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("-o", "--output", default="out.png")
@@ -198,9 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "colour or shape), the source with the mask cleared (suits removing), or mixed: every other "
                         "candidate cleared, the verifier and the scorer choose (default)")
     p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
-    p.add_argument("--verify-by", default="view", choices=["view", "rollout"], help=VERIFY_BY_HELP)
-    p.add_argument("--no-reformulate", action="store_true",
-                   help="GridAR keeps the original prompt at every band (no layout clause / rewritten prompt)")
+    p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["edit"]["verify_by"], choices=VERIFY_BY,
+                   help=VERIFY_BY_HELP + " (edits: rollout)")
+    p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
+                   default=GRIDAR_DEFAULTS["edit"]["reformulate"], help=REFORMULATE_HELP + " (edits: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--temperature", type=float, default=1.0)

@@ -484,3 +484,22 @@ def test_layout_use_off_means_no_reformulation(qtbot, window):
     back = request_from_metadata({"prompt": "a red circle", "settings": {"method": "gridar", "reformulate": False}})
     c.apply(back)
     assert c.strategy.currentData() == "off"
+
+
+def test_each_mode_starts_from_its_defaults_and_keeps_the_artists_choice(qtbot, window):
+    from gridar_desktop.engine.search import GRIDAR_DEFAULTS
+    c = window.controls
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.mode.setCurrentIndex(0)
+    gen, edit = GRIDAR_DEFAULTS["generate"], GRIDAR_DEFAULTS["edit"]
+    assert (c.strategy.currentData(), c.verify_by.currentData()) == (gen["strategy"], gen["verify_by"])
+    c.mode.setCurrentIndex(1)
+    req = c.request()
+    assert (req.verify_by, req.reformulate, req.strategy) == (edit["verify_by"], edit["reformulate"],
+                                                              edit["strategy"])
+    c.verify_by.setCurrentIndex(c.verify_by.findData("view"))          # the artist's choice for edits ...
+    c.mode.setCurrentIndex(0)
+    assert c.verify_by.currentData() == gen["verify_by"]
+    c.mode.setCurrentIndex(1)
+    assert c.verify_by.currentData() == "view"                          # ... is still there when they come back
+    c.mode.setCurrentIndex(0)

@@ -41,6 +41,7 @@ from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
 from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_mask
+from .defaults import GRIDAR_DEFAULTS, ROLLOUT_THRESHOLD, VERIFY_BY  # noqa: F401 (re-exported)
 from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, fork,
                      merge_streams, new_generator, prefill, select, start)
 from .errors import PromptNotUnderstood
@@ -82,11 +83,6 @@ def pruning_threshold(roles: Roles | None, edit: bool = False, rows: int | None 
     t = getattr(roles, "prune_threshold", None) if t is None else t
     return DEFAULT_THRESHOLD if t is None else float(t)
 
-# Verification by rollout (`SearchRequest.verify_by`): the verdict is the scorer's P(yes) on one completion of the
-# candidate, so the scorer's own even odds are the natural line: reject a candidate whose completion the scorer
-# thinks fails.
-ROLLOUT_THRESHOLD = 0.5
-VERIFY_BY = ("view", "rollout")
 
 DEFAULT_SCHEDULE: tuple[Stage, ...] = (Stage(0.25), Stage(0.5), Stage(1.0, False, False))
 ONE_VERIFICATION: tuple[Stage, ...] = (Stage(0.5), Stage(1.0, False, False))

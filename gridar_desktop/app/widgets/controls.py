@@ -9,7 +9,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QPushButton, QSpinBox, QTabBar, QVBoxLayout, QWidget)
 
 from ...engine.sampling import SamplingParams
-from ...engine.search import ROLLOUT_THRESHOLD, SearchRequest
+from ...engine.defaults import GRIDAR_DEFAULTS, ROLLOUT_THRESHOLD
+from ...engine.search import SearchRequest
 
 ROLLOUT_HINT = (f"Verdicts from one completion: a candidate is rejected when the scorer gives its completion "
                 f"P(yes) below {ROLLOUT_THRESHOLD:g}")
@@ -134,6 +135,8 @@ class Controls(QWidget):
         self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i)))
         self.method.currentIndexChanged.connect(self._on_method)
         self.mode.currentChanged.connect(self._on_mode)
+        self._mode_choice = {m: (d["strategy"] if d["reformulate"] else "off", d["verify_by"])
+                             for m, d in GRIDAR_DEFAULTS.items()}
         self._on_method()
         self.set_busy(False)
 
@@ -147,9 +150,14 @@ class Controls(QWidget):
         self.prompt.setPlaceholderText("the edited scene, e.g. a green circle and a blue square" if edit
                                        else "e.g. a red circle above a blue square")
         self.prompt.setToolTip("Describe the whole image after the edit" if edit else "")
-        if edit and self.strategy.currentData() == "three-way":
-            self.strategy.setCurrentIndex(self.strategy.findData("replace"))    # edits: prompt replacement
-        self.mode_changed.emit("edit" if edit else "generate")
+        # each mode keeps its own layout use and verification: it starts from GridAR's defaults for the task and
+        # comes back as the artist left it
+        new, old = ("edit", "generate") if edit else ("generate", "edit")
+        self._mode_choice[old] = (self.strategy.currentData(), self.verify_by.currentData())
+        strategy, verify_by = self._mode_choice[new]
+        self.strategy.setCurrentIndex(self.strategy.findData(strategy))
+        self.verify_by.setCurrentIndex(self.verify_by.findData(verify_by))
+        self.mode_changed.emit(new)
 
     def _on_method(self) -> None:
         m = self.method.currentData()

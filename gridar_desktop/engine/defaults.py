@@ -1,0 +1,18 @@
+"""GridAR's settings per task, where the CLI and the studio start (no torch: the CLI's parser reads them).
+
+The README's tables measure them: a generation verifies partial views and reformulates through three-way guidance;
+an edit's verdicts read one completion of each candidate (`SearchRequest.verify_by`) and it keeps the prompt as
+typed, which measured best among the edit settings (`benchmarks/edit_quality.py`).
+"""
+from __future__ import annotations
+
+VERIFY_BY = ("view", "rollout")
+
+# Verification by rollout: the verdict is the scorer's P(yes) on one completion of the candidate, so the scorer's
+# own even odds are the natural line: reject a candidate whose completion the scorer thinks fails.
+ROLLOUT_THRESHOLD = 0.5
+
+GRIDAR_DEFAULTS: dict[str, dict] = {
+    "generate": {"strategy": "three-way", "verify_by": "view", "reformulate": True},
+    "edit": {"strategy": "replace", "verify_by": "rollout", "reformulate": False},
+}
