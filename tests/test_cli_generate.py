@@ -116,11 +116,11 @@ def test_generate_threshold_option_is_used_and_recorded(folder, tmp_path, capsys
     assert [node["threshold"] for node in meta["tree"]] == [DEFAULT_THRESHOLD] * 2    # ... the default here
 
 
-def test_edits_default_to_verdicts_from_a_completion_without_reformulation(folder, edit_files, capsys):
+def test_edit_verdicts_from_a_completion_without_reformulation(folder, edit_files, capsys):
     out = edit_files / "r.png"
     assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
                      "--target-prompt", "a green circle and a blue square", "--model", str(folder), "-n", "4",
-                     "--device", "cpu", "-o", str(out), "--json"]) == 0
+                     "--device", "cpu", "--verify-by", "rollout", "--no-reformulate", "-o", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     # the completions are drawn tokens too: counted, on top of the 4 candidates' own
     assert 4 * summary["redrawn_tokens"] < summary["cost"]["image_tokens"] < 3 * 4 * summary["redrawn_tokens"]
