@@ -223,6 +223,7 @@ class MainWindow(QMainWindow):
         self.final.blockSignals(True)
         self.final.clear()
         self.final.blockSignals(False)
+        self.final_label.setText("Final ranking (scorer); click to choose another")    # until this run's arrives
         self.strip.clear()
         self.layouts.clear()
         self.canvas.set_image(None)
