@@ -503,3 +503,8 @@ def test_each_mode_starts_from_its_defaults_and_keeps_the_artists_choice(qtbot, 
     c.mode.setCurrentIndex(1)
     assert c.verify_by.currentData() == "view"                          # ... is still there when they come back
     c.mode.setCurrentIndex(0)
+
+
+def test_the_status_bar_says_when_candidates_are_being_completed(qtbot, window):
+    window.on_event(ev.Completing(1, 4, 4))
+    assert window.statusBar().currentMessage().startswith("Band 2: completing each of the 4 candidates once")

@@ -343,8 +343,15 @@ def test_rollout_verdicts_are_the_scorers_reading_of_one_completion(backend):
     # three score calls: the completions after the first and the second band, then the finished candidates
     scripted = [[0.9, 0.2, 0.7, 0.4], [0.6, 0.6, 0.6, 0.6], [0.1, 0.2, 0.3, 0.4]]
     roles = ScriptedRoles(scores=[list(x) for x in scripted])
-    res = run(backend, roles, verify_by="rollout")
+    seen = []
+    res = run(backend, roles, emit=seen.append, verify_by="rollout")
     assert [c[0] for c in roles.calls] == ["score", "reformulate", "score", "reformulate", "score"]
+    # each verdict is announced: the candidates are completed from the band's last row, then judged
+    done = [(e.stage, e.rows, e.n) for e in seen if isinstance(e, ev.Completing)]
+    assert done == [(0, res.tree[0]["rows"], 4), (1, res.tree[1]["rows"], 4)]
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds.index("Completing") < kinds.index("Verdicts") and kinds.index("BandCandidates") < kinds.index(
+        "Completing")
     assert res.tree[0]["p_possible"] == scripted[0] and res.tree[0]["verify_by"] == "rollout"
     assert res.tree[0]["threshold"] == 0.5 and res.tree[0]["keep"] == [True, False, True, False]
     assert res.tree[0]["sources"][1] in (0, 2) and res.tree[1]["keep"] == [True] * 4

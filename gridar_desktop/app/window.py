@@ -344,7 +344,10 @@ class MainWindow(QMainWindow):
     # -- engine events (GUI thread) ----------------------------------------------------------------------------
     def on_event(self, e: object) -> None:
         info = self.studio.model.backend.info if self.studio.model else None
-        if isinstance(e, ev.BandStarted):
+        if isinstance(e, ev.Completing):
+            self.statusBar().showMessage(f"Band {e.stage + 1}: completing each of the {e.n} candidates once, so the "
+                                         f"scorer can read how it ends")
+        elif isinstance(e, ev.BandStarted):
             self.statusBar().showMessage(f"Drawing band {e.stage + 1}: token rows {e.from_row + 1}-{e.to_row} "
                                          f"for {e.n} candidates")
             self.progress.setRange(0, 100)

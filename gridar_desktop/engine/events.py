@@ -39,6 +39,15 @@ class BandCandidates:
 
 
 @dataclass(frozen=True)
+class Completing:
+    """Verdicts from one completion: every candidate is being completed once (from token row `rows`) so the scorer
+    can read how it ends."""
+    stage: int
+    rows: int
+    n: int
+
+
+@dataclass(frozen=True)
 class Verdicts:
     stage: int
     p_possible: tuple[float, ...]

@@ -534,11 +534,12 @@ class Search:
         undrawn = pixel_mask(hidden, self.rows, self.b.info.cols, previews.shape[1])        # (n, H, W)
         return [PartialView(img, to_row, self.rows, u) for img, u in zip(previews, undrawn)]
 
-    def _rollout_verdicts(self, state: DecodeState) -> tuple[list[float], np.ndarray]:
+    def _rollout_verdicts(self, state: DecodeState, stage: int) -> tuple[list[float], np.ndarray]:
         """The scorer's P(yes) on one completion of every candidate. The completion decodes a fork of the state to
         the end (an edit: to its last redrawn token, pasted back) and is thrown away; its draws come from the jobs'
         generators, its compute is counted (generator decode, scorer calls). Returns (P per candidate, the
         completions (n, H, W, 3) for the artist's review)."""
+        self.emit(ev.Completing(stage, state.tokens.shape[1] // self.b.info.cols, state.n))
         st = fork(state)
         forced = {"forced": self.forced, "forced_mask": self.forced_mask} if self.edits else {}
         end = self.end_token if self.edits else self.rows * self.b.info.cols
@@ -552,7 +553,7 @@ class Search:
         rollout = self.req.verify_by == "rollout"
         completions = None
         if rollout:
-            p, completions = self._rollout_verdicts(state)
+            p, completions = self._rollout_verdicts(state, i)
         else:
             p = [float(x) for x in self.roles.verify(self.prompts, views, self.cost)]
         self.emit(ev.Verdicts(i, tuple(p)))
