@@ -537,8 +537,9 @@ class Search:
     def _rollout_verdicts(self, state: DecodeState, stage: int) -> tuple[list[float], np.ndarray]:
         """The scorer's P(yes) on one completion of every candidate. The completion decodes a fork of the state to
         the end (an edit: to its last redrawn token, pasted back) and is thrown away; its draws come from the jobs'
-        generators, its compute is counted (generator decode, scorer calls). Returns (P per candidate, the
-        completions (n, H, W, 3) for the artist's review)."""
+        generators, its compute is counted (generator decode, scorer calls), and while it runs the KV cache is held
+        twice (the fork is a copy). Cancel takes effect inside it. Returns (P per candidate, the completions
+        (n, H, W, 3) for the artist's review)."""
         self.emit(ev.Completing(stage, state.tokens.shape[1] // self.b.info.cols, state.n))
         st = fork(state)
         forced = {"forced": self.forced, "forced_mask": self.forced_mask} if self.edits else {}
