@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["edit"]["verify_by"], choices=VERIFY_BY,
                    help=VERIFY_BY_HELP)
     p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
-                   default=GRIDAR_DEFAULTS["edit"]["reformulate"], help=REFORMULATE_HELP + " (edits: by prompt replacement)")
+                   default=GRIDAR_DEFAULTS["edit"]["reformulate"],
+                   help=REFORMULATE_HELP + " (edits: by prompt replacement)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--temperature", type=float, default=1.0)

@@ -487,7 +487,7 @@ def test_layout_use_off_means_no_reformulation(qtbot, window):
 
 
 def test_each_mode_starts_from_its_defaults_and_keeps_the_artists_choice(qtbot, window):
-    from gridar_desktop.engine.search import GRIDAR_DEFAULTS
+    from gridar_desktop.engine.defaults import GRIDAR_DEFAULTS
     c = window.controls
     c.method.setCurrentIndex(c.method.findData("gridar"))
     c.mode.setCurrentIndex(0)

@@ -41,7 +41,7 @@ from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
 from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_mask
-from .defaults import GRIDAR_DEFAULTS, ROLLOUT_THRESHOLD, VERIFY_BY  # noqa: F401 (re-exported)
+from .defaults import ROLLOUT_THRESHOLD, VERIFY_BY
 from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, fork,
                      merge_streams, new_generator, prefill, select, start)
 from .errors import PromptNotUnderstood
@@ -382,18 +382,24 @@ class Search:
                 self.emit(ev.TokenProgress(stage, k, total))
                 if self.live_previews and k < total:
                     self.emit(ev.RowPreview(stage, k // self.b.info.cols, self._previews(st.tokens)))
-        forced = {}
-        if self.edits:
-            forced = {"forced": self.forced, "forced_mask": self.forced_mask}
-            if to_row == self.end_row:      # stop at the last redrawn token; the rest is the source's, uncomputed
-                state = decode(self.b, state, self.end_token - state.tokens.shape[1], self.req.params,
-                               generator=self.gen, cancel=self.cancel, cost=self.cost, on_token=progress,
-                               feed_last=False, **forced)
-                state = replace(state, tokens=self._with_source(state.tokens))
-                progress(state)
-                return state
+        if self.edits and to_row == self.end_row:
+            state = self._decode_rest(state, progress)
+            progress(state)
+            return state
         return decode_to_row(self.b, state, to_row, self.req.params, generator=self.gen, cancel=self.cancel,
-                             cost=self.cost, on_token=progress, **forced)
+                             cost=self.cost, on_token=progress, **self._forced_kw())
+
+    def _forced_kw(self) -> dict:
+        """`decode`'s teacher-forcing arguments: an edit's kept codes per candidate; none for a generation."""
+        return {"forced": self.forced, "forced_mask": self.forced_mask} if self.edits else {}
+
+    def _decode_rest(self, state: DecodeState, on_token=None) -> DecodeState:
+        """Every token still to draw, the last one not fed back: a generation's to its last row; an edit's up to
+        its last redrawn token, then completed with the candidate's kept codes (nothing after it is computed)."""
+        end = self.end_token if self.edits else self.rows * self.b.info.cols
+        state = decode(self.b, state, end - state.tokens.shape[1], self.req.params, generator=self.gen,
+                       cancel=self.cancel, cost=self.cost, on_token=on_token, feed_last=False, **self._forced_kw())
+        return replace(state, tokens=self._with_source(state.tokens))
 
     def _with_source(self, tokens: torch.Tensor) -> torch.Tensor:
         """(n, k) drawn tokens completed after position k with each candidate's kept codes (its edit context's);
@@ -541,13 +547,8 @@ class Search:
         twice (the fork is a copy). Cancel takes effect inside it. Returns (P per candidate, the completions
         (n, H, W, 3) for the artist's review)."""
         self.emit(ev.Completing(stage, state.tokens.shape[1] // self.b.info.cols, state.n))
-        st = fork(state)
-        forced = {"forced": self.forced, "forced_mask": self.forced_mask} if self.edits else {}
-        end = self.end_token if self.edits else self.rows * self.b.info.cols
-        st = decode(self.b, st, end - st.tokens.shape[1], self.req.params, generator=self.gen, cancel=self.cancel,
-                    cost=self.cost, feed_last=False, **forced)
-        images = self._final_images(self._with_source(st.tokens))
-        return [float(x) for x in self.roles.score(self.prompts, list(images), self.cost)], images
+        images = self._final_images(self._decode_rest(fork(state)).tokens)
+        return self._score(images), images
 
     def _prune(self, state: DecodeState, previews: np.ndarray, views: list[PartialView], i: int,
                nodes: list[dict]) -> tuple[DecodeState, np.ndarray]:

@@ -8,8 +8,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QTabBar, QVBoxLayout, QWidget)
 
-from ...engine.sampling import SamplingParams
 from ...engine.defaults import GRIDAR_DEFAULTS, ROLLOUT_THRESHOLD
+from ...engine.sampling import SamplingParams
 from ...engine.search import SearchRequest
 
 ROLLOUT_HINT = (f"Verdicts from one completion: a candidate is rejected when the scorer gives its completion "
@@ -208,8 +208,9 @@ class Controls(QWidget):
         return SearchRequest(prompt=self.prompt.text().strip(), method=method,
                              n=1 if method == "single" else self.n.value(), seed=self.seed.value(),
                              params=SamplingParams(cfg=self.cfg.value(), temperature=self.temperature.value()),
-                             strategy=("replace" if self.editing else "three-way") if self.strategy.currentData()
-                             == "off" else self.strategy.currentData(),
+                             # "off": no reformulation; the strategy recorded is the mode's default
+                             strategy=GRIDAR_DEFAULTS["edit" if self.editing else "generate"]["strategy"]
+                             if self.strategy.currentData() == "off" else self.strategy.currentData(),
                              reformulate=self.strategy.currentData() != "off",
                              threshold=None if self.auto_threshold.isChecked() else self.threshold.value(),
                              verify_by=self.verify_by.currentData())
