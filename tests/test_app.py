@@ -358,10 +358,14 @@ def test_review_of_a_mixed_edit_refills_within_a_context(qtbot):
                            np.zeros((4, 64, 64, 3), np.uint8), threshold=0.5, kinds=kinds)
     strip.show_review(review, interactive=True)
     assert strip.cards[1].title.text() == "2 · cleared"
-    assert [strip.cards[1].source.itemData(k) for k in range(strip.cards[1].source.count())] == [3]
+    assert [strip.cards[1].source.itemData(k) for k in range(strip.cards[1].source.count())] == [3, "redraw"]
     strip.cards[2].keep.setChecked(False)            # the artist rejects a source slot: its refill is slot 1
     d = settle(strip.decision(), __import__("random").Random(0), kinds)
-    assert d.sources == [0, 3, 0, 3]
+    assert d.sources == [0, 3, 0, 3] and d.redraw == []
+    # ... or has it redrawn: a fresh draw needs no survivor of its context
+    strip.cards[2].source.setCurrentIndex(strip.cards[2].source.findData("redraw"))
+    d = settle(strip.decision(), __import__("random").Random(0), kinds)
+    assert d.redraw == [False, False, True, False] and d.sources == [0, 3, 2, 3]
     strip.show_previews(np.zeros((4, 64, 64, 3), np.uint8), "band 2")
     assert strip.cards[1].title.text() == "2"
 
@@ -508,3 +512,35 @@ def test_each_mode_starts_from_its_defaults_and_keeps_the_artists_choice(qtbot, 
 def test_the_status_bar_says_when_candidates_are_being_completed(qtbot, window):
     window.on_event(ev.Completing(1, 4, 4))
     assert window.statusBar().currentMessage().startswith("Band 2: completing each of the 4 candidates once")
+
+
+def test_refill_by_redraw_is_a_setting_and_a_per_card_choice(qtbot, window):
+    from gridar_desktop.app.studio import request_from_metadata
+    from gridar_desktop.app.widgets.candidates import CandidateStrip
+    from gridar_desktop.engine.search import VerdictReview
+    c = window.controls
+    c.prompt.setText("a red circle")
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    assert c.refill.isEnabled() and c.request().refill == "copy"
+    c.refill.setCurrentIndex(c.refill.findData("redraw"))
+    req = c.request()
+    assert req.refill == "redraw"
+    assert request_from_metadata({"prompt": "x", "settings": {"refill": "redraw"}}).refill == "redraw"
+    assert request_from_metadata({"prompt": "x", "settings": {}}).refill == "copy"          # older files
+    c.refill.setCurrentIndex(c.refill.findData("copy"))
+    c.apply(req)
+    assert c.refill.currentData() == "redraw"
+    c.method.setCurrentIndex(c.method.findData("best-of-n"))
+    assert not c.refill.isEnabled()
+    # a proposal that redraws shows "redraw" on the rejected cards, and the artist can turn it into a copy
+    strip = CandidateStrip()
+    qtbot.addWidget(strip)
+    review = VerdictReview(0, (0.9, 0.1, 0.9, 0.2), PruneDecision([True, False, True, False], [0, 1, 2, 3],
+                                                                  redraw=[False, True, False, True]),
+                           np.zeros((4, 64, 64, 3), np.uint8), threshold=0.5)
+    strip.show_review(review, interactive=True)
+    assert strip.cards[1].source.currentText() == "redraw" and strip.cards[3].source.currentText() == "redraw"
+    assert strip.decision().redraw == [False, True, False, True]
+    strip.cards[3].source.setCurrentIndex(strip.cards[3].source.findData(2))
+    d = strip.decision()
+    assert d.redraw == [False, True, False, False] and d.sources == [0, 1, 2, 2]

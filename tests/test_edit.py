@@ -355,3 +355,23 @@ def test_rollout_verdicts_of_an_edit_read_pasted_back_completions(backend):
     keep = ~torch.tensor(e.redraw)
     for c, ctx in enumerate(res.contexts):
         assert torch.equal(res.tokens[c, keep], torch.tensor(e.codes(ctx))[keep])
+
+
+def test_redrawn_slots_of_a_mixed_edit_start_over_in_their_own_context(backend):
+    e = prepare_edit(backend, source_image(), box_mask())
+    req = SearchRequest(prompt=PROMPT, n=4, seed=2, edit=e, strategy="replace", refill="redraw")
+    roles = ScriptedRoles(verdicts=[[0.9, 0.1, 0.1, 0.8], [0.9] * 4])
+    res = Search(backend, roles, req).run()
+    assert res.tree[0]["redraw"] == [False, True, True, False]
+    assert res.contexts == ["source", "cleared", "source", "cleared"]       # a redraw keeps its slot's context
+    keep = ~torch.tensor(e.redraw)
+    for c, ctx in enumerate(res.contexts):
+        assert torch.equal(res.tokens[c, keep], torch.tensor(e.codes(ctx))[keep])
+    assert all(np.array_equal(img[~e.mask], e.source[~e.mask]) for img in res.images)
+    plain = Search(backend, ScriptedRoles(), SearchRequest(prompt=PROMPT, n=4, seed=2, edit=e, strategy="replace",
+                                                          prune=False)).run()
+    k = res.tree[0]["rows"] * 8
+    redrawn_here = torch.tensor(e.redraw[:k])
+    for c in (1, 2):
+        assert not torch.equal(res.tokens[c, :k][redrawn_here], plain.tokens[c, :k][redrawn_here])
+    assert res.cost.image_tokens > plain.cost.image_tokens

@@ -375,3 +375,82 @@ def test_rollout_verification_is_validated_and_named_in_the_bench():
         SearchRequest(prompt=PROMPT, verify_by="lookahead").validate()
     (label, req), = parse_methods("gridar-rollout:4")
     assert req.verify_by == "rollout" and req.method == "gridar" and req.n == 4
+
+
+def test_settle_with_redrawn_slots():
+    import random
+    # redrawn slots source themselves and need no survivor; a kept slot is never redrawn
+    d = settle(PruneDecision([False, False, False, False], [-1] * 4, redraw=[True, True, False, True]),
+               random.Random(0))
+    assert d.redraw == [True, True, False, True] and d.sources == [0, 1, 2, 3]
+    assert d.keep == [False, False, True, False] and d.all_rejected_groups == []
+    d = settle(PruneDecision([True, False, True, False], [-1, -1, -1, 0], redraw=[True, True, False, False]),
+               random.Random(0))
+    assert d.redraw == [False, True, False, False] and d.sources[:3] == [0, 1, 2] and d.sources[3] == 0
+    assert propose_pruning([0.9, 0.1, 0.8, 0.2], 0.5, random.Random(0), refill="redraw").redraw == [
+        False, True, False, True]
+    assert propose_pruning([0.9, 0.1, 0.8, 0.2], 0.5, random.Random(0)).redraw == []
+
+
+def test_concat_candidates_of_several_streams_keeps_every_cache_row_exact(backend):
+    """Candidates of states with different prompt lengths (left padding) and three streams, joined and reordered,
+    predict what a fresh prefill of their rows predicts."""
+    from gridar_desktop.engine.decode import (concat_candidates, copy_stream, merge_streams, order_streams,
+                                              select, start)
+    from gridar_desktop.engine.sampling import SamplingParams
+    from gridar_desktop.engine.decode import decode, new_generator, prefill
+
+    def three(prompt, n, seed):
+        st = decode(backend, start(backend, prompt, n), 8, SamplingParams(cfg=2.0), new_generator(seed))
+        return merge_streams(st, copy_stream(st, "cond", list(range(n)), "layout"))
+    a, b = three(PROMPT, 3, 0), three("a green triangle", 2, 1)
+    a = order_streams(a, ("uncond", "layout", "cond"))
+    b = order_streams(b, ("uncond", "layout", "cond"))
+    tok_a, tok_b = a.tokens.clone(), b.tokens.clone()
+    joined = select(concat_candidates(a, b), [3, 0, 4, 1, 2])
+    tokens = torch.cat([tok_a, tok_b])[[3, 0, 4, 1, 2]]
+    assert torch.equal(joined.tokens, tokens) and joined.streams == ("uncond", "layout", "cond")
+    prompts = [PROMPT] * 3 + ["a green triangle"] * 2
+    for slot, c in enumerate([3, 0, 4, 1, 2]):
+        ids = backend.prompt_ids(prompts[c])
+        fresh = prefill(backend, {"cond": [ids], "uncond": [backend.uncond_ids(ids)]}, tokens[slot:slot + 1])
+        for stream, ref in (("cond", "cond"), ("layout", "cond"), ("uncond", "uncond")):
+            got = backend.image_logits(joined.hidden[joined.stream_rows(stream)][slot:slot + 1])
+            want = backend.image_logits(fresh.hidden[fresh.stream_rows(ref)])
+            torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+    # and decoding the joined state goes on from each row's own cache
+    nxt = decode(backend, joined, 8, SamplingParams(cfg=2.0), new_generator(5))
+    assert nxt.tokens.shape == (5, 16)
+
+
+def test_redraw_refill_draws_fresh_bands_in_the_rejected_slots(backend):
+    roles = ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2], [0.9, 0.9, 0.9, 0.9]])
+    res = run(backend, roles, refill="redraw")
+    plain = run(backend, ScriptedRoles(), prune=False)             # the same first bands, nothing replaced
+    node = res.tree[0]
+    assert node["keep"] == [True, False, True, False] and node["redraw"] == [False, True, False, True]
+    assert node["sources"] == [0, 1, 2, 3]
+    for slot in (0, 2):                                # survivors go on from their own first band (2 rows)
+        assert torch.equal(res.tokens[slot, :16], plain.tokens[slot, :16])
+    for slot in (1, 3):                                # the redrawn slots start over: a new first band
+        assert not torch.equal(res.tokens[slot, :16], plain.tokens[slot, :16])
+    assert not torch.equal(res.tokens[1, :16], res.tokens[3, :16])
+    # a redraw costs a prefill of the prompt rows and a decode of the band for each redrawn slot
+    L = len(backend.prompt_ids(PROMPT))
+    g, gp = res.cost.roles["generator"], plain.cost.roles["generator"]
+    assert g.decode_token_rows > gp.decode_token_rows and g.prefill_token_rows >= gp.prefill_token_rows + 2 * 2 * L
+    assert res.metadata()["settings"]["refill"] == "redraw"
+    # reproducible, and a batch draws what each job draws alone
+    again = run(backend, ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2], [0.9] * 4]), refill="redraw")
+    assert torch.equal(again.tokens, res.tokens)
+    other = SearchRequest(prompt="a green triangle to the left of a yellow square", n=4, seed=5, refill="redraw")
+    mine = SearchRequest(prompt=PROMPT, n=4, seed=11, refill="redraw")
+    v = [[0.9, 0.1, 0.8, 0.2], [0.1, 0.9, 0.9, 0.1]]
+    batch = Search(backend, ScriptedRoles(verdicts=[v[0] + v[1], [0.9] * 8]), [mine, other]).run_all()
+    for req, got, vv in zip([mine, other], batch, v):
+        alone = Search(backend, ScriptedRoles(verdicts=[vv, [0.9] * 4]), req).run()
+        assert torch.equal(got.tokens, alone.tokens)
+    with pytest.raises(ValueError, match="refill"):
+        SearchRequest(prompt=PROMPT, refill="clone").validate()
+    from gridar_desktop.engine.bench import parse_methods
+    assert parse_methods("gridar-redraw:4")[0][1].refill == "redraw"

@@ -320,7 +320,7 @@ def request_from_metadata(meta: dict) -> SearchRequest:
                         prune=bool(s.get("prune", True)), reformulate=bool(s.get("reformulate", True)),
                         threshold=s.get("threshold"), edit=edit, value_pick=bool(s.get("value_pick", True)),
                         context=s.get("context", "source"),     # older files: edits forced the source's codes
-                        verify_by=s.get("verify_by", "view"))
+                        verify_by=s.get("verify_by", "view"), refill=s.get("refill", "copy"))
     if "schedule" in s:
         req = replace(req, schedule=tuple(Stage(**st) for st in s["schedule"]))
     return req

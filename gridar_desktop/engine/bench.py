@@ -24,7 +24,8 @@ def parse_methods(spec: str) -> list[tuple[str, SearchRequest]]:
     replacement instead of three-way guidance), -oneverify (verify once, at the half), -reformonce (verify at the
     quarter and the half, reformulate only at the half: the paper's editing recipe), -scorerpick (an edit's final
     pick by the scorer alone, never weighing the value head's verdicts), -rollout (verdicts by the scorer on one
-    completion of each candidate, `SearchRequest.verify_by`)."""
+    completion of each candidate, `SearchRequest.verify_by`), -redraw (a rejected candidate is redrawn, not copied,
+    `SearchRequest.refill`)."""
     out = []
     for item in spec.split(","):
         item = item.strip()
@@ -41,7 +42,7 @@ def parse_methods(spec: str) -> list[tuple[str, SearchRequest]]:
             req, flags = SearchRequest(prompt="", method="gridar", n=count), name.split("-")[1:]
         else:
             raise ValueError(f"unknown method '{name}'; use single, best-of-n or gridar[-noprune|-noreform|"
-                             "-replace|-oneverify|-reformonce|-scorerpick|-rollout]")
+                             "-replace|-oneverify|-reformonce|-scorerpick|-rollout|-redraw]")
         for f in flags:
             if f == "noprune":
                 req = replace(req, prune=False)
@@ -57,6 +58,8 @@ def parse_methods(spec: str) -> list[tuple[str, SearchRequest]]:
                 req = replace(req, value_pick=False)
             elif f == "rollout":
                 req = replace(req, verify_by="rollout")
+            elif f == "redraw":
+                req = replace(req, refill="redraw")
             else:
                 raise ValueError(f"unknown gridar variant '-{f}'")
         out.append((item, req))

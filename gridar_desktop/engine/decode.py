@@ -135,6 +135,19 @@ def drop_streams(state: DecodeState, names: tuple[str, ...] | list[str]) -> Deco
     return DecodeState(state.cache, kept, state.n, state.mask[idx], state.pos[idx], state.hidden[idx], state.tokens)
 
 
+def order_streams(state: DecodeState, names: tuple[str, ...]) -> DecodeState:
+    """The same rows with the streams in the order `names` (a permutation of state.streams; consumes the cache)."""
+    if sorted(names) != sorted(state.streams):
+        raise ValueError(f"cannot order streams {state.streams} as {names}")
+    if tuple(names) == state.streams:
+        return state
+    idx = torch.cat([torch.arange(state.stream_rows(s).start, state.stream_rows(s).stop) for s in names])
+    idx = idx.to(state.mask.device)
+    _gather_rows(state, idx)
+    return DecodeState(state.cache, tuple(names), state.n, state.mask[idx], state.pos[idx], state.hidden[idx],
+                       state.tokens)
+
+
 def _cat_rows(a: DecodeState, b: DecodeState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Append `b`'s cache rows to `a`'s cache (in place); the shorter cache is left-padded. Cached keys already carry
     their rotary positions, so padding does not move them. Returns the joined (mask, pos, hidden)."""
@@ -169,11 +182,22 @@ def copy_stream(state: DecodeState, stream: str, candidates: list[int], as_name:
 
 
 def concat_candidates(a: DecodeState, b: DecodeState) -> DecodeState:
-    """Candidates of `a` followed by those of `b`, for one-stream states of the same stream (in `a`'s cache)."""
-    if a.streams != b.streams or len(a.streams) != 1:
-        raise ValueError("concat_candidates joins one-stream states of the same stream")
-    mask, pos, hidden = _cat_rows(a, b)
-    return DecodeState(a.cache, a.streams, a.n + b.n, mask, pos, hidden, torch.cat([a.tokens, b.tokens]))
+    """Candidates of `a` followed by those of `b`, for states of the same streams (in `a`'s cache, consumed)."""
+    if a.streams != b.streams:
+        raise ValueError("concat_candidates joins states of the same streams")
+    if a.tokens.shape[1] != b.tokens.shape[1]:
+        raise ValueError("concat_candidates joins candidates with the same number of image tokens")
+    mask, pos, hidden = _cat_rows(a, b)                    # rows: all of a's, then all of b's
+    if len(a.streams) == 1:
+        return DecodeState(a.cache, a.streams, a.n + b.n, mask, pos, hidden, torch.cat([a.tokens, b.tokens]))
+    # back to stream-major: for each stream, a's rows of it, then b's
+    idx = torch.cat([torch.cat([torch.arange(s * a.n, (s + 1) * a.n),
+                                a.rows + torch.arange(s * b.n, (s + 1) * b.n)]) for s in range(len(a.streams))])
+    idx = idx.to(mask.device)
+    state = DecodeState(a.cache, a.streams, a.n + b.n, mask[idx], pos[idx], hidden[idx],
+                        torch.cat([a.tokens, b.tokens]))
+    _gather_rows(state, idx)
+    return state
 
 
 @torch.inference_mode()

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 VERIFY_BY = ("view", "rollout")
 
+# What replaces a rejected candidate: a copy of a survivor (the paper), or a fresh draw (`SearchRequest.refill`).
+REFILL = ("copy", "redraw")
+
 # Verification by rollout: the verdict is the scorer's P(yes) on one completion of the candidate, so the scorer's
 # own even odds are the natural line: reject a candidate whose completion the scorer thinks fails.
 ROLLOUT_THRESHOLD = 0.5
 
 GRIDAR_DEFAULTS: dict[str, dict] = {
-    "generate": {"strategy": "three-way", "verify_by": "view", "reformulate": True},
-    "edit": {"strategy": "replace", "verify_by": "view", "reformulate": True},
+    "generate": {"strategy": "three-way", "verify_by": "view", "reformulate": True, "refill": "copy"},
+    "edit": {"strategy": "replace", "verify_by": "view", "reformulate": True, "refill": "copy"},
 }

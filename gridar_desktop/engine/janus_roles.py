@@ -103,6 +103,9 @@ class JanusRoles:
         self.edit_value: tuple[torch.Tensor, torch.Tensor] | None = None
         # and its verdicts weigh in GridAR's final pick of an edit (`engine.search`); 0: the scorer alone
         self.final_value_weight_edit: float = 0.0
+        # the chance a fresh draw of an edit ends right (the head's training base rate): with refill "redraw", a
+        # candidate the head expects to end right less often is redrawn (`Search._redraw_threshold`)
+        self.fresh_success_edit: float | None = None
         rec = backend.meta.get("edit_value") if self.edit_verify else None
         folder = Path(backend.info.folder)
         if isinstance(rec, dict) and (folder / str(rec.get("file"))).is_file():
@@ -112,6 +115,7 @@ class JanusRoles:
                 self.edit_value = (w.to(backend.device), b.to(backend.device))
                 self.prune_threshold_edit = _threshold_value(rec.get("threshold"))
                 fw = rec.get("final_weight")
+                self.fresh_success_edit = _threshold_value(rec.get("candidate_success"))
                 self.final_value_weight_edit = float(fw) if isinstance(fw, (int, float)) and fw > 0 else 0.0
 
     # -- inputs --------------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ emits no events: events describe one job, for the desktop app.
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol, Sequence
@@ -41,9 +40,9 @@ from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
 from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_mask
-from .defaults import ROLLOUT_THRESHOLD, VERIFY_BY
+from .defaults import REFILL, ROLLOUT_THRESHOLD, VERIFY_BY
 from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, fork,
-                     merge_streams, new_generator, prefill, select, start)
+                     merge_streams, new_generator, order_streams, prefill, select, start)
 from .errors import PromptNotUnderstood
 from .roles import PartialView, Roles, validate_reformulation
 from .sampling import SamplingParams
@@ -67,9 +66,12 @@ class Stage:
 DEFAULT_THRESHOLD = 0.25
 
 
-def _logit(q: float) -> float:
-    q = min(max(float(q), 1e-6), 1 - 1e-6)
-    return math.log(q / (1 - q))
+def _logit(q):
+    """log(q / (1 - q)), q clipped to [1e-6, 1 - 1e-6] so a verdict of exactly 0 or 1 stays finite: a float for a
+    float, an array for an array (the final pick here and its simulation in `training.edit_value` share it)."""
+    z = np.clip(np.asarray(q, np.float64), 1e-6, 1 - 1e-6)
+    out = np.log(z / (1 - z))
+    return float(out) if out.ndim == 0 else out
 
 
 def pruning_threshold(roles: Roles | None, edit: bool = False, rows: int | None = None) -> float:
@@ -111,6 +113,8 @@ class SearchRequest:
     verify_by: str = "view"                 # GridAR: what a verdict reads. view: the verifier reads the partial
                                             # candidate; rollout: each candidate is completed once (a lookahead
                                             # that is then thrown away) and the scorer reads the finished image
+    refill: str = "copy"                    # GridAR: what replaces a rejected candidate. copy: a copy of a survivor
+                                            # of its group (the paper); redraw: a fresh draw of the bands so far
 
     def validate(self) -> None:
         if self.method not in ("gridar", "best-of-n", "single"):
@@ -124,6 +128,8 @@ class SearchRequest:
             raise ValueError(f"unknown edit context '{self.context}'; use {', '.join(CONTEXTS)}")
         if self.verify_by not in VERIFY_BY:
             raise ValueError(f"unknown verification '{self.verify_by}'; use {' or '.join(VERIFY_BY)}")
+        if self.refill not in REFILL:
+            raise ValueError(f"unknown refill '{self.refill}'; use {' or '.join(REFILL)}")
         if self.strategy not in ("three-way", "replace"):
             raise ValueError(f"unknown reformulation strategy '{self.strategy}'; use three-way or replace")
         fr = [s.until for s in self.schedule]
@@ -138,10 +144,13 @@ class SearchRequest:
 class PruneDecision:
     """keep[i]: slot i survives as itself; otherwise it continues a copy of candidate sources[i]. After `settle`,
     keep[i] is also True for a rejected slot that had nothing to continue (an all-rejected group, listed in
-    all_rejected_groups, or a mixed edit's slot with no survivor of its context)."""
+    all_rejected_groups, or a mixed edit's slot with no survivor of its context). redraw[i]: rejected slot i is
+    redrawn instead, a fresh draw from the prompt rows up to this band (its source is then itself); it needs no
+    survivor."""
     keep: list[bool]
     sources: list[int]
     all_rejected_groups: list[int] = field(default_factory=list)
+    redraw: list[bool] = field(default_factory=list)      # empty: nothing redrawn
 
 
 @dataclass(frozen=True)
@@ -173,11 +182,13 @@ class AutoPolicy:
 
 
 def propose_pruning(p_possible: list[float], threshold: float, rng: random.Random,
-                    kinds: Sequence[str] | None = None) -> PruneDecision:
-    """Rejection-only pruning per group of 4; each rejected slot gets a random survivor of its group (of its own
-    kind, see `settle`); a group with no survivor keeps all its candidates."""
+                    kinds: Sequence[str] | None = None, refill: str = "copy") -> PruneDecision:
+    """Rejection-only pruning per group of 4. refill "copy": each rejected slot gets a random survivor of its group
+    (of its own kind, see `settle`); a group with no survivor keeps all its candidates. refill "redraw": each
+    rejected slot is redrawn (`SearchRequest.refill`)."""
     keep = [p >= threshold for p in p_possible]
-    return settle(PruneDecision(keep, [-1] * len(keep)), rng, kinds)
+    redraw = [not k for k in keep] if refill == "redraw" else []
+    return settle(PruneDecision(keep, [-1] * len(keep), redraw=redraw), rng, kinds)
 
 
 def settle(d: PruneDecision, rng: random.Random, kinds: Sequence[str] | None = None) -> PruneDecision:
@@ -187,25 +198,29 @@ def settle(d: PruneDecision, rng: random.Random, kinds: Sequence[str] | None = N
     a rejected slot with none continues itself, so pruning does not collapse the kinds (a source the artist chose
     across kinds stands)."""
     keep, sources, empty = list(d.keep), list(d.sources), list(d.all_rejected_groups)
+    # a kept slot is never redrawn; a redrawn slot is its own source (its row is replaced by a fresh draw)
+    redraw = [bool(r) and not k for r, k in zip(list(d.redraw) + [False] * (len(keep) - len(d.redraw)), keep)]
     for g in range(0, len(keep), GROUP):
         slots = range(g, min(g + GROUP, len(keep)))
         survivors = [i for i in slots if keep[i]]
-        if not survivors:
+        if not survivors and not any(redraw[i] for i in slots):
             if g // GROUP not in empty:
                 empty.append(g // GROUP)
             for i in slots:
                 keep[i], sources[i] = True, i
             continue
         for i in slots:
-            if keep[i]:
+            if keep[i] or redraw[i]:
                 sources[i] = i
+            elif not survivors:                # the group's other rejected slots are redrawn: this one stays
+                keep[i], sources[i] = True, i
             elif sources[i] not in survivors:
                 mine = survivors if kinds is None else [x for x in survivors if kinds[x] == kinds[i]]
                 if mine:
                     sources[i] = rng.choice(mine)
                 else:
                     keep[i], sources[i] = True, i
-    return PruneDecision(keep, sources, empty)
+    return PruneDecision(keep, sources, empty, redraw if any(redraw) else [])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,7 +250,7 @@ class SearchResult:
                     "temperature": r.params.temperature, "top_k": r.params.top_k, "top_p": r.params.top_p,
                     "layout_scale": r.params.layout_scale, "strategy": r.strategy, "prune": r.prune,
                     "reformulate": r.reformulate, "threshold": r.threshold, "value_pick": r.value_pick,
-                    "verify_by": r.verify_by,
+                    "verify_by": r.verify_by, "refill": r.refill,
                     "schedule": [asdict(s) for s in r.schedule]}
         if r.edit is not None:
             from .edit import edit_metadata
@@ -561,11 +576,12 @@ class Search:
         self.emit(ev.Verdicts(i, tuple(p)))
         # the request's threshold, else the verifier's own for this band (recorded in the tree)
         threshold = self.req.threshold if self.req.threshold is not None else ROLLOUT_THRESHOLD if rollout else (
-            pruning_threshold(self.roles, self.edits is not None, views[0].rows))
+            self._redraw_threshold(views[0].rows))
         sources: list[int] = []
+        redrawn: list[int] = []
         for j, s in enumerate(self._job_slices()):
             kinds = self.contexts[s] if self.edits and self.req.context == "mixed" else None
-            proposed = propose_pruning(p[s], threshold, self.rngs[j], kinds)
+            proposed = propose_pruning(p[s], threshold, self.rngs[j], kinds, self.req.refill)
             review = VerdictReview(i, tuple(p[s]), proposed, previews[s], threshold,
                                    tuple(kinds) if kinds is not None else None, self.req.verify_by,
                                    None if completions is None else completions[s])
@@ -575,8 +591,11 @@ class Search:
             nodes[j].update(p_possible=p[s], verify_by=self.req.verify_by, keep=decision.keep,
                             sources=decision.sources,
                             all_rejected_groups=decision.all_rejected_groups, threshold=threshold,
-                            overridden=decision.keep != proposed.keep or decision.sources != proposed.sources)
+                            overridden=(decision.keep != proposed.keep or decision.sources != proposed.sources
+                                        or decision.redraw != proposed.redraw),
+                            **({"redraw": decision.redraw} if decision.redraw else {}))
             sources += [s.start + x for x in decision.sources]
+            redrawn += [s.start + x for x, r in enumerate(decision.redraw) if r]
             for x in range(len(decision.keep)):     # an artist who kept a rejected slot overrules its verdict
                 if not (decision.keep[x] and not proposed.keep[x]):
                     self.evidence[s.start + x].append(_logit(p[s.start + x]))
@@ -588,7 +607,52 @@ class Search:
             if self.edits:                 # a copy continues its source's context
                 self.forced, self.forced_mask = self.forced[sources], self.forced_mask[sources]
                 self.contexts = [self.contexts[x] for x in sources]
+        if redrawn:
+            state = self._redraw(state, redrawn)
+            previews = self._previews(state.tokens)
         return state, previews
+
+    def _redraw_threshold(self, rows: int) -> float:
+        """The verifier's threshold for this band; with refill "redraw", for an edit whose verifier is a value
+        head, the chance a fresh draw ends right (the head's own base rate): a slot is redrawn when a fresh draw is
+        expected to end right more often than the candidate it replaces."""
+        t = pruning_threshold(self.roles, self.edits is not None, rows)
+        if self.req.refill == "redraw" and self.edits:
+            t = float(getattr(self.roles, "fresh_success_edit", None) or t)
+        return t
+
+    def _redraw(self, state: DecodeState, slots: list[int]) -> DecodeState:
+        """Fresh draws in `slots`: each job's prompt rows prefilled again (an edit: with the slot's kept codes
+        before its first redrawn token, in its own context) and decoded to this band from the job's generator;
+        they read the job's prompt as typed (a layout stream gets a copy of the cond row) and carry no verdicts.
+        Counted like any prefill and decode."""
+        to = state.tokens.shape[1]
+        parts, order = [], []
+        gens = self.gen if isinstance(self.gen, list) else [self.gen]
+        for j in range(len(self.jobs)):
+            mine = [c for c in slots if c // self.n == j]
+            if not mine:
+                continue
+            ids = [self.prompt_ids[j]] * len(mine)
+            prefix = self.forced[mine, :self.edits[j].first] if self.edits else None
+            fresh = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, prefix, self.cost,
+                            self._features(mine))
+            kw = {"forced": self.forced[mine], "forced_mask": self.forced_mask[mine]} if self.edits else {}
+            fresh = decode(self.b, fresh, to - fresh.tokens.shape[1], self.req.params, generator=gens[j],
+                           cancel=self.cancel, cost=self.cost, **kw)
+            if "layout" in state.streams:
+                fresh = merge_streams(fresh, copy_stream(fresh, "cond", list(range(len(mine))), "layout"))
+            parts.append(order_streams(fresh, state.streams))     # prompt replacement reorders the streams
+            order += mine
+        joined = state
+        for part in parts:
+            joined = concat_candidates(joined, part)
+        joined = select(joined, [state.n + order.index(c) if c in order else c for c in range(state.n)])
+        for c in slots:
+            self.evidence[c] = []
+            for k in self.texts:
+                self.texts[k][c] = self.prompts[c]
+        return joined
 
     @staticmethod
     def _anchors(state: DecodeState) -> list[bytes]:

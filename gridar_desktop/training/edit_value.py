@@ -190,16 +190,12 @@ def out_of_fold(data: dict[str, np.ndarray], penalty: float, folds: int = FOLDS)
 WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)     # the grid for the final pick's weight on the value verdicts
 
 
-def _logit(q: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(q, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))
-
-
 def simulated_success(data: dict[str, np.ndarray], p: np.ndarray, t: float, weight: float = 0.0) -> float:
     """GridAR's pick with pruning at threshold t, where a survivor's copy ends like the survivor (see the module
     docstring): per edit, the candidates with P < t at any band are dropped (all dropped: none is), and the pick
     among the rest is judged. The pick ranks by logit(score) + weight * mean over the verified bands of logit(P)
     (`engine.search`'s final ranking; weight 0: the scorer alone)."""
+    from ..engine.search import _logit
     out = []
     for e in np.unique(data["edit"]):
         rows = np.flatnonzero(data["edit"] == e)

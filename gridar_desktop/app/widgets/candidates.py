@@ -11,6 +11,7 @@ from ...engine.search import DEFAULT_THRESHOLD, GROUP, PruneDecision, VerdictRev
 from ..images import to_pixmap
 
 THUMB = 112
+REDRAW = "redraw"           # the refill choice that draws the slot again instead of copying a survivor
 
 
 class CandidateCard(QFrame):
@@ -40,9 +41,10 @@ class CandidateCard(QFrame):
                               "completion, which is then thrown away")
         self.ahead.setVisible(False)
         self.keep = QCheckBox("keep")
-        self.keep.setToolTip("Keep this candidate (K). Unchecked: its slot continues a copy of another one.")
+        self.keep.setToolTip("Keep this candidate (K). Unchecked: its slot continues a copy of another one, or "
+                             "is redrawn.")
         self.source = QComboBox()
-        self.source.setToolTip("Which surviving candidate refills this slot")
+        self.source.setToolTip("What refills this slot: a copy of a surviving candidate, or a fresh draw")
         for w in (self.title, self.thumb, self.badge, self.ahead, self.keep, self.source):
             lay.addWidget(w)
         lay.setAlignment(self.ahead, Qt.AlignmentFlag.AlignHCenter)
@@ -177,7 +179,9 @@ class CandidateStrip(QWidget):
             for j in range(g0, min(g0 + GROUP, n)):
                 if j != i and (not kinds or kinds[j] == kinds[i]):
                     card.source.addItem(f"from {j + 1}", j)
-            src = review.proposed.sources[i]
+            card.source.addItem("redraw", REDRAW)
+            redrawn = bool(review.proposed.redraw) and review.proposed.redraw[i]
+            src = REDRAW if redrawn else review.proposed.sources[i]
             k = card.source.findData(src)
             card.source.setCurrentIndex(max(k, 0))
             card.source.blockSignals(False)
@@ -187,7 +191,7 @@ class CandidateStrip(QWidget):
             card.source.setVisible(True)
         verb = "Review" if interactive else ("Scorer's verdicts on one completion at"
                                              if review.verify_by == "rollout" else "Verifier's verdicts at")
-        self.heading.setText(f"{verb} band {review.stage + 1}: keep, reject, or choose which survivor refills a slot")
+        self.heading.setText(f"{verb} band {review.stage + 1}: keep, reject, or choose what refills a slot")
         self.set_interactive(interactive)
 
     def set_interactive(self, on: bool) -> None:
@@ -200,9 +204,10 @@ class CandidateStrip(QWidget):
     def decision(self) -> PruneDecision:
         n = len(self.review.p_possible)
         keep = [self.cards[i].keep.isChecked() for i in range(n)]
-        sources = [i if keep[i] else (self.cards[i].source.currentData() if self.cards[i].source.count() else i)
-                   for i in range(n)]
-        return PruneDecision(keep, sources)
+        chosen = [None if keep[i] else self.cards[i].source.currentData() for i in range(n)]
+        redraw = [c == REDRAW for c in chosen]
+        sources = [i if c is None or c == REDRAW else c for i, c in enumerate(chosen)]
+        return PruneDecision(keep, sources, redraw=redraw if any(redraw) else [])
 
     def select(self, i: int) -> None:
         if 0 <= i < len(self.cards) and self.cards[i].isVisible():

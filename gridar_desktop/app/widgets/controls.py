@@ -88,6 +88,12 @@ class Controls(QWidget):
                                   "far. One completion: each candidate is completed once and the scorer reads the "
                                   "finished image (slower: the rest of every candidate is decoded at each verified "
                                   "band; the completions are shown on the cards, then thrown away)")
+        self.refill = QComboBox()
+        self.refill.addItem("Copy a survivor", "copy")
+        self.refill.addItem("Redraw fresh", "redraw")
+        self.refill.setToolTip("What replaces a rejected candidate. Copy a survivor: the slot continues a copy of a "
+                               "candidate of its group that passed (the paper's rule). Redraw fresh: the slot draws "
+                               "its bands again from the prompt (new variety; costs the bands again)")
         threshold_row = QHBoxLayout()
         threshold_row.addWidget(self.threshold, 1)
         threshold_row.addWidget(self.auto_threshold)
@@ -101,6 +107,7 @@ class Controls(QWidget):
         form.addRow("Temperature", self.temperature)
         form.addRow("Layout use", self.strategy)
         form.addRow("Verdicts from", self.verify_by)
+        form.addRow("Refill rejected", self.refill)
         form.addRow("Prune below", threshold_row)
         # what "calibrated" means for the loaded model (the greyed box keeps the manual value)
         self.calibration = QLabel("")
@@ -135,7 +142,7 @@ class Controls(QWidget):
         self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i)))
         self.method.currentIndexChanged.connect(self._on_method)
         self.mode.currentChanged.connect(self._on_mode)
-        self._mode_choice = {m: (d["strategy"] if d["reformulate"] else "off", d["verify_by"])
+        self._mode_choice = {m: (d["strategy"] if d["reformulate"] else "off", d["verify_by"], d["refill"])
                              for m, d in GRIDAR_DEFAULTS.items()}
         self._on_method()
         self.set_busy(False)
@@ -153,10 +160,12 @@ class Controls(QWidget):
         # each mode keeps its own layout use and verification: it starts from GridAR's defaults for the task and
         # comes back as the artist left it
         new, old = ("edit", "generate") if edit else ("generate", "edit")
-        self._mode_choice[old] = (self.strategy.currentData(), self.verify_by.currentData())
-        strategy, verify_by = self._mode_choice[new]
+        self._mode_choice[old] = (self.strategy.currentData(), self.verify_by.currentData(),
+                                  self.refill.currentData())
+        strategy, verify_by, refill = self._mode_choice[new]
         self.strategy.setCurrentIndex(self.strategy.findData(strategy))
         self.verify_by.setCurrentIndex(self.verify_by.findData(verify_by))
+        self.refill.setCurrentIndex(self.refill.findData(refill))
         self.mode_changed.emit(new)
 
     def _on_method(self) -> None:
@@ -164,6 +173,7 @@ class Controls(QWidget):
         self.n.setEnabled(m != "single")
         self.strategy.setEnabled(m == "gridar")
         self.verify_by.setEnabled(m == "gridar")
+        self.refill.setEnabled(m == "gridar")
         self.manual.setEnabled(m == "gridar")
         self._on_threshold()
         if m == "gridar":
@@ -213,7 +223,7 @@ class Controls(QWidget):
                              if self.strategy.currentData() == "off" else self.strategy.currentData(),
                              reformulate=self.strategy.currentData() != "off",
                              threshold=None if self.auto_threshold.isChecked() else self.threshold.value(),
-                             verify_by=self.verify_by.currentData())
+                             verify_by=self.verify_by.currentData(), refill=self.refill.currentData())
 
     def apply(self, req: SearchRequest) -> None:
         """Restore the form from a request (e.g. read from a PNG)."""
@@ -225,6 +235,7 @@ class Controls(QWidget):
         self.temperature.setValue(req.params.temperature)
         self.strategy.setCurrentIndex(max(0, self.strategy.findData(req.strategy if req.reformulate else "off")))
         self.verify_by.setCurrentIndex(max(0, self.verify_by.findData(req.verify_by)))
+        self.refill.setCurrentIndex(max(0, self.refill.findData(req.refill)))
         self.auto_threshold.setChecked(req.threshold is None)
         if req.threshold is not None:
             self.threshold.setValue(req.threshold)
