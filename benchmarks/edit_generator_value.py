@@ -101,6 +101,7 @@ class RecordingSearch(Search):
             "h_uncond": state.hidden[state.stream_rows("uncond")].float().numpy().copy(),
             "h_mean": (a["h"] / a["n"].clamp_min(1)[:, None]).numpy().copy(),
             "logprob": torch.stack([a["lp_sum"], a["lp_min"], a["lp_sum"] / a["n"].clamp_min(1)], 1).numpy().copy(),
+            "tokens": state.tokens.cpu().numpy().copy(),      # (n, k) drawn so far: for probes that read codes
         })
         return super()._prune(state, previews, views, i, nodes)
 

@@ -7,7 +7,7 @@ import json
 import sys
 
 from . import __version__
-from .engine.defaults import GRIDAR_DEFAULTS, VERIFY_BY
+from .engine.defaults import GRIDAR_DEFAULTS, REFILL, VERIFY_BY
 from .logs import setup_logging
 
 
@@ -66,7 +66,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     req = SearchRequest(prompt=args.prompt, method=args.method, n=n, seed=args.seed, params=params,
                         strategy=args.strategy, threshold=args.threshold, verify_by=args.verify_by,
-                        reformulate=args.reformulate)
+                        reformulate=args.reformulate, refill=args.refill)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -115,7 +115,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
     req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
                         strategy=args.strategy, edit=target, threshold=args.threshold, context=args.context,
-                        verify_by=args.verify_by, reformulate=args.reformulate)
+                        verify_by=args.verify_by, reformulate=args.reformulate, refill=args.refill)
     req.validate()
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
@@ -135,6 +135,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 THRESHOLD_HELP = ("GridAR rejects a partial candidate when P(possible) is below this, at every band (default: the "
                   "thresholds calibrated for the verifier's model, one per band, for edits one of their own; else "
                   "0.25; with --verify-by rollout, 0.5 on the scorer's P)")
+REFILL_HELP = ("what replaces a candidate GridAR rejects: 'copy' (a copy of a survivor of its group goes on, the "
+               "paper's rule) or 'redraw' (the slot draws its bands again from the prompt)")
 REFORMULATE_HELP = "GridAR rewrites each candidate's prompt from what is drawn (--no-reformulate keeps it as typed)"
 VERIFY_BY_HELP = ("what GridAR's verdicts read: 'view' (the verifier reads the partial candidate) or 'rollout' (each "
                   "candidate is completed once and the scorer reads the finished image; slower: the rest of every "
@@ -178,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=VERIFY_BY_HELP)
     p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
                    default=GRIDAR_DEFAULTS["generate"]["reformulate"], help=REFORMULATE_HELP)
+    p.add_argument("--refill", default=GRIDAR_DEFAULTS["generate"]["refill"], choices=REFILL, help=REFILL_HELP)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("-o", "--output", default="out.png")
@@ -207,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
                    default=GRIDAR_DEFAULTS["edit"]["reformulate"],
                    help=REFORMULATE_HELP + " (edits: by prompt replacement)")
+    p.add_argument("--refill", default=GRIDAR_DEFAULTS["edit"]["refill"], choices=REFILL,
+                   help=REFILL_HELP + "; an edit whose verifier is a value head redraws a candidate whose P(ends "
+                                      "right) is below the chance a fresh draw ends right")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--temperature", type=float, default=1.0)

@@ -128,3 +128,15 @@ def test_edit_verdicts_from_a_completion_without_reformulation(folder, edit_file
     assert meta["settings"]["verify_by"] == "rollout" and meta["settings"]["reformulate"] is False
     assert meta["tree"] and all(node["verify_by"] == "rollout" and "layouts" not in node for node in meta["tree"])
     assert all(node["threshold"] == 0.5 for node in meta["tree"])
+
+
+def test_edit_refill_by_redraw(folder, edit_files):
+    out = edit_files / "d.png"
+    # a threshold above every P rejects every candidate: with redraw, each slot draws its band again
+    assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
+                     "--target-prompt", "a green circle and a blue square", "--model", str(folder), "-n", "4",
+                     "--device", "cpu", "--refill", "redraw", "--threshold", "1.01", "-o", str(out)]) == 0
+    meta = read_metadata(out)
+    assert meta["settings"]["refill"] == "redraw"
+    assert meta["tree"] and all(node["redraw"] == [True] * 4 and node["all_rejected_groups"] == []
+                                for node in meta["tree"])

@@ -4,6 +4,8 @@ The README's tables measure them: a generation verifies partial views and reform
 an edit verifies partial views too and reformulates by prompt replacement, as the paper did. Verdicts read off one
 completion of each candidate (`SearchRequest.verify_by="rollout"`) are an option: on the edit benchmark they tied
 this default (and Best-of-N 4) at more wall time, with or without reformulation (`benchmarks/edit_quality.py`).
+Rejected candidates are refilled with copies of survivors, as in the paper; fresh redraws (`refill="redraw"`) did no
+better on the edit benchmark, at more compute.
 """
 from __future__ import annotations
 
