@@ -425,7 +425,10 @@ def test_concat_candidates_of_several_streams_keeps_every_cache_row_exact(backen
 
 def test_redraw_refill_draws_fresh_bands_in_the_rejected_slots(backend):
     roles = ScriptedRoles(verdicts=[[0.9, 0.1, 0.8, 0.2], [0.9, 0.9, 0.9, 0.9]])
-    res = run(backend, roles, refill="redraw")
+    seen = []
+    res = run(backend, roles, emit=seen.append, refill="redraw")
+    told = [e for e in seen if isinstance(e, ev.Replacements)]
+    assert told[0].redraw == (False, True, False, True) and told[1].redraw == ()
     plain = run(backend, ScriptedRoles(), prune=False)             # the same first bands, nothing replaced
     node = res.tree[0]
     assert node["keep"] == [True, False, True, False] and node["redraw"] == [False, True, False, True]

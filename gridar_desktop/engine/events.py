@@ -55,11 +55,13 @@ class Verdicts:
 
 @dataclass(frozen=True)
 class Replacements:
-    """After pruning: slot i continues candidate sources[i]; keep[i] says whether slot i survived itself."""
+    """After pruning: slot i continues candidate sources[i]; keep[i] says whether slot i survived itself; redraw[i]
+    (empty: none) that rejected slot i draws its bands again instead."""
     stage: int
     keep: tuple[bool, ...]
     sources: tuple[int, ...]
     all_rejected_groups: tuple[int, ...] = ()
+    redraw: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)

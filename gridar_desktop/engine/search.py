@@ -587,7 +587,7 @@ class Search:
                                    None if completions is None else completions[s])
             decision = settle(self.policy.review_verdicts(review), self.rngs[j], kinds)
             self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
-                                      tuple(decision.all_rejected_groups)))
+                                      tuple(decision.all_rejected_groups), tuple(decision.redraw)))
             nodes[j].update(p_possible=p[s], verify_by=self.req.verify_by, keep=decision.keep,
                             sources=decision.sources,
                             all_rejected_groups=decision.all_rejected_groups, threshold=threshold,
