@@ -104,7 +104,7 @@ class JanusRoles:
         # and its verdicts weigh in GridAR's final pick of an edit (`engine.search`); 0: the scorer alone
         self.final_value_weight_edit: float = 0.0
         # the chance a fresh draw of an edit ends right (the head's training base rate): with refill "redraw", a
-        # candidate the head expects to end right less often is redrawn (`Search._redraw_threshold`)
+        # candidate the head expects to end right less often is redrawn (`Search._view_threshold`)
         self.fresh_success_edit: float | None = None
         rec = backend.meta.get("edit_value") if self.edit_verify else None
         folder = Path(backend.info.folder)

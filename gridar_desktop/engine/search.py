@@ -576,7 +576,7 @@ class Search:
         self.emit(ev.Verdicts(i, tuple(p)))
         # the request's threshold, else the verifier's own for this band (recorded in the tree)
         threshold = self.req.threshold if self.req.threshold is not None else ROLLOUT_THRESHOLD if rollout else (
-            self._redraw_threshold(views[0].rows))
+            self._view_threshold(views[0].rows))
         sources: list[int] = []
         redrawn: list[int] = []
         for j, s in enumerate(self._job_slices()):
@@ -612,8 +612,9 @@ class Search:
             previews = self._previews(state.tokens)
         return state, previews
 
-    def _redraw_threshold(self, rows: int) -> float:
-        """The verifier's threshold for this band; with refill "redraw", for an edit whose verifier is a value
+    def _view_threshold(self, rows: int) -> float:
+        """The threshold for verdicts read off partial views: the verifier's own for this band (`pruning_threshold`);
+        with refill "redraw", for an edit whose verifier is a value
         head, the chance a fresh draw ends right (the head's own base rate): a slot is redrawn when a fresh draw is
         expected to end right more often than the candidate it replaces."""
         t = pruning_threshold(self.roles, self.edits is not None, rows)
