@@ -367,24 +367,27 @@ class Search:
             return self.req.context
         return "cleared" if i % 2 else "source"
 
+    def _prefill_rows(self, pairs: list[tuple[int, str]], k: int = 0) -> DecodeState:
+        """One (cond, uncond) row pair per (job, edit context) in `pairs`: the job's prompt rows; for an edit, then
+        that context's kept codes before token k (one prefill, not token steps) and the job's conditioning."""
+        ids = [self.prompt_ids[j] for j, _ in pairs]
+        prefix = feats = None
+        if self.edits:
+            prefix = torch.tensor([self.edits[j].codes(x)[:k] for j, x in pairs], dtype=torch.long)
+            feats = self._features([j * self.n for j, _ in pairs])
+        return prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, prefix, self.cost,
+                       feats)
+
     def _start(self) -> DecodeState:
-        """Each job's prompt rows prefilled once (an edit: once per context in use), then branched into its
-        candidates (job-major)."""
-        if not self.edits:
-            if len(self.jobs) == 1:
-                return start(self.b, self.req.prompt, self.n, self.cost)
-            ids = self.prompt_ids
-            state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, None, self.cost)
-            return select(state, [j for j in range(len(ids)) for _ in range(self.n)])
-        # the codes before the first redrawn token: one prefill per (job, context), not token steps
-        k0 = min(e.first for e in self.edits)
-        used = list(dict.fromkeys(self.contexts[:self.n]))
-        ids = [i for i in self.prompt_ids for _ in used]
-        prefix = torch.tensor([e.codes(x)[:k0] for e in self.edits for x in used], dtype=torch.long)
-        feats = self._features([j * self.n for j in range(len(self.jobs)) for _ in used])
-        state = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, prefix, self.cost,
-                        feats)
-        return select(state, [c // self.n * len(used) + used.index(x) for c, x in enumerate(self.contexts)])
+        """Each job's prompt rows prefilled once (an edit: once per context in use, up to the first redrawn token
+        of any job), then branched into its candidates (job-major)."""
+        if not self.edits and len(self.jobs) == 1:
+            return start(self.b, self.req.prompt, self.n, self.cost)
+        used = list(dict.fromkeys(self.contexts[:self.n])) if self.edits else [""]
+        pairs = [(j, x) for j in range(len(self.jobs)) for x in used]
+        state = self._prefill_rows(pairs, min(e.first for e in self.edits) if self.edits else 0)
+        return select(state, [pairs.index((c // self.n, self.contexts[c] if self.edits else "")) for c in range(
+            len(self.jobs) * self.n)])
 
     def _decode(self, state: DecodeState, stage: int, to_row: int) -> DecodeState:
         start_row = state.tokens.shape[1] // self.b.info.cols
@@ -634,10 +637,10 @@ class Search:
             mine = [c for c in slots if c // self.n == j]
             if not mine:
                 continue
-            ids = [self.prompt_ids[j]] * len(mine)
-            prefix = self.forced[mine, :self.edits[j].first] if self.edits else None
-            fresh = prefill(self.b, {"cond": ids, "uncond": [self.b.uncond_ids(i) for i in ids]}, prefix, self.cost,
-                            self._features(mine))
+            # one prefill per context among the job's redrawn slots, branched to the slots (as `_start` does)
+            pairs = list(dict.fromkeys((j, self.contexts[c] if self.edits else "") for c in mine))
+            fresh = self._prefill_rows(pairs, self.edits[j].first if self.edits else 0)
+            fresh = select(fresh, [pairs.index((j, self.contexts[c] if self.edits else "")) for c in mine])
             kw = {"forced": self.forced[mine], "forced_mask": self.forced_mask[mine]} if self.edits else {}
             fresh = decode(self.b, fresh, to - fresh.tokens.shape[1], self.req.params, generator=gens[j],
                            cancel=self.cancel, cost=self.cost, **kw)
