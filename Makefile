@@ -10,7 +10,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 GRIDAR_TORCH ?= auto
-TORCH_CPU_VERSION ?= 2.13.0
+# the tested CPU version is written once, in the installer (the offline installer pins the same wheel)
+TORCH_CPU_VERSION ?= $(shell sed -n 's/^TORCH_CPU_VERSION = "\([^"]*\)".*/\1/p' installer/build_installer.py)
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
 

@@ -54,7 +54,7 @@ except ModuleNotFoundError:  # Python 3.10: the app runs there, but building the
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "gridar-desktop"
-TORCH_CPU_VERSION = "2.13.0"  # the version the project is tested with (README, Makefile)
+TORCH_CPU_VERSION = "2.13.0"  # the version the project is tested with (README); the Makefile reads it from here
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 
 

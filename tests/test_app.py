@@ -496,11 +496,13 @@ def test_each_mode_starts_from_its_defaults_and_keeps_the_artists_choice(qtbot, 
     c.method.setCurrentIndex(c.method.findData("gridar"))
     c.mode.setCurrentIndex(0)
     gen, edit = GRIDAR_DEFAULTS["generate"], GRIDAR_DEFAULTS["edit"]
-    assert (c.strategy.currentData(), c.verify_by.currentData()) == (gen["strategy"], gen["verify_by"])
+    assert (c.strategy.currentData(), c.verify_by.currentData(), c.refill.currentData()) == (
+        gen["strategy"], gen["verify_by"], gen["refill"])
     c.mode.setCurrentIndex(1)
     req = c.request()
-    assert (req.verify_by, req.reformulate, req.strategy) == (edit["verify_by"], edit["reformulate"],
-                                                              edit["strategy"])
+    assert (req.verify_by, req.reformulate, req.strategy, req.refill) == (edit["verify_by"], edit["reformulate"],
+                                                                          edit["strategy"], edit["refill"])
+    assert (req.verify_by, req.refill) == ("rollout", "redraw")         # the setting measured above Best-of-N 4
     c.verify_by.setCurrentIndex(c.verify_by.findData("view"))          # the artist's choice for edits ...
     c.mode.setCurrentIndex(0)
     assert c.verify_by.currentData() == gen["verify_by"]

@@ -78,7 +78,7 @@ def test_edit_writes_png_with_source_and_mask(folder, edit_files, capsys):
     out = edit_files / "out.png"
     rc = cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
                    "--target-prompt", "a green circle and a blue square", "--model", str(folder), "-n", "4",
-                   "--device", "cpu", "--verify-by", "view", "-o", str(out), "--json"])
+                   "--device", "cpu", "--verify-by", "view", "--refill", "copy", "-o", str(out), "--json"])
     assert rc == 0
     cap = capsys.readouterr()
     summary = json.loads(cap.out)
@@ -120,9 +120,10 @@ def test_edit_verdicts_from_a_completion_without_reformulation(folder, edit_file
     out = edit_files / "r.png"
     assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
                      "--target-prompt", "a green circle and a blue square", "--model", str(folder), "-n", "4",
-                     "--device", "cpu", "--verify-by", "rollout", "--no-reformulate", "-o", str(out), "--json"]) == 0
+                     "--device", "cpu", "--verify-by", "rollout", "--refill", "copy", "--no-reformulate", "-o", str(out),
+                     "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    # the completions are drawn tokens too: counted, on top of the 4 candidates' own
+    # the completions are drawn tokens too: counted, on top of the 4 candidates' own (copy refills draw nothing more)
     assert 4 * summary["redrawn_tokens"] < summary["cost"]["image_tokens"] < 3 * 4 * summary["redrawn_tokens"]
     meta = read_metadata(out)
     assert meta["settings"]["verify_by"] == "rollout" and meta["settings"]["reformulate"] is False
@@ -130,13 +131,14 @@ def test_edit_verdicts_from_a_completion_without_reformulation(folder, edit_file
     assert all(node["threshold"] == 0.5 for node in meta["tree"])
 
 
-def test_edit_refill_by_redraw(folder, edit_files):
+def test_edit_defaults_to_rollout_verdicts_and_refill_by_redraw(folder, edit_files):
     out = edit_files / "d.png"
-    # a threshold above every P rejects every candidate: with redraw, each slot draws its band again
+    # no --verify-by or --refill: the edit defaults. A threshold above every P rejects every candidate: with redraw,
+    # each slot draws its band again
     assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
                      "--target-prompt", "a green circle and a blue square", "--model", str(folder), "-n", "4",
-                     "--device", "cpu", "--refill", "redraw", "--threshold", "1.01", "-o", str(out)]) == 0
+                     "--device", "cpu", "--threshold", "1.01", "-o", str(out)]) == 0
     meta = read_metadata(out)
-    assert meta["settings"]["refill"] == "redraw"
+    assert meta["settings"]["refill"] == "redraw" and meta["settings"]["verify_by"] == "rollout"
     assert meta["tree"] and all(node["redraw"] == [True] * 4 and node["all_rejected_groups"] == []
                                 for node in meta["tree"])

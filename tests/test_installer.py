@@ -189,3 +189,12 @@ def test_icon_png_is_what_make_icon_draws(tmp_path):
     shipped = Image.open(REPO / "resources" / "icons" / "gridar-desktop.png")
     assert shipped.size == (256, 256)
     assert ImageChops.difference(Image.open(out).convert("RGBA"), shipped.convert("RGBA")).getbbox() is None
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_makefile_installs_the_installers_cpu_torch_version():
+    """The tested CPU torch version is written once (installer/build_installer.py) and `make` installs that one."""
+    version = re.search(r'^TORCH_CPU_VERSION = "([^"]+)"', BUILD.read_text(), re.M).group(1)
+    out = subprocess.run(["make", "-n", "-B", "install", "GRIDAR_TORCH=cpu", "VENV=/nonexistent-venv"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert f"pip install -q torch=={version} " in out + " "
