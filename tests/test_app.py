@@ -407,8 +407,11 @@ def test_the_controls_say_what_calibrated_means_for_the_model(qtbot, window):
     w.controls.auto_threshold.setChecked(True)
     text = w.controls.calibration.text()
     assert text.startswith("Calibrated: ") and "edits: " in text and not w.controls.calibration.isHidden()
+    # while calibrated, the row names whose threshold is used instead of showing the idle manual number
+    assert w.controls.threshold.isHidden() and w.controls.threshold_auto.text() == "the verifier's own"
     w.controls.auto_threshold.setChecked(False)                  # the manual value is used: the words go
     assert w.controls.calibration.isHidden()
+    assert not w.controls.threshold.isHidden() and w.controls.threshold_auto.isHidden()
     w.controls.auto_threshold.setChecked(True)
     w.controls.method.setCurrentIndex(w.controls.method.findData("best-of-n"))
     assert w.controls.calibration.isHidden()
@@ -464,6 +467,7 @@ def test_verdicts_from_a_completion_are_a_setting_that_round_trips(qtbot, window
     c.verify_by.setCurrentIndex(c.verify_by.findData("rollout"))
     req = c.request()
     assert req.verify_by == "rollout" and c.calibration.text() == ROLLOUT_HINT
+    assert c.threshold_auto.text().startswith("0.5")            # the scorer's fixed threshold, not the verifier's
     back = request_from_metadata({"prompt": req.prompt, "settings": {"method": "gridar", "verify_by": "rollout"}})
     assert back.verify_by == "rollout"
     assert request_from_metadata({"prompt": "x", "settings": {}}).verify_by == "view"      # older files

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton,
+                               QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
 from ..engine import events as ev
 from ..io.atomic import atomic_write_text
@@ -108,7 +108,15 @@ class MainWindow(QMainWindow):
         ll.addWidget(self.controls)
         ll.addWidget(self.edit_panel)
         ll.addStretch(1)
-        main.addWidget(left)
+        # on a short screen the controls and the edit tools scroll rather than squeeze their hints to nothing
+        left_scroll = QScrollArea()
+        left_scroll.setWidget(left)
+        left_scroll.setWidgetResizable(True)
+        left_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # a scroll area asks for little width; the column asks for what its widgets need, plus room for the bar
+        left_scroll.setMinimumWidth(left.minimumSizeHint().width() + left_scroll.verticalScrollBar().sizeHint().width())
+        main.addWidget(left_scroll)
         main.addWidget(mid)
         side = QSplitter(Qt.Orientation.Vertical)
         side.addWidget(self.layouts)

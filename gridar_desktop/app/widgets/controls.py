@@ -12,8 +12,10 @@ from ...engine.defaults import GRIDAR_DEFAULTS, ROLLOUT_THRESHOLD
 from ...engine.sampling import SamplingParams
 from ...engine.search import SearchRequest
 
-ROLLOUT_HINT = (f"Verdicts from one completion: a candidate is rejected when the scorer gives its completion "
-                f"P(yes) below {ROLLOUT_THRESHOLD:g}")
+ROLLOUT_HINT = f"Rejected when the scorer's P(yes) on its completion is below {ROLLOUT_THRESHOLD:g}"
+# what the threshold row shows in place of the number while "calibrated" is on (the manual value waits, hidden)
+AUTO_VIEW_TEXT = "the verifier's own"
+AUTO_ROLLOUT_TEXT = f"{ROLLOUT_THRESHOLD:g}, the scorer's"
 
 
 class Controls(QWidget):
@@ -94,8 +96,11 @@ class Controls(QWidget):
         self.refill.setToolTip("What replaces a rejected candidate. Copy a survivor: the slot continues a copy of a "
                                "candidate of its group that passed (the paper's rule). Redraw fresh: the slot draws "
                                "its bands again from the prompt (new variety; costs the bands again)")
+        self.threshold_auto = QLabel(AUTO_VIEW_TEXT)
+        self.threshold_auto.setToolTip("Uncheck \"calibrated\" to set a threshold of your own")
         threshold_row = QHBoxLayout()
         threshold_row.addWidget(self.threshold, 1)
+        threshold_row.addWidget(self.threshold_auto, 1)
         threshold_row.addWidget(self.auto_threshold)
         self.manual = QCheckBox("Review every band")
         self.manual.setToolTip("Stop after each verification and reformulation so you can steer the candidates")
@@ -109,7 +114,7 @@ class Controls(QWidget):
         form.addRow("Verdicts from", self.verify_by)
         form.addRow("Refill rejected", self.refill)
         form.addRow("Prune below", threshold_row)
-        # what "calibrated" means for the loaded model (the greyed box keeps the manual value)
+        # what "calibrated" means for the loaded model
         self.calibration = QLabel("")
         self._calibration = ""
         self.calibration.setWordWrap(True)
@@ -184,9 +189,15 @@ class Controls(QWidget):
 
     def _on_threshold(self) -> None:
         gridar = self.method.currentData() == "gridar"
-        self.auto_threshold.setEnabled(gridar)
-        self.threshold.setEnabled(gridar and not self.auto_threshold.isChecked())
+        auto = self.auto_threshold.isChecked()
         rollout = self.verify_by.currentData() == "rollout"
+        self.auto_threshold.setEnabled(gridar)
+        # a greyed number would read as the threshold in use: while calibrated, say whose threshold it is instead
+        self.threshold.setVisible(not auto)
+        self.threshold.setEnabled(gridar and not auto)
+        self.threshold_auto.setVisible(auto)
+        self.threshold_auto.setEnabled(gridar)
+        self.threshold_auto.setText(AUTO_ROLLOUT_TEXT if rollout else AUTO_VIEW_TEXT)
         self.calibration.setText(ROLLOUT_HINT if rollout else self._calibration)
         self.calibration.setVisible(gridar and self.auto_threshold.isChecked() and bool(self.calibration.text()))
 
