@@ -1,6 +1,11 @@
 """Masked editing on the shapes world: edit success, preservation outside the mask, unedited objects (one JSON object).
 
-    .venv/bin/python benchmarks/edit_quality.py [--n 200] [--methods single:1,best-of-n:4,gridar:4] [--seeds 0]
+    .venv/bin/python benchmarks/edit_quality.py [--n 200] [--methods single:1,best-of-n:4,gridar:4,...] [--seeds 0]
+
+`gridar:4` is the paper's recipe (verdicts from partial views, rejected slots refilled with copies);
+`gridar-rollout-redraw:4` is what the app runs for an edit by default (`engine/defaults.py`, reported under
+"edit_defaults"): verdicts from one completion of each candidate, rejected slots redrawn. The default method list
+measures both.
 
 The edit set (`shapes.edits.make_edit_set`, seed `--set-seed`): a source scene is rendered; one edit is applied to
 its objects (colour, shape, remove, add); the mask is the affected object's box grown by 2 px; the target prompt
@@ -33,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
 from gridar_desktop.engine.bench import parse_methods  # noqa: E402
 from gridar_desktop.engine.cost import CostRecord  # noqa: E402
+from gridar_desktop.engine.defaults import GRIDAR_DEFAULTS  # noqa: E402
 from gridar_desktop.engine.edit import CONTEXTS, prepare_edit  # noqa: E402
 from gridar_desktop.engine.janus_roles import JanusRoles  # noqa: E402
 from gridar_desktop.engine.models import resolve_model  # noqa: E402
@@ -96,7 +102,7 @@ def load_edit_bench(args: argparse.Namespace) -> tuple[JanusBackend, JanusRoles,
 def main() -> None:
     ap = argparse.ArgumentParser()
     edit_set_args(ap, 200)
-    ap.add_argument("--methods", default="single:1,best-of-n:4,gridar:4")
+    ap.add_argument("--methods", default="single:1,best-of-n:4,gridar:4,gridar-rollout-redraw:4")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--strategy", default="replace", choices=["replace", "three-way"])
@@ -105,7 +111,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     report: dict = {"edits": len(cases), "kinds": {k: sum(c["kind"] == k for c in cases) for k in KINDS},
                     "seeds": seeds, "model": args.model, "strategy": args.strategy,
-                    "context": args.context,
+                    "context": args.context, "edit_defaults": GRIDAR_DEFAULTS["edit"],
                     "redrawn_tokens_mean": float(np.mean([t.redrawn_tokens for t in targets])), "methods": {}}
     outcomes: dict[str, np.ndarray] = {}        # per method: success per (seed, edit), in the same order for all
     for label, template in parse_methods(args.methods):
