@@ -312,13 +312,17 @@ def test_real_demo_model_generation_with_load_progress(qtbot, loop):
     w.studio.load_progress.connect(lambda text, frac: steps.append(frac))
     assert wait(qtbot, w.choose_model("demo"))
     assert steps[0] < steps[-1] == 1.0 and w.progress.value() == 100
+    assert w.progress.isHidden()                    # idle after the load: no full bar left standing
     w.controls.prompt.setText("a red circle above a blue square")
     w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
     w.controls.n.setValue(4)
     w.controls.manual.setChecked(False)
+    shown = []
+    w.studio.engine_event.connect(lambda e: shown.append(w.progress.isVisible()))
     res = wait(qtbot, w.start_generation())
     assert res is not None and res.images.shape == (4, 64, 64, 3) and len(res.tree) == 2
     assert sorted(res.ranking) == [0, 1, 2, 3] and w.final.count() == 4
+    assert shown and all(shown) and w.progress.isHidden()     # the bar shows while the job runs, not after
     w.close()
 
 

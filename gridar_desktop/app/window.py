@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         main.setSizes([260, 700, 320])
         self.setCentralWidget(main)
         self.statusBar().addPermanentWidget(self.progress)
+        self.progress.setVisible(self.studio.busy)
         self._menus()
         self._wire()
         self._restore_settings()
@@ -167,6 +168,7 @@ class MainWindow(QMainWindow):
         c.manual.toggled.connect(lambda on: setattr(s, "manual", on))
         c.model_chosen.connect(self.choose_model)
         s.busy_changed.connect(c.set_busy)
+        s.busy_changed.connect(self._show_progress)
         s.load_progress.connect(self._on_load_progress)
         s.model_changed.connect(self._on_model_changed)
         s.status.connect(lambda m: self.statusBar().showMessage(m))
@@ -318,6 +320,13 @@ class MainWindow(QMainWindow):
             return
         keep = self.mask.mask.copy() if self.mask is not None else None
         self.set_edit_source(Image.fromarray(r.images[self.studio.chosen]), f"result of seed {r.request.seed}", keep)
+
+    def _show_progress(self, busy: bool) -> None:
+        # The bar means "working": it starts empty with each load or run and is hidden at idle, where a full bar
+        # would read as a job still going (the status line says what finished).
+        if busy:
+            self.progress.setValue(0)
+        self.progress.setVisible(busy)
 
     def _on_load_progress(self, text: str, frac: float) -> None:
         self.progress.setRange(0, 100)
