@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", required=True, help='JSONL, one {"prompt": ..., "category": ...} per line')
     p.add_argument("--methods", default="single:1,best-of-n:8,gridar:4",
                    help="comma-separated METHOD:N; gridar variants: gridar-noprune, gridar-noreform, "
-                        "gridar-replace, gridar-oneverify, gridar-reformonce, gridar-scorerpick, gridar-rollout")
+                        "gridar-replace, gridar-oneverify, gridar-reformonce, gridar-scorerpick, gridar-rollout, "
+                        "gridar-redraw; variants combine, e.g. gridar-rollout-redraw")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--model", default="demo")
     p.add_argument("--device", default="auto")
