@@ -241,6 +241,54 @@ def test_mask_tools_stroke_undo_invert():
     assert m.mask[10, 20]
 
 
+def test_mask_tools_through_the_gui(qtbot, window, tmp_path):
+    """The mask tools as an artist uses them: a brush stroke with the mouse, the eraser (E), undo / redo (Ctrl+Z,
+    Ctrl+Shift+Z), invert (I) and clear, each seen on the window's mask and the coverage label."""
+    from PySide6.QtCore import QPoint, Qt
+
+    from gridar_desktop.shapes.scene import make_scene
+    w, e = window, window.edit_panel
+    img, _ = make_scene("a red circle", 3, 64)
+    src = tmp_path / "photo.png"
+    img.save(src)
+    assert w.open_image(src) and w.controls.editing
+    r = w.canvas._target()
+
+    def stroke(x0: float, x1: float) -> None:
+        a = QPoint(int(r.left() + r.width() * x0), int(r.center().y()))
+        b = QPoint(int(r.left() + r.width() * x1), int(r.center().y()))
+        qtbot.mousePress(w.canvas, Qt.MouseButton.LeftButton, pos=a)
+        qtbot.mouseMove(w.canvas, b)
+        qtbot.mouseRelease(w.canvas, Qt.MouseButton.LeftButton, pos=b)
+
+    assert not w.mask.mask.any() and not e.undo.isEnabled()
+    stroke(0.2, 0.8)
+    painted = w.mask.mask.copy()
+    assert painted[32, 16:48].all() and not painted[5, 5] and e.undo.isEnabled()
+    assert e.coverage.text().startswith("Mask covers") and " 0%" not in e.coverage.text()
+
+    def key(k, mods=Qt.KeyboardModifier.NoModifier) -> None:
+        # a button's shortcut runs animateClick(): the click lands when the button is released, about 100 ms later
+        qtbot.keyClick(w.canvas, k, mods)
+        qtbot.wait(250)
+
+    key(Qt.Key.Key_E)                                    # the eraser takes the middle out of the stroke
+    assert w.canvas.tool == "eraser"
+    stroke(0.45, 0.55)
+    assert not w.mask.mask[32, 32] and w.mask.mask[32, 16]
+    key(Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(w.mask.mask, painted) and e.redo.isEnabled()
+    key(Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert not w.mask.mask[32, 32]
+    erased = w.mask.mask.copy()
+    key(Qt.Key.Key_I)
+    assert np.array_equal(w.mask.mask, ~erased)
+    qtbot.mouseClick(e.clear, Qt.MouseButton.LeftButton)
+    assert not w.mask.mask.any() and " 0%" in e.coverage.text()
+    qtbot.mouseClick(e.undo, Qt.MouseButton.LeftButton)
+    assert np.array_equal(w.mask.mask, ~erased)
+
+
 def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     """Open a plain image (it opens in edit mode), paint a mask with the mouse, edit with GridAR, save, reopen."""
     from PySide6.QtCore import QPoint, Qt
