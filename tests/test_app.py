@@ -241,10 +241,21 @@ def test_mask_tools_stroke_undo_invert():
     assert m.mask[10, 20]
 
 
+def mouse_stroke(qtbot, canvas, x0: float, x1: float) -> None:
+    """Drag the left button across the canvas's image at mid height, from x0 to x1 (fractions of its width)."""
+    from PySide6.QtCore import QPoint, Qt
+    r = canvas._target()
+    a = QPoint(int(r.left() + r.width() * x0), int(r.center().y()))
+    b = QPoint(int(r.left() + r.width() * x1), int(r.center().y()))
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=a)
+    qtbot.mouseMove(canvas, b)
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=b)
+
+
 def test_mask_tools_through_the_gui(qtbot, window, tmp_path):
     """The mask tools as an artist uses them: a brush stroke with the mouse, the eraser (E), undo / redo (Ctrl+Z,
     Ctrl+Shift+Z), invert (I) and clear, each seen on the window's mask and the coverage label."""
-    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtCore import Qt
 
     from gridar_desktop.shapes.scene import make_scene
     w, e = window, window.edit_panel
@@ -252,17 +263,8 @@ def test_mask_tools_through_the_gui(qtbot, window, tmp_path):
     src = tmp_path / "photo.png"
     img.save(src)
     assert w.open_image(src) and w.controls.editing
-    r = w.canvas._target()
-
-    def stroke(x0: float, x1: float) -> None:
-        a = QPoint(int(r.left() + r.width() * x0), int(r.center().y()))
-        b = QPoint(int(r.left() + r.width() * x1), int(r.center().y()))
-        qtbot.mousePress(w.canvas, Qt.MouseButton.LeftButton, pos=a)
-        qtbot.mouseMove(w.canvas, b)
-        qtbot.mouseRelease(w.canvas, Qt.MouseButton.LeftButton, pos=b)
-
     assert not w.mask.mask.any() and not e.undo.isEnabled()
-    stroke(0.2, 0.8)
+    mouse_stroke(qtbot, w.canvas, 0.2, 0.8)
     painted = w.mask.mask.copy()
     assert painted[32, 16:48].all() and not painted[5, 5] and e.undo.isEnabled()
     assert e.coverage.text().startswith("Mask covers") and " 0%" not in e.coverage.text()
@@ -274,7 +276,7 @@ def test_mask_tools_through_the_gui(qtbot, window, tmp_path):
 
     key(Qt.Key.Key_E)                                    # the eraser takes the middle out of the stroke
     assert w.canvas.tool == "eraser"
-    stroke(0.45, 0.55)
+    mouse_stroke(qtbot, w.canvas, 0.45, 0.55)
     assert not w.mask.mask[32, 32] and w.mask.mask[32, 16]
     key(Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert np.array_equal(w.mask.mask, painted) and e.redo.isEnabled()
@@ -291,7 +293,7 @@ def test_mask_tools_through_the_gui(qtbot, window, tmp_path):
 
 def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     """Open a plain image (it opens in edit mode), paint a mask with the mouse, edit with GridAR, save, reopen."""
-    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtCore import Qt
 
     from gridar_desktop.shapes.scene import make_scene
     w = window
@@ -301,13 +303,7 @@ def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     assert w.open_image(src)
     assert w.controls.editing and w.edit_panel.isVisible() and w.canvas.show_mask
     assert "resized the 96x96 image to 64x64" in w.edit_panel.source.text()
-    # a stroke across the middle of the canvas with the mouse
-    r = w.canvas._target()
-    a = QPoint(int(r.left() + r.width() * 0.3), int(r.center().y()))
-    b = QPoint(int(r.left() + r.width() * 0.7), int(r.center().y()))
-    qtbot.mousePress(w.canvas, Qt.MouseButton.LeftButton, pos=a)
-    qtbot.mouseMove(w.canvas, b)
-    qtbot.mouseRelease(w.canvas, Qt.MouseButton.LeftButton, pos=b)
+    mouse_stroke(qtbot, w.canvas, 0.3, 0.7)              # a stroke across the middle of the canvas
     assert w.mask.mask[32, 20:44].all() and w.mask.coverage < 0.5
     assert w.edit_panel.undo.isEnabled()
     w.controls.prompt.setText("a green circle and a blue square")

@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         main.setSizes([260, 700, 320])
         self.setCentralWidget(main)
         self.statusBar().addPermanentWidget(self.progress)
-        self.progress.setVisible(self.studio.busy)
+        self._show_progress(self.studio.busy)
         self._menus()
         self._wire()
         self._restore_settings()
@@ -400,7 +400,6 @@ class MainWindow(QMainWindow):
             self._await_paint = None
 
     def on_result(self, result) -> None:
-        self.progress.setValue(100)
         self._append_history(result)
 
     # -- files -------------------------------------------------------------------------------------------------
