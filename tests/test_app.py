@@ -17,35 +17,7 @@ from gridar_desktop.engine.tiny import save_tiny_janus  # noqa: E402
 from gridar_desktop.io.png import read_metadata  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("studio-model")
-    save_tiny_janus(d, seed=6)
-    return str(d)
-
-
-@pytest.fixture
-def loop(qapp):
-    lp = qasync.QEventLoop(qapp, already_running=True)
-    asyncio.set_event_loop(lp)
-    yield lp
-
-
-@pytest.fixture
-def window(qtbot, loop, model_dir):
-    w = MainWindow(Studio(device="cpu"))
-    qtbot.addWidget(w)
-    w.show()
-    task = w.choose_model(model_dir)
-    qtbot.waitUntil(task.done, timeout=30000)
-    assert task.result() is True
-    yield w
-    w.close()
-
-
-def wait(qtbot, task, timeout=60000):
-    qtbot.waitUntil(task.done, timeout=timeout)
-    return task.result()
+from conftest import wait  # noqa: E402,F401
 
 
 def test_full_interactive_generation_with_manual_override(qtbot, window, tmp_path):
