@@ -10,8 +10,46 @@ from .io.paths import log_dir
 _configured = False
 
 
+class _QuietOnError:
+    """A logging handler that, when it cannot write (a full disk, an unwritable or odd log file), says so in one
+    line on stderr and then stays silent: a failing log must never bury the command's real output under logging's
+    own 20-line traceback, nor repeat that for every record."""
+
+    _failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._failed:
+            super().emit(record)  # type: ignore[misc]
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if self._failed:
+            return
+        self._failed = True
+        err = sys.exc_info()[1]
+        why = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        try:
+            sys.stderr.write(f"gridar: cannot write logs to {self.describe()} ({why}); logging there is off "
+                                 "for this run\n")
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def describe(self) -> str:
+        return "stderr"
+
+
+class _FileHandler(_QuietOnError, logging.handlers.RotatingFileHandler):
+    def describe(self) -> str:
+        return self.baseFilename
+
+
+class _StreamHandler(_QuietOnError, logging.StreamHandler):
+    pass
+
+
 def setup_logging(level: int = logging.INFO, to_stderr: bool = True) -> None:
-    """Idempotent. The file keeps 5 x 2 MB; a read-only home still gets stderr logging."""
+    """Idempotent. The file keeps 5 x 2 MB; a read-only home still gets stderr logging, and a log that cannot be
+    written costs one line on stderr, never a traceback."""
     global _configured
     if _configured:
         return
@@ -21,14 +59,13 @@ def setup_logging(level: int = logging.INFO, to_stderr: bool = True) -> None:
     try:
         d = log_dir()
         d.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(d / "gridar.log", maxBytes=2_000_000, backupCount=5,
-                                                  encoding="utf-8")
+        fh = _FileHandler(d / "gridar.log", maxBytes=2_000_000, backupCount=5, encoding="utf-8")
         fh.setFormatter(fmt)
         root.addHandler(fh)
     except OSError as e:  # no writable log folder: keep going, say so on stderr
-        print(f"gridar: cannot write logs to {log_dir()}: {e}", file=sys.stderr)
+        print(f"gridar: cannot write logs to {log_dir()}: {e.strerror or e}", file=sys.stderr)
     if to_stderr:
-        sh = logging.StreamHandler(sys.stderr)
+        sh = _StreamHandler(sys.stderr)
         sh.setFormatter(fmt)
         sh.setLevel(logging.WARNING)
         root.addHandler(sh)

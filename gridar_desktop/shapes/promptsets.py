@@ -13,6 +13,7 @@ import json
 import random
 from pathlib import Path
 
+from ..io.atomic import atomic_write_text
 from .grammar import COLOURS, MAX_OBJECTS, SHAPES, Group, Relation, SceneSpec, format_prompt
 
 CATEGORIES: tuple[str, ...] = ("single", "counting", "pair", "relation", "triple")
@@ -76,7 +77,8 @@ def make_prompt_set(n: int, seed: int, categories: tuple[str, ...] = CATEGORIES)
 
 
 def write_jsonl(rows: list[dict], path: str | Path) -> None:
-    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    """Atomically: a full disk or a kill mid-write leaves the previous file whole."""
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
