@@ -9,7 +9,6 @@ Janus-Pro folders need none.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -116,30 +115,49 @@ def partial_edit_codes(codes: torch.Tensor, hidden: torch.Tensor, k: int, cols: 
 
 
 def check_model_folder(folder: str | Path) -> dict:
-    """Validate a Janus folder without loading weights; returns its config dict or raises `ModelLoadError`."""
+    """Validate a Janus folder without loading weights (config.json's fields, the weights' format, the tokenizer
+    files); returns its config dict or raises `ModelLoadError` naming the file and what is wrong."""
+    from .models import check_config, read_json_file
     path = Path(folder).expanduser()
     if not path.exists():
         raise ModelLoadError(f"model folder '{path}' does not exist")
     if not path.is_dir():
         raise ModelLoadError(f"'{path}' is a file; choose the folder that holds config.json and the weights")
     cfg_file = path / "config.json"
-    if not cfg_file.exists():
+    if not cfg_file.is_file():
         raise ModelLoadError(f"'{path}' has no config.json: it is not a transformers model folder")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"'{cfg_file}' is not valid JSON ({e}); the folder may be damaged") from None
-    mtype = cfg.get("model_type")
-    if mtype != "janus":
-        raise ModelLoadError(f"'{path}' holds a '{mtype}' model; GridAR Desktop generates with Janus-family models "
-                             "(model_type 'janus', e.g. Janus-Pro-1B or Janus-Pro-7B)")
+    cfg = check_config(read_json_file(cfg_file), cfg_file)
     if not any(path.glob("*.safetensors")):
-        hint = " (only PyTorch .bin weights found; convert them to safetensors)" if any(path.glob("*.bin")) else ""
-        raise ModelLoadError(f"'{path}' has no .safetensors weights{hint}")
+        bins = sorted(p.name for p in path.glob("*.bin"))
+        if bins:
+            raise ModelLoadError(
+                f"'{path}' holds only {', '.join(bins[:2])}{' ...' if len(bins) > 2 else ''}; GridAR loads "
+                "safetensors only (a .bin file is a pickle that can run code): convert it on a machine you trust "
+                "with transformers (from_pretrained, then save_pretrained, which writes model.safetensors)")
+        raise ModelLoadError(f"'{path}' has no .safetensors weights")
     if not ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()):
         raise ModelLoadError(f"'{path}' has no tokenizer files (tokenizer.json / tokenizer_config.json); copy the "
                              "whole model folder, processor files included")
     return cfg
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' load reports and progress bars off stderr unless it is a terminal: the CLI's stderr is one
+    line on error, and a log or a pipe should not fill with bars."""
+    import os
+    import sys
+
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        hf_logging.disable_progress_bar()
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line: library errors can run to dozens of lines."""
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else e.__class__.__name__
 
 
 class JanusBackend:
@@ -179,30 +197,70 @@ class JanusBackend:
     @classmethod
     def load(cls, folder: str | Path, device: str = "auto", dtype: str = "auto") -> "JanusBackend":
         """Load a Janus / Janus-Pro folder offline; every failure is a `ModelLoadError` naming folder and problem."""
+        from .models import read_model_meta
         check_model_folder(folder)
+        path = Path(folder).expanduser()
+        meta = read_model_meta(path)            # checked before the weights: a bad gridar.json costs no load
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        path = Path(folder).expanduser()
         from transformers import AutoProcessor, JanusForConditionalGeneration
+        quiet_transformers()
         try:
             processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any failure here means unusable processor files
-            raise ModelLoadError(f"could not load the processor/tokenizer of '{path}': {e}") from None
+            raise ModelLoadError(f"could not load the processor/tokenizer of '{path}': {_first_line(e)}") from None
         try:
-            model = JanusForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=dt)
+            # use_safetensors: never open a pickle (.bin), even when one lies next to the safetensors
+            model = JanusForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=dt,
+                                                                  use_safetensors=True)
         except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"could not load the weights in '{path}' ({e.__class__.__name__}: {e}). The files "
-                                 "may be incomplete or corrupt: copy the model folder again") from None
+            raise ModelLoadError(f"could not load the weights in '{path}' ({e.__class__.__name__}: "
+                                 f"{_first_line(e)}). The files may be incomplete or corrupt: copy the model folder "
+                                 "again") from None
         try:
             model.to(dev)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
-            raise ModelLoadError(f"could not move the model to {dev}: {e}") from None
-        meta_file = path / "gridar.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+            raise ModelLoadError(f"could not move the model to {dev}: {_first_line(e)}") from None
         log.info("loaded %s on %s (%s)", path, dev, dt)
         return cls(model, processor, dev, str(path), meta)
 
     # -- prompts -----------------------------------------------------------------------------------------------
+    @property
+    def prompt_language(self) -> str | None:
+        """The prompt language the model folder declares (gridar.json "prompt_language"); None: any text."""
+        lang = self.meta.get("prompt_language")
+        return lang if isinstance(lang, str) else None
+
+    @property
+    def display_name(self) -> str:
+        return self.meta.get("name") or f"the model in '{self.info.folder}'"
+
+    @property
+    def max_positions(self) -> int | None:
+        """How many positions the language model reads (prompt plus image tokens); None when the config says not."""
+        cfg = self.model.config
+        text = getattr(cfg, "text_config", None) or getattr(cfg, "language_config", None)
+        n = getattr(text, "max_position_embeddings", None)
+        return n if isinstance(n, int) and n > 0 else None
+
+    def check_prompt(self, text: str, edit: bool = False) -> str:
+        """The prompt as this model reads it (normalised by its language), or `PromptNotUnderstood` naming the
+        model and the reason: empty, not in the model's prompt language, unknown words, or too long for the context
+        together with the image tokens a run needs (`edit`: an edit-conditioned row also carries the source)."""
+        from .prompt_language import check_prompt
+        try:
+            prompt = check_prompt(self.prompt_language, text)
+        except PromptNotUnderstood as e:
+            raise PromptNotUnderstood(f"{self.display_name} cannot read this prompt: {e}") from None
+        ids = self.edit_prompt_ids(prompt) if edit and self.edit_conditioned else self.prompt_ids(prompt)
+        limit = self.max_positions
+        image = self.info.rows * self.info.cols
+        if limit is not None and len(ids) + image - 1 > limit:
+            raise PromptNotUnderstood(
+                f"the prompt is {len(ids):,} tokens long; {self.display_name} reads {limit:,} positions, {image} of "
+                f"which the image needs, so at most {limit - image + 1:,} tokens are left for the prompt: shorten it")
+        return prompt
+
     def unknown_words(self, prompt: str) -> list[str]:
         """Words the tokenizer maps to its unknown token (a word-level tokenizer like the demo model's)."""
         unk = self.tokenizer.unk_token_id
@@ -215,12 +273,12 @@ class JanusBackend:
         """Token ids of a generation prompt, ending with the begin-of-image token."""
         bad = self.unknown_words(prompt)
         if bad:
-            name = self.meta.get("name") or f"the model in '{self.info.folder}'"
             hint = self.meta.get("prompt_hint", "")
-            raise PromptNotUnderstood(f"{name} does not know the word{'s' if len(bad) > 1 else ''} "
+            raise PromptNotUnderstood(f"{self.display_name} does not know the word{'s' if len(bad) > 1 else ''} "
                                       f"{', '.join(repr(b) for b in bad)}" + (f". {hint}" if hint else ""))
         if self.info.prompt_format == "plain":
-            text = prompt.strip().lower()
+            # the shapes grammar ignores case and a final full stop; so does the word-level tokenizer's input
+            text = prompt.strip().lower().rstrip(".").strip()
         else:
             text = JANUS_PRO_TEMPLATE.format(prompt=prompt.strip())
         ids = self.tokenizer(text, add_special_tokens=False).input_ids

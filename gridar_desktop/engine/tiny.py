@@ -6,7 +6,7 @@ import torch
 from ..training.demo_config import build_processor, janus_config, set_generation_config
 from .backend import JanusBackend
 
-DEMO_META = {"prompt_format": "plain", "canvas_colour": [235, 233, 226]}
+DEMO_META = {"prompt_format": "plain", "prompt_language": "shapes", "canvas_colour": [235, 233, 226]}
 
 
 def tiny_janus(seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4):
