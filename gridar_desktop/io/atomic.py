@@ -231,9 +231,10 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
     The caller writes into the yielded folder. On a clean exit an existing folder at `path` is moved aside and the
     new one renamed in; on an exception the temporary folder is removed and `path` is untouched. The swap is two
-    renames, so a crash between them leaves the old folder under a `.<name>.gridar-<pid>-<random>.old` name (removed
-    as stale by the next build) and nothing at `path`; never a half-written model. A symlink at `path` is followed
-    (the link stays); a file or device at `path` is refused."""
+    renames, so a crash between them leaves the old folder under a `.<name>.gridar-<pid>-<random>.old` name and
+    nothing at `path`, never a half-written model; such a leftover is removed only once a later build has landed.
+    The new folder gets the old one's mode (0777 minus the umask when there was none). A symlink at `path` is
+    followed (the link stays); a file or device at `path` is refused."""
     path = Path(path)
     if path.is_symlink():
         try:
@@ -245,11 +246,11 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         raise UnsafeOutputError(f"{path} exists and is not a folder; choose a folder path")
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
-    for suffix in (".tmpdir", ".old"):
-        remove_stale_temps(parent, path.name, suffix)
+    remove_stale_temps(parent, path.name, ".tmpdir")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_TAG}-{os.getpid()}-", suffix=".tmpdir", dir=parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())    # mkdtemp makes 0700
+        # mkdtemp makes 0700
+        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o777 & ~_umask())
         yield tmp
         if path.exists():
             old = parent / f".{path.name}.{_TAG}-{os.getpid()}-{secrets.token_hex(4)}.old"
@@ -262,3 +263,4 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(parent)
+    remove_stale_temps(parent, path.name, ".old")

@@ -66,9 +66,31 @@ def set_generation_config(model) -> None:
     gc.num_image_tokens = GRID * GRID
 
 
-def save_folder(model, processor, out: str | Path) -> None:
+# Files that hold weights: they belong to the weights they were saved with, so a new save never carries them over.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.json", ".bin.index.json")
+
+
+def save_folder(model, processor, out: str | Path, meta: dict | None = None) -> None:
+    """Write the model folder OUT atomically: it is built in a temporary folder beside OUT and renamed into place,
+    so a crash mid-save leaves the previous model whole (the app may be loading it). Files of the previous folder
+    that this save does not write (gridar.json, README.md) are carried over, except weight files (such as the edit
+    value head), which belong to the old weights. `meta`, when given, is written as the new gridar.json."""
+    import json
+    import shutil
+
+    from ..io.atomic import atomic_folder, atomic_write_text
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     set_generation_config(model)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    with atomic_folder(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        if meta is not None:
+            atomic_write_text(tmp / "gridar.json", json.dumps(meta, indent=1))
+        if out.is_dir():
+            for old in out.iterdir():
+                if (tmp / old.name).exists() or old.name.endswith(WEIGHT_SUFFIXES):
+                    continue
+                if old.is_dir():
+                    shutil.copytree(old, tmp / old.name, symlinks=True)
+                else:
+                    shutil.copy2(old, tmp / old.name, follow_symlinks=False)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from ..engine.decode import left_pad
 from ..engine.edit import conditioning_image, token_mask
+from ..io.atomic import atomic_write_text, torch_save_atomic
 from ..shapes.edits import KINDS, box_mask, sample_edit
 from ..shapes.grammar import SceneSpec, format_prompt
 from ..shapes.scene import BACKGROUND, IMAGE_SIZE, layout_of, render_scene
@@ -65,7 +66,7 @@ def build_edit_dataset(vq, n: int, path: Path, seed: int = DATA_SEED, chunk: int
     redraw (bool (N, 64)), source / cleared / edited (int16 (N, 64) codes), kind."""
     from .data import to_tensor
     from .vq import quantize
-    data = torch.load(path, weights_only=False) if path.exists() else {
+    data = torch.load(path, weights_only=True) if path.exists() else {
         "holed": [], "words": [], "layout": [], "redraw": [], "source": [], "cleared": [], "edited": [], "kind": []}
     rng = random.Random(seed * 7919 + len(data["kind"]))
     vq.eval()
@@ -96,7 +97,7 @@ def build_edit_dataset(vq, n: int, path: Path, seed: int = DATA_SEED, chunk: int
                 data[key].append(idx[k, i])
             data["kind"].append(c["kind"])
         if len(data["kind"]) % (chunk * 10) == 0 or len(data["kind"]) >= n:
-            torch.save(data, path)
+            torch_save_atomic(data, path)
             log.info("encoded %d / %d edits", len(data["kind"]), n)
     return data
 
@@ -155,7 +156,7 @@ def train_edit_generation(model, gen_data: dict, edit_data: dict, work: str | Pa
         favour = sorted(set(favour) | {i for i, w in enumerate(gen_data["base"]) if counted & set(w)})
     blank = blank_code(m.vqmodel)
     if ckpt.exists():
-        ck = torch.load(ckpt, weights_only=False)
+        ck = torch.load(ckpt, weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, _ = ck["step"], rng.setstate(ck["rng"])
@@ -185,7 +186,7 @@ def train_edit_generation(model, gen_data: dict, edit_data: dict, work: str | Pa
                      loss_u.item(), (time.time() - t0) / 25)
             t0 = time.time()
         if step % ckpt_every == 0 or step == steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.getstate()},
-                       ckpt)
-    (work / "editgen_done.json").write_text(json.dumps({"steps": steps, "batch": batch, "replay_batch": replay,
+            torch_save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                               "rng": rng.getstate()}, ckpt)
+    atomic_write_text(work / "editgen_done.json", json.dumps({"steps": steps, "batch": batch, "replay_batch": replay,
                                                         "und_batch": und_batch, "lr": lr, "seed": seed}))

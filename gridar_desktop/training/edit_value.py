@@ -240,11 +240,11 @@ def _best_smallest(table: dict[float, float]) -> float:
 
 
 def save_head(folder: Path, w: np.ndarray, b: float) -> None:
-    from safetensors.torch import save_file
-    tmp = folder / (HEAD_FILE + ".tmp")
-    save_file({"weight": torch.tensor(w, dtype=torch.float32), "bias": torch.tensor([b], dtype=torch.float32)},
-              str(tmp))
-    tmp.replace(folder / HEAD_FILE)
+    from safetensors.torch import save
+
+    from ..io.atomic import atomic_write_bytes
+    atomic_write_bytes(folder / HEAD_FILE, save({"weight": torch.tensor(w, dtype=torch.float32),
+                                                 "bias": torch.tensor([b], dtype=torch.float32)}))
 
 
 def load_head(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,8 +308,7 @@ def train_edit_value(folder: str | Path, work: str | Path, edits: int = 2000, se
     meta_path = folder / "gridar.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta["edit_value"] = record
-    tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(meta_path)
+    from ..io.atomic import atomic_write_text
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
     log.info("editvalue: %s", json.dumps(record))
     return record

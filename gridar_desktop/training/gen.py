@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.decode import left_pad
+from ..io.atomic import atomic_write_text, torch_save_atomic
 from ..shapes.grammar import SceneSpec, format_prompt
 from ..shapes.scene import layout_of, render_scene
 from .data import random_scene, to_tensor
@@ -37,7 +38,7 @@ def words_to_ids(prompt: str) -> list[int]:
 def build_dataset(vq, n: int, seed: int, path: Path, chunk: int = 256) -> dict:
     """Render and encode `n` scenes; store base prompt ids, layout prompt ids and tokens. Resumable by chunk."""
     from .vq import quantize
-    data = torch.load(path, weights_only=False) if path.exists() else {"base": [], "layout": [], "tokens": []}
+    data = torch.load(path, weights_only=True) if path.exists() else {"base": [], "layout": [], "tokens": []}
     rng = random.Random(seed * 7919 + len(data["tokens"]))
     vq.eval()
     while len(data["tokens"]) < n:
@@ -54,7 +55,7 @@ def build_dataset(vq, n: int, seed: int, path: Path, chunk: int = 256) -> dict:
             data["layout"].append(words_to_ids(format_prompt(lay)))
             data["tokens"].append(t.to(torch.int16))
         if len(data["tokens"]) % (chunk * 20) == 0 or len(data["tokens"]) >= n:
-            torch.save(data, path)
+            torch_save_atomic(data, path)
             log.info("encoded %d / %d scenes", len(data["tokens"]), n)
     data["tokens_t"] = torch.stack(data["tokens"]).long()
     return data
@@ -118,7 +119,7 @@ def train_gen(config, work: str | Path, steps: int = 6000, batch: int = 64, lr: 
     step = 0
     ckpt = work / "gen_ckpt.pt"
     if ckpt.exists():
-        ck = torch.load(ckpt, weights_only=False)
+        ck = torch.load(ckpt, weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
@@ -143,11 +144,12 @@ def train_gen(config, work: str | Path, steps: int = 6000, batch: int = 64, lr: 
             log.info("gen step %d loss %.4f (%.0f image tokens/s)", step, loss.item(), seen / (time.time() - t0))
             t0, seen = time.time(), 0
         if step % ckpt_every == 0 or step == steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.getstate(),
-                        "torch_rng": torch.get_rng_state()}, ckpt)
-    torch.save(model.state_dict(), work / "gen_final.pt")
-    (work / "gen_done.json").write_text(json.dumps({"steps": steps, "batch": batch, "seed": seed,
-                                                     "scenes": n_scenes}))
+            torch_save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                               "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, ckpt)
+    # gen_final.pt last: train_demo skips the stage once it exists, so the record must be there before
+    atomic_write_text(work / "gen_done.json", json.dumps({"steps": steps, "batch": batch, "seed": seed,
+                                                          "scenes": n_scenes}))
+    torch_save_atomic(model.state_dict(), work / "gen_final.pt")
 
 
 def pack(config, work: str | Path, out: str | Path) -> None:
@@ -159,10 +161,9 @@ def pack(config, work: str | Path, out: str | Path) -> None:
     model = JanusForConditionalGeneration(config)
     model.load_state_dict(torch.load(work / "gen_final.pt", weights_only=True))
     model = model.to(torch.float16).eval()
-    save_folder(model, build_processor(), out)
     meta = {"prompt_format": "plain", "canvas_colour": list(BACKGROUND), "name": "The demo model",
             "prompt_hint": "It knows only the shapes world: colours red, green, blue, yellow, purple, orange; shapes "
                            "circle, square, triangle; counts a/one to four; e.g. 'a red circle above two blue squares'",
             "training": {k: json.loads((work / f).read_text()) for k, f in
                          (("vq", "vq_done.json"), ("gen", "gen_done.json")) if (work / f).exists()}}
-    (Path(out) / "gridar.json").write_text(json.dumps(meta, indent=1))
+    save_folder(model, build_processor(), out, meta=meta)

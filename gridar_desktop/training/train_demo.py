@@ -225,7 +225,8 @@ def record_understanding(out: Path, steps: int, seed: int, options: dict | None 
             "; all for the edit question" if (options or {}).get("edit_views") else ""),
         "visibility": "an object shows in a partial view only with at least 0.8% of the image above the cut",
         **(options or {})}
-    meta_path.write_text(json.dumps(meta, indent=1))
+    from ..io.atomic import atomic_write_text
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
 
 
 if __name__ == "__main__":

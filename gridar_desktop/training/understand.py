@@ -47,6 +47,7 @@ from ..shapes.promptsets import CATEGORIES, sample_spec
 from ..shapes.scene import IMAGE_SIZE, SceneError, SceneObject, relation_holds, render_scene, sample_scene
 from .demo_config import BOI, BOS, EOI, EOS, GRID, IMAGE, PAD, PATCH
 from ..engine.decode import left_pad
+from ..io.atomic import torch_save_atomic
 from .gen import WORD_ID, generation_loss, make_batch, three_group_rows
 
 log = logging.getLogger(__name__)
@@ -444,7 +445,7 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
     favour = three_group_rows(gen_data) if replay_three_groups else None
     blank = blank_code(m.vqmodel) if mix.partial_decode or mix.edit_views else 0
     if ckpt.exists():
-        ck = torch.load(ckpt, weights_only=False)
+        ck = torch.load(ckpt, weights_only=True)
         model.load_state_dict(ck["model"])
         probe.load_state_dict(ck["probe"])
         opt.load_state_dict(ck["opt"])
@@ -476,5 +477,5 @@ def train_understanding(model, gen_data: dict, work: str | Path, steps: int = 25
                      loss_g.item(), (time.time() - t0) / 25)
             t0 = time.time()
         if step % ckpt_every == 0 or step == steps:
-            torch.save({"model": model.state_dict(), "probe": probe.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "rng": rng.getstate()}, ckpt)
+            torch_save_atomic({"model": model.state_dict(), "probe": probe.state_dict(), "opt": opt.state_dict(),
+                               "step": step, "rng": rng.getstate()}, ckpt)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..io.atomic import atomic_write_text, torch_save_atomic
 from .data import image_batch
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def train_vq(config, out_dir: str | Path, steps: int = 6000, batch: int = 32, lr
     rng = random.Random(seed)
     step, usage = 0, torch.zeros(vq.quantize.num_embeddings)
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=True)
         vq.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, usage = ck["step"], ck["usage"]
@@ -81,13 +82,14 @@ def train_vq(config, out_dir: str | Path, steps: int = 6000, batch: int = 32, lr
             usage.zero_()
             t0 = time.time()
         if step % ckpt_every == 0 or step == steps:
-            torch.save({"model": vq.state_dict(), "opt": opt.state_dict(), "step": step, "usage": usage,
-                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, ckpt_path)
+            torch_save_atomic({"model": vq.state_dict(), "opt": opt.state_dict(), "step": step, "usage": usage,
+                               "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, ckpt_path)
     with torch.no_grad():
         vq.quantize.embedding.weight.copy_(F.normalize(vq.quantize.embedding.weight, dim=-1))
     vq.eval()
-    (out / "vq_done.json").write_text(json.dumps({"steps": steps, "batch": batch, "seed": seed}))
-    torch.save(vq.state_dict(), out / "vq_final.pt")
+    # vq_final.pt last: train_demo skips the stage once it exists, so the record must be there before
+    atomic_write_text(out / "vq_done.json", json.dumps({"steps": steps, "batch": batch, "seed": seed}))
+    torch_save_atomic(vq.state_dict(), out / "vq_final.pt")
     return {"steps": steps}
 
 
