@@ -426,7 +426,8 @@ def test_the_controls_say_what_calibrated_means_for_the_model(qtbot, window):
     w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
     w.controls.auto_threshold.setChecked(True)
     text = w.controls.calibration.text()
-    assert text.startswith("Calibrated: ") and "edits: " in text and not w.controls.calibration.isHidden()
+    assert text == w.studio.threshold_summary() and text.startswith("Prunes candidates")
+    assert not w.controls.calibration.isHidden()
     # while calibrated, the row names whose threshold is used instead of showing the idle manual number
     assert w.controls.threshold.isHidden() and w.controls.threshold_auto.text() == "the verifier's own"
     w.controls.auto_threshold.setChecked(False)                  # the manual value is used: the words go
@@ -442,16 +443,22 @@ def test_threshold_summary_names_band_and_edit_thresholds():
 
     from gridar_desktop.app.studio import Studio
     s = Studio(device="cpu")
-    assert s.threshold_summary() == ""
+    assert s.threshold_summary() == "" and s.threshold_details() == ""
     roles = SimpleNamespace(prune_threshold=0.337, prune_thresholds_by_rows={2: 0.193, 4: 0.541},
                             prune_threshold_edit=0.0, edit_value=(None, None))
     s.model = SimpleNamespace(roles=roles)
-    assert s.threshold_summary() == ("Calibrated: 0.193 at 2 rows, 0.541 at 4 rows, else 0.337; edits: the value "
-                                     "head, which prunes nothing")
+    # plain words for the artist; the exact figures for the tooltip
+    assert s.threshold_summary() == ("Prunes candidates the verifier finds unlikely (calibrated for this model); "
+                                     "in edits it prunes nothing and only helps pick the best")
+    assert s.threshold_details() == ("Rejected when P(possible) is below 0.193 after 2 token rows, 0.541 after 4 "
+                                     "token rows, else 0.337; edits: the value head, which prunes nothing")
     roles.edit_value, roles.prune_threshold_edit = None, 0.5645
-    assert s.threshold_summary().endswith("edits: 0.565")
+    assert s.threshold_summary() == "Prunes candidates the verifier finds unlikely (calibrated for this model)"
+    assert s.threshold_details().endswith("edits: 0.565")
     s.model = SimpleNamespace(roles=SimpleNamespace(prune_threshold=None))
-    assert s.threshold_summary() == "Calibrated: 0.250 (no calibration: the default); edits: 0.250"
+    assert "no calibration" in s.threshold_summary() and not any(ch.isdigit() for ch in s.threshold_summary())
+    assert s.threshold_details() == ("Rejected when P(possible) is below 0.250 (no calibration: the default); "
+                                     "edits: 0.250")
 
 
 def test_rollout_verdicts_show_each_candidates_completion(qtbot):
@@ -492,7 +499,7 @@ def test_verdicts_from_a_completion_are_a_setting_that_round_trips(qtbot, window
     assert back.verify_by == "rollout"
     assert request_from_metadata({"prompt": "x", "settings": {}}).verify_by == "view"      # older files
     c.verify_by.setCurrentIndex(c.verify_by.findData("view"))
-    assert c.calibration.text().startswith("Calibrated: ")
+    assert c.calibration.text() == window.studio.threshold_summary()
     c.apply(req)
     assert c.verify_by.currentData() == "rollout"
     c.method.setCurrentIndex(c.method.findData("best-of-n"))

@@ -111,6 +111,7 @@ class Studio(QObject):
     layouts_wanted = Signal(int, list)     # stage, proposals; the artist must answer (manual mode)
     question_closed = Signal()
     result_ready = Signal(object)          # SearchResult
+    aborting = Signal(bool)                # True from the moment abort is asked until the worker stopped
 
     def __init__(self, device: str = "auto") -> None:
         super().__init__()
@@ -134,15 +135,30 @@ class Studio(QObject):
         self.busy_changed.emit(busy)
 
     def threshold_summary(self) -> str:
-        """The loaded model's own pruning thresholds in words, for the controls: per band where calibrated, and for
-        edits (a value head's, which may prune nothing); "" without a model."""
+        """What pruning does with the loaded model's own thresholds, in words an artist reads (the figures are in
+        `threshold_details`); "" without a model."""
+        roles = self.model.roles if self.model else None
+        if roles is None:
+            return ""
+        calibrated = bool(getattr(roles, "prune_thresholds_by_rows", None)) or (
+            getattr(roles, "prune_threshold", None) is not None)
+        text = ("Prunes candidates the verifier finds unlikely (calibrated for this model)" if calibrated else
+                "Prunes candidates the verifier finds unlikely (a general setting: this model has no calibration)")
+        from ..engine.search import pruning_threshold
+        if getattr(roles, "edit_value", None) is not None and pruning_threshold(roles, edit=True) <= 0:
+            text += "; in edits it prunes nothing and only helps pick the best"
+        return text
+
+    def threshold_details(self) -> str:
+        """The exact thresholds behind `threshold_summary`, for a tooltip: per band where calibrated, and for edits
+        (a value head's, which may prune nothing); "" without a model."""
         roles = self.model.roles if self.model else None
         if roles is None:
             return ""
         from ..engine.search import pruning_threshold
         by = getattr(roles, "prune_thresholds_by_rows", None) or {}
         if by:
-            gen = ", ".join(f"{t:.3f} at {r} rows" for r, t in sorted(by.items()))
+            gen = ", ".join(f"{t:.3f} after {r} token rows" for r, t in sorted(by.items()))
             gen += f", else {pruning_threshold(roles):.3f}"
         else:
             gen = f"{pruning_threshold(roles):.3f}" + ("" if getattr(roles, "prune_threshold", None) is not None
@@ -152,7 +168,28 @@ class Studio(QObject):
             edit = "the value head, " + (f"P(ends right) below {t:.3f}" if t > 0 else "which prunes nothing")
         else:
             edit = f"{t:.3f}"
-        return f"Calibrated: {gen}; edits: {edit}"
+        return f"Rejected when P(possible) is below {gen}; edits: {edit}"
+
+    def check_prompt(self, text: str, edit: bool = False) -> str | None:
+        """Why the loaded model cannot read `text` (one line for the banner), or None when it can (or no model is
+        loaded yet). `edit`: check what an edit feeds the model (`engine.edit.edit_prompt`), not the raw text."""
+        if self.model is None:
+            return None
+        backend = self.model.backend
+        try:
+            if edit:
+                from ..engine.edit import edit_prompt
+                text = edit_prompt(backend, text, None)
+            check = getattr(backend, "check_prompt", None)
+            if check is not None:
+                check(text)
+            elif not text.strip():
+                return "Type a prompt first: describe the image you want."
+            else:
+                backend.prompt_ids(text)             # unknown words: a message that lists them
+        except EngineError as e:
+            return describe_error(e)
+        return None
 
     async def load_model(self, spec: str) -> bool:
         """Load a model folder (or 'demo') on the GPU thread; errors become the inline message."""
@@ -185,6 +222,11 @@ class Studio(QObject):
             return None
         if self.model is None and not await self.load_model("demo"):
             return None
+        refused = self.check_prompt(request.prompt, edit=edit is not None)
+        if refused is not None:            # before any work: the result on screen stays
+            self.error.emit(refused)
+            self.status.emit("Prompt not understood: nothing was started")
+            return None
         loop = asyncio.get_running_loop()
         self._token = CancelToken()
         self.last_seed = request.seed
@@ -215,6 +257,7 @@ class Studio(QObject):
         try:
             result = await loop.run_in_executor(self.gpu, job)
         except Cancelled:
+            self._end_job(token)
             self.status.emit("Aborted")
             return None
         except EngineError as e:        # expected, explained to the artist: no traceback in the log
@@ -228,15 +271,24 @@ class Studio(QObject):
             self.status.emit("Generation failed")
             return None
         finally:
-            self._close_question()
-            self._token = None
-            self._set_busy(False)
+            self._end_job(token)
         self.result, self.chosen = result, result.best
         self.result_ready.emit(result)
         c = result.cost
+        # compute time: the minutes a question waited for the artist are not the studio's
         self.status.emit(("Stopped after a band" if result.stopped_early else "Done") +
-                         f" in {c.wall_seconds:.1f}s; best candidate {result.best + 1}")
+                         f" in {c.compute_seconds:.1f}s; best candidate {result.best + 1}")
         return result
+
+    def _end_job(self, token: CancelToken) -> None:
+        """The worker has stopped: close any question, leave the busy (and aborting) state. Idempotent."""
+        if self._token is not token:
+            return
+        self._close_question()
+        self._token = None
+        self._set_busy(False)
+        if token.aborted:
+            self.aborting.emit(False)
 
     def _deliver(self, e: object, t_emit: float) -> None:
         self.event_times[type(e).__name__] = t_emit
@@ -272,8 +324,11 @@ class Studio(QObject):
 
     # -- stops -------------------------------------------------------------------------------------------------
     def abort(self) -> None:
-        if self._token is not None:
-            self._token.abort()
+        token = self._token
+        if token is not None and not token.aborted:
+            token.abort()
+            self.aborting.emit(True)
+            self.status.emit("Aborting...")
         self._close_question()          # wake the GPU thread if it waits for the artist
 
     def stop_after_band(self) -> None:

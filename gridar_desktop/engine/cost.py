@@ -35,6 +35,7 @@ class CostRecord:
     image_tokens: int = 0                 # image tokens sampled (forced tokens of an edit are not counted)
     vq_decodes: int = 0                   # images (full or partial) run through the VQ decoder
     wall_seconds: float = 0.0
+    waiting_seconds: float = 0.0          # part of wall_seconds spent waiting for a decision (the artist's review)
     roles: dict[str, RoleCost] = field(default_factory=lambda: {r: RoleCost() for r in ROLES})
     _t0: float | None = field(default=None, repr=False)
 
@@ -61,6 +62,11 @@ class CostRecord:
             self._t0 = None
 
     @property
+    def compute_seconds(self) -> float:
+        """Wall time less the time decisions waited for the artist: what the run itself took."""
+        return max(0.0, self.wall_seconds - self.waiting_seconds)
+
+    @property
     def total_flops(self) -> float:
         return sum(r.flops for r in self.roles.values())
 
@@ -68,6 +74,7 @@ class CostRecord:
         self.image_tokens += other.image_tokens
         self.vq_decodes += other.vq_decodes
         self.wall_seconds += other.wall_seconds
+        self.waiting_seconds += other.waiting_seconds
         for name, rc in other.roles.items():
             mine = self.role(name, rc.params or None)
             mine.prefill_token_rows += rc.prefill_token_rows
@@ -80,4 +87,5 @@ class CostRecord:
                      "decode_token_rows": r.decode_token_rows, "token_rows": r.token_rows, "calls": r.calls,
                      "flops": r.flops} for n, r in self.roles.items()}
         return {"image_tokens": self.image_tokens, "vq_decodes": self.vq_decodes,
-                "wall_seconds": round(self.wall_seconds, 4), "roles": roles, "total_flops": self.total_flops}
+                "wall_seconds": round(self.wall_seconds, 4), "waiting_seconds": round(self.waiting_seconds, 4),
+                "roles": roles, "total_flops": self.total_flops}

@@ -13,6 +13,7 @@ class BandStarted:
     from_row: int
     to_row: int
     n: int
+    total: int = 0            # bands this run draws (K, for "band k of K"); 0 when unknown
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ emits no events: events describe one job, for the desktop app.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
@@ -338,6 +339,17 @@ class Search:
             self.cost.stop()
 
     # -- helpers -----------------------------------------------------------------------------------------------
+    def _ask(self, question, *args):
+        """A decision point: the policy's answer, its time recorded as waiting (not compute); an abort asked
+        meanwhile stops here rather than after the next piece of work."""
+        t0 = time.perf_counter()
+        try:
+            answer = question(*args)
+        finally:
+            self.cost.waiting_seconds += time.perf_counter() - t0
+        self.cancel.check()
+        return answer
+
     def _job_slices(self) -> list[slice]:
         return [slice(j * self.n, (j + 1) * self.n) for j in range(len(self.jobs))]
 
@@ -391,7 +403,8 @@ class Search:
 
     def _decode(self, state: DecodeState, stage: int, to_row: int) -> DecodeState:
         start_row = state.tokens.shape[1] // self.b.info.cols
-        self.emit(ev.BandStarted(stage, start_row, to_row, state.n))
+        total_bands = len(self._bands()) if self.req.method == "gridar" else 1
+        self.emit(ev.BandStarted(stage, start_row, to_row, state.n, total_bands))
         total = to_row * self.b.info.cols
 
         def progress(st: DecodeState) -> None:
@@ -515,6 +528,19 @@ class Search:
         return [self.end_row if st.until >= 1.0 else self.first_row + max(1, round(st.until * span))
                 for st in self.req.schedule]
 
+    def _bands(self) -> list[tuple[int, Stage, int]]:
+        """(schedule index, stage, token row reached) of the stages GridAR draws: a stage that would not add a row
+        (a short edit span) is skipped, and the band reaching the last row is the last."""
+        out, done_row = [], 0
+        for i, (stage, to_row) in enumerate(zip(self.req.schedule, self._stage_rows())):
+            if to_row <= done_row or (to_row >= self.last_row and stage.until < 1.0):
+                continue
+            out.append((i, stage, to_row))
+            done_row = to_row
+            if to_row == self.last_row:
+                break
+        return out
+
     def _plain(self) -> list[SearchResult]:
         state = self._decode(self._start(), 0, self.last_row)
         return self._finish(state, False)
@@ -524,12 +550,8 @@ class Search:
         req = self.req
         state = self._start()
         self.texts = {"cond": list(self.prompts)}       # what each conditioning stream row reads, per candidate
-        done_row = 0
-        for i, (stage, to_row) in enumerate(zip(req.schedule, self._stage_rows())):
-            if to_row <= done_row or (to_row >= self.last_row and stage.until < 1.0):
-                continue                               # a short edit span: this stage would not add a row
+        for i, stage, to_row in self._bands():
             state = self._decode(state, i, to_row)
-            done_row = to_row
             if to_row == self.last_row:
                 break
             nodes = [{"stage": i, "rows": to_row} for _ in self.jobs]
@@ -588,7 +610,7 @@ class Search:
             review = VerdictReview(i, tuple(p[s]), proposed, previews[s], threshold,
                                    tuple(kinds) if kinds is not None else None, self.req.verify_by,
                                    None if completions is None else completions[s])
-            decision = settle(self.policy.review_verdicts(review), self.rngs[j], kinds)
+            decision = settle(self._ask(self.policy.review_verdicts, review), self.rngs[j], kinds)
             self.emit(ev.Replacements(i, tuple(decision.keep), tuple(decision.sources),
                                       tuple(decision.all_rejected_groups), tuple(decision.redraw)))
             nodes[j].update(p_possible=p[s], verify_by=self.req.verify_by, keep=decision.keep,
@@ -675,7 +697,8 @@ class Search:
         for j, s in enumerate(self._job_slices()):
             prompt = self.jobs[j].prompt
             self.emit(ev.LayoutProposals(i, tuple(proposals[s])))
-            mine = [validate_reformulation(prompt, t) for t in self.policy.review_layouts(i, proposals[s])]
+            answer = self._ask(self.policy.review_layouts, i, proposals[s])
+            mine = [validate_reformulation(prompt, t) for t in answer]
             self.emit(ev.LayoutsAccepted(i, tuple(mine)))
             nodes[j].update(layouts=mine, proposed_layouts=proposals[s])
             accepted += mine
