@@ -16,6 +16,7 @@ from gridar_desktop.engine.backend import JanusBackend
 from gridar_desktop.engine.models import demo_model_dir
 from gridar_desktop.engine.sampling import SamplingParams
 from gridar_desktop.engine.single import generate_batch
+from gridar_desktop.io.atomic import atomic_open
 from gridar_desktop.shapes.judge import judge
 
 PROMPTS = ["two red circles", "a blue square above a green triangle", "a yellow triangle and two purple circles",
@@ -37,7 +38,8 @@ def main() -> None:
     print("| prompt | sample | judge |\n|---|---|---|")
     for i, (p, img) in enumerate(zip(PROMPTS, res.images)):
         path = out / f"sample_{i}.png"
-        Image.fromarray(img).resize((128, 128), Image.NEAREST).save(path)
+        with atomic_open(path, "wb") as f:
+            Image.fromarray(img).resize((128, 128), Image.NEAREST).save(f, format="PNG")
         j = judge(img, p)
         verdict = "correct" if j.strict else f"partial {j.partial:.2f}"
         print(f"| {p} | ![{p}]({path.as_posix()}) | {verdict} |")

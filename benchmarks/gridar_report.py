@@ -92,7 +92,8 @@ def main() -> None:
                 raise SystemExit("reports of different prompt sets or seeds cannot be merged")
             r["methods"].update(q["methods"])
         add_targets(r)
-        Path(args.out).write_text(json.dumps(r, indent=1))
+        from gridar_desktop.io.atomic import atomic_write_text
+        atomic_write_text(args.out, json.dumps(r, indent=1))
     elif args.from_file:
         r = json.loads(Path(args.from_file).read_text())
     else:
@@ -109,7 +110,6 @@ def main() -> None:
                       progress=lambda m: print(m, file=sys.stderr, flush=True), batch=args.batch)
         r.update(model=args.model, prompt_set={"n": args.n, "seed": args.prompt_seed})
         add_targets(r)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(r, indent=1))
     print(table(r), file=sys.stderr)
     print(json.dumps(r))

@@ -27,6 +27,7 @@ from gridar_desktop.engine.janus_roles import JanusRoles
 from gridar_desktop.engine.models import resolve_model
 from gridar_desktop.engine.roles import PartialView
 from gridar_desktop.engine.search import pruning_threshold
+from gridar_desktop.io.atomic import atomic_open
 from gridar_desktop.shapes.judge import detect_objects, judge
 from gridar_desktop.shapes.partial import judge_partial
 from gridar_desktop.shapes.scene import BACKGROUND
@@ -81,8 +82,9 @@ def main() -> None:
                                               for o in detect_objects(band)], "_images": (np.array(view), full)})
     shown = cases[:args.max_cases]
     if shown:
-        Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
-        contact_sheet([c.pop("_images") for c in shown], cut).save(args.sheet)
+        sheet = contact_sheet([c.pop("_images") for c in shown], cut)
+        with atomic_open(args.sheet, "wb") as f:
+            sheet.save(f, format=Image.registered_extensions().get(Path(args.sheet).suffix.lower(), "PNG"))
     for c in cases:
         c.pop("_images", None)
     print(json.dumps({

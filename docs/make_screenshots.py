@@ -14,11 +14,22 @@ os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
 os.environ.setdefault("GRIDAR_HOME", __import__("tempfile").mkdtemp(prefix="gridar-shots-"))
 
 
+def _save_grab(window, path: str) -> None:
+    """A screenshot of the window, saved through the project's atomic writer like every file it writes."""
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    from gridar_desktop.io.atomic import atomic_write_bytes
+    buf = QBuffer()
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    window.grab().save(buf, "PNG")
+    atomic_write_bytes(path, bytes(buf.data()))
+
+
 async def shoot(window, out: str) -> None:
     studio, c = window.studio, window.controls
     await studio.load_model("demo")
     await asyncio.sleep(0.3)
-    window.grab().save(f"{out}/studio-idle.png")
+    _save_grab(window, f"{out}/studio-idle.png")
     c.prompt.setText("a red circle, two blue squares and a yellow triangle")
     c.method.setCurrentIndex(c.method.findData("gridar"))
     c.n.setValue(4)
@@ -29,7 +40,7 @@ async def shoot(window, out: str) -> None:
     while not studio.waiting_for_artist:
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
-    window.grab().save(f"{out}/studio-review.png")
+    _save_grab(window, f"{out}/studio-review.png")
     while not task.done():              # accept the verifier and the layouts at every question
         if studio.waiting_for_artist:
             if window.strip.continue_btn.isEnabled():
@@ -38,12 +49,12 @@ async def shoot(window, out: str) -> None:
                 window.layouts.continue_btn.click()
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
-    window.grab().save(f"{out}/studio-final.png")
+    _save_grab(window, f"{out}/studio-final.png")
     c.manual.setChecked(False)
     c.prompt.setText("a red dragon above a blue castle")
     await window.start_generation()
     await asyncio.sleep(0.3)
-    window.grab().save(f"{out}/studio-error.png")
+    _save_grab(window, f"{out}/studio-error.png")
     await edit_shots(window, out)
 
 
@@ -66,10 +77,10 @@ async def edit_shots(window, out: str) -> None:
     c.random_seed.setChecked(False)
     c.seed.setValue(3)
     await asyncio.sleep(0.3)
-    window.grab().save(f"{out}/studio-edit-mask.png")
+    _save_grab(window, f"{out}/studio-edit-mask.png")
     await window.start_generation()
     await asyncio.sleep(0.3)
-    window.grab().save(f"{out}/studio-edit-result.png")
+    _save_grab(window, f"{out}/studio-edit-result.png")
     # the same edit reviewed band by band, its verdicts read off one completion of each candidate
     window.show_mask()
     c.method.setCurrentIndex(c.method.findData("gridar"))
@@ -79,7 +90,7 @@ async def edit_shots(window, out: str) -> None:
     while not window.studio.waiting_for_artist:
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
-    window.grab().save(f"{out}/studio-edit-review.png")
+    _save_grab(window, f"{out}/studio-edit-review.png")
     while not task.done():
         if window.studio.waiting_for_artist:
             if window.strip.continue_btn.isEnabled():
