@@ -9,7 +9,9 @@
 # PREFIX/uninstall.sh. Running it again upgrades in place.
 #
 # Environment: GRIDAR_PYTHON (the python3 to build the venv with), GRIDAR_APPLICATIONS_DIR (where the .desktop
-# entry goes; default ${XDG_DATA_HOME:-~/.local/share}/applications).
+# entry goes; default ${XDG_DATA_HOME:-~/.local/share}/applications), GRIDAR_CHECK_ONLY=1 (only check the system
+# libraries the studio's window needs, then exit: 0 all there, 1 some missing), GRIDAR_SKIP_DESKTOP_CHECK=1
+# (install even though they are missing: the `gridar` command line needs none of them).
 set -euo pipefail
 
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -73,6 +75,35 @@ if bad:
 print(f"  {len(files)} files OK")
 PY
 
+# The studio's window needs Qt's system libraries (X11/xcb, OpenGL, fonts); a desktop missing one gets only Qt's
+# abort at start, so name the packages now. The list lives in the app (gridar_desktop/launcher.py), read here from
+# the bundled wheel with the Python that will run the app, so the installer and the launcher never disagree.
+app_wheels=("$here"/wheels/gridar_desktop-*.whl)
+[[ -f ${app_wheels[0]} ]] || die "no gridar_desktop wheel in $here/wheels"
+check_desktop_libraries() {
+    local missing
+    if ! missing=$(PYTHONPATH="${app_wheels[0]}${PYTHONPATH:+:$PYTHONPATH}" "$py" -m gridar_desktop.launcher \
+            --missing-packages); then
+        [[ -n $missing ]] || die "could not check the system libraries with $py (see its message above)"
+        printf '%s\n' "install.sh: the studio's window needs system libraries that are missing. Install them with:" \
+            "    sudo apt install $missing" \
+            "(Debian/Ubuntu package names; on other systems install the libraries of the same names.)" >&2
+        return 1
+    fi
+    echo "  the system libraries for the studio's window are all present"
+}
+echo "checking the system libraries the studio needs ..."
+if [[ ${GRIDAR_CHECK_ONLY:-} == 1 ]]; then
+    check_desktop_libraries && exit 0
+    exit 1
+fi
+if [[ ${GRIDAR_SKIP_DESKTOP_CHECK:-} == 1 ]]; then
+    echo "  skipped (GRIDAR_SKIP_DESKTOP_CHECK=1): the command line works without them, the studio may not start"
+elif ! check_desktop_libraries; then
+    die "install those packages and run install.sh again, or set GRIDAR_SKIP_DESKTOP_CHECK=1 to install anyway" \
+        "(the gridar command line works without them)"
+fi
+
 venv=$prefix/venv
 marker=$prefix/.gridar-desktop-install
 mkdir -p "$prefix"
@@ -83,8 +114,6 @@ else
     "$py" -m venv "$venv" || die "could not create $venv (on Debian/Ubuntu: apt install python3-venv)"
 fi
 
-app_wheels=("$here"/wheels/gridar_desktop-*.whl)
-[[ -f ${app_wheels[0]} ]] || die "no gridar_desktop wheel in $here/wheels"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input install -q --no-index --find-links "$here/wheels")
 upgrade=()
 if [[ -f $marker ]]; then upgrade=(--upgrade); fi  # a reinstall: take newer wheels from this bundle

@@ -52,7 +52,9 @@ def install_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRIDAR_", "PIP_"))}
     env.update(GRIDAR_PYTHON=sys.executable, GRIDAR_APPLICATIONS_DIR=str(tmp_path / "applications"),
                XDG_DATA_HOME=str(tmp_path / "xdg"),  # nothing may land in the real home, whatever the defaults
-               PIP_CONFIG_FILE=os.devnull)
+               PIP_CONFIG_FILE=os.devnull,
+               # the install itself is under test, not this machine's X11 libraries (their check has its own tests)
+               GRIDAR_SKIP_DESKTOP_CHECK="1")
     return env
 
 
@@ -198,3 +200,107 @@ def test_the_makefile_installs_the_installers_cpu_torch_version():
     out = subprocess.run(["make", "-n", "-B", "install", "GRIDAR_TORCH=cpu", "VENV=/nonexistent-venv"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
     assert f"pip install -q torch=={version} " in out + " "
+
+
+# -- system libraries a Linux desktop needs (gridar_desktop/launcher.py holds the one list) --------------------------
+from gridar_desktop import launcher  # noqa: E402
+
+NO_ICCCM = {"libxcb-icccm.so.4", "libxcb-keysyms.so.1"}
+
+
+def fake_loader(missing: set[str]):
+    return lambda soname: soname not in missing
+
+
+def test_missing_xcb_libraries_are_named_as_packages():
+    msg = launcher.desktop_problem({"DISPLAY": ":0"}, fake_loader(NO_ICCCM), platform="linux")
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1 " in msg
+    assert "libxcb-cursor0" not in msg and "\n" not in msg
+    assert launcher.desktop_problem({"DISPLAY": ":0"}, fake_loader(set()), platform="linux") is None
+
+
+def test_every_platform_library_maps_into_the_one_package_list():
+    everything = {**launcher.QT_BASE_LIBRARIES, **launcher.QT_XCB_LIBRARIES, **launcher.QT_WAYLAND_LIBRARIES}
+    assert set(everything.values()) == set(launcher.LINUX_DESKTOP_PACKAGES)
+    assert {"libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1"} <= set(launcher.LINUX_DESKTOP_PACKAGES)
+    all_missing = launcher.desktop_problem({"DISPLAY": ":0"}, fake_loader(set(everything)), platform="linux")
+    wanted = [*launcher.QT_BASE_LIBRARIES.values(), *launcher.QT_XCB_LIBRARIES.values()]
+    assert launcher.apt_command(wanted) in all_missing
+
+
+def test_which_platform_qt_will_use_decides_what_is_checked():
+    base_gone = fake_loader({"libEGL.so.1"})
+    xcb_gone = fake_loader(NO_ICCCM)
+    linux = {"platform": "linux"}
+    # offscreen needs no desktop, but QtGui still links the base libraries
+    assert launcher.desktop_problem({"QT_QPA_PLATFORM": "offscreen"}, xcb_gone, **linux) is None
+    assert "sudo apt install libegl1 " in launcher.desktop_problem({"QT_QPA_PLATFORM": "offscreen"}, base_gone,
+                                                                   **linux)
+    # a Wayland session draws through Wayland first: missing X11 libraries do not stop it...
+    wayland = {"XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0"}
+    assert launcher.desktop_problem(wayland, xcb_gone, **linux) is None
+    # ...but when neither works, both sets are named
+    msg = launcher.desktop_problem(wayland, fake_loader(NO_ICCCM | {"libwayland-cursor.so.0"}), **linux)
+    assert "libwayland-cursor0" in msg and "libxcb-icccm4" in msg
+    assert "no display" in launcher.desktop_problem({}, xcb_gone, **linux)
+    assert launcher.desktop_problem({"DISPLAY": ":0"}, xcb_gone, platform="darwin") is None
+
+
+def test_launcher_prints_the_packages_and_exits_2_before_starting_qt(monkeypatch, capsys):
+    monkeypatch.setattr(launcher.sys, "platform", "linux")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(launcher, "library_loads", fake_loader(NO_ICCCM))
+    monkeypatch.setattr("gridar_desktop.app.main.main", lambda argv: pytest.fail("Qt must not be started"))
+    assert launcher.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sudo apt install libxcb-icccm4 libxcb-keysyms1" in err
+
+
+def fake_missing_site(tmp_path: Path, sonames: set[str]) -> Path:
+    """A folder whose sitecustomize makes ctypes fail to load `sonames`, as on a desktop without them, and
+    pretend every other library is there (this machine's own gaps must not change the answer)."""
+    site = tmp_path / "fake_site"
+    site.mkdir(parents=True)
+    (site / "sitecustomize.py").write_text(
+        "import ctypes\n"
+        f"_missing = {sorted(sonames)!r}\n"
+        "class _CDLL(ctypes.CDLL):\n"
+        "    def __init__(self, name, *a, **k):\n"
+        "        if name in _missing:\n"
+        "            raise OSError(f'{name}: cannot open shared object file')\n"
+        "        try:\n"
+        "            super().__init__(name, *a, **k)\n"
+        "        except OSError:\n"
+        "            super().__init__('libc.so.6', *a, **k)\n"
+        "ctypes.CDLL = _CDLL\n")
+    return site
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the check is for Linux desktops")
+def test_main_py_says_which_packages_are_missing_instead_of_qts_abort(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+    env.update(DISPLAY=":0", PYTHONPATH=str(fake_missing_site(tmp_path, NO_ICCCM)), GRIDAR_HOME=str(tmp_path / "h"))
+    r = run([sys.executable, REPO / "main.py"], env=env, cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "Traceback" not in r.stderr
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1" in r.stderr
+
+
+def test_install_sh_checks_the_desktop_libraries_first(bundle, tmp_path):
+    env = install_env(tmp_path)
+    del env["GRIDAR_SKIP_DESKTOP_CHECK"]
+    env["PYTHONPATH"] = str(fake_missing_site(tmp_path, {"libxcb-cursor.so.0"}))
+    r = run([bundle / "install.sh"], env={**env, "GRIDAR_CHECK_ONLY": "1"}, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "sudo apt install libxcb-cursor0\n" in r.stderr and "Traceback" not in r.stderr
+    # a real install stops before touching anything, and says how to go on
+    prefix = tmp_path / "prefix"
+    r = run([bundle / "install.sh", prefix], env=env, cwd=tmp_path)
+    assert r.returncode == 1 and "libxcb-cursor0" in r.stderr and "GRIDAR_SKIP_DESKTOP_CHECK=1" in r.stderr
+    assert not prefix.exists() and not (tmp_path / "xdg").exists()
+    # with every library there, the check passes
+    env["PYTHONPATH"] = str(fake_missing_site(tmp_path / "none", set()))
+    r = run([bundle / "install.sh"], env={**env, "GRIDAR_CHECK_ONLY": "1"}, cwd=tmp_path)
+    assert r.returncode == 0 and "all present" in r.stdout, r.stdout + r.stderr
