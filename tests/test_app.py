@@ -58,7 +58,7 @@ def test_full_interactive_generation_with_manual_override(qtbot, window, tmp_pat
     w.final.setCurrentRow(2)
     chosen = s.chosen
     assert chosen == res.ranking[2]
-    w.save_path = tmp_path / "out.png"
+    w._ask_save_path = lambda *a: tmp_path / "out.png"
     assert w.save() == tmp_path / "out.png"
     meta = read_metadata(tmp_path / "out.png")
     assert meta["chosen"] == chosen and meta["tree"][0]["sources"] == [0, 1, 0, 1]
@@ -77,13 +77,14 @@ def test_save_and_reload_round_trip(qtbot, window, tmp_path):
     w.controls.threshold.setValue(0.6)
     res = wait(qtbot, w.start_generation())
     assert res is not None and res.request.threshold == 0.6
-    w.save_path = tmp_path / "a.png"
+    w._ask_save_path = lambda *a: tmp_path / "a.png"
     w.save()
     w.controls.prompt.setText("something else")
     w.controls.seed.setValue(1)
     w.controls.cfg.setValue(2.0)
     w.controls.auto_threshold.setChecked(True)
     assert w.open_image(tmp_path / "a.png")
+    w.act_use_settings.trigger()          # opening shows the image; restoring its settings is asked for
     c = w.controls
     assert c.prompt.text() == "a red circle above a blue square" and c.seed.value() == 77
     assert not c.auto_threshold.isChecked() and c.threshold.value() == 0.6
@@ -95,6 +96,7 @@ def test_save_and_reload_round_trip(qtbot, window, tmp_path):
     assert w.history.count() == 2
     w.controls.prompt.setText("changed")
     w.history.itemClicked.emit(w.history.item(1))
+    w.act_use_settings.trigger()
     assert w.controls.prompt.text() == "a red circle above a blue square"
 
 
@@ -166,6 +168,7 @@ def test_closing_mid_generation_leaves_no_thread(qtbot, loop, model_dir):
     w.controls.method.setCurrentIndex(w.controls.method.findData("gridar"))
     task = w.start_generation()
     qtbot.waitUntil(lambda: w.progress.value() > 0, timeout=60000)
+    w._confirm = lambda *a, **k: "discard"      # "stop it and quit?": yes
     w.close()
     qtbot.waitUntil(task.done, timeout=10000)
     assert not any(t.name.startswith("gridar-gpu") and t.is_alive() for t in threading.enumerate())
@@ -287,7 +290,8 @@ def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     assert res.request.context == "cleared" and res.contexts == ["cleared"] * res.request.n
     outside = ~res.request.edit.mask
     assert all(np.array_equal(im[outside], res.request.edit.source[outside]) for im in res.images)
-    out = w.save_path = tmp_path / "edited.png"
+    out = tmp_path / "edited.png"
+    w._ask_save_path = lambda *a: out
     assert w.save() == out
     meta = read_metadata(out)
     assert meta["settings"]["edit"]["mask_png"]
@@ -295,6 +299,7 @@ def test_full_edit_through_the_gui(qtbot, window, tmp_path):
     w.mask.clear()
     w.edit_panel.context.setCurrentIndex(0)
     assert w.open_image(out)
+    w.act_use_settings.trigger()
     assert np.array_equal(w.mask.mask, res.request.edit.mask)
     assert w.edit_panel.context.currentData() == "cleared"
     # the tiny model has no value head: the scorer alone ranks, and the heading says so; a ranking that weighed the
@@ -339,6 +344,7 @@ def test_real_demo_model_generation_with_load_progress(qtbot, loop):
     assert res is not None and res.images.shape == (4, 64, 64, 3) and len(res.tree) == 2
     assert sorted(res.ranking) == [0, 1, 2, 3] and w.final.count() == 4
     assert shown and all(shown) and w.progress.isHidden()     # the bar shows while the job runs, not after
+    w.confirm_close = False
     w.close()
 
 
@@ -363,7 +369,7 @@ def test_verdict_badges_follow_the_pruning_threshold(qtbot):
     review = VerdictReview(0, (0.29, 0.1, 0.9, 0.14), PruneDecision([True, False, True, True], [0, 2, 2, 3]),
                            np.zeros((4, 64, 64, 3), np.uint8), threshold=0.139)
     strip.show_review(review, interactive=True)
-    assert [c.badge.text().split()[0] for c in strip.cards[:4]] == ["possible", "impossible", "possible", "possible"]
+    assert ["likely to go wrong" in c.badge.text() for c in strip.cards[:4]] == [False, True, False, False]
     assert "0.139" in strip.cards[1].badge.toolTip()
 
 
@@ -377,7 +383,7 @@ def test_review_of_a_mixed_edit_refills_within_a_context(qtbot):
     review = VerdictReview(0, (0.9, 0.1, 0.9, 0.9), PruneDecision([True, False, True, True], [0, 3, 2, 3]),
                            np.zeros((4, 64, 64, 3), np.uint8), threshold=0.5, kinds=kinds)
     strip.show_review(review, interactive=True)
-    assert strip.cards[1].title.text() == "2 · cleared"
+    assert strip.cards[1].title.text() == "2 · masked part cleared"
     assert [strip.cards[1].source.itemData(k) for k in range(strip.cards[1].source.count())] == [3, "redraw"]
     strip.cards[2].keep.setChecked(False)            # the artist rejects a source slot: its refill is slot 1
     d = settle(strip.decision(), __import__("random").Random(0), kinds)
@@ -429,7 +435,7 @@ def test_the_controls_say_what_calibrated_means_for_the_model(qtbot, window):
     assert text == w.studio.threshold_summary() and text.startswith("Prunes candidates")
     assert not w.controls.calibration.isHidden()
     # while calibrated, the row names whose threshold is used instead of showing the idle manual number
-    assert w.controls.threshold.isHidden() and w.controls.threshold_auto.text() == "the verifier's own"
+    assert w.controls.threshold.isHidden() and w.controls.threshold_auto.text() == "the model's own"
     w.controls.auto_threshold.setChecked(False)                  # the manual value is used: the words go
     assert w.controls.calibration.isHidden()
     assert not w.controls.threshold.isHidden() and w.controls.threshold_auto.isHidden()
@@ -473,14 +479,14 @@ def test_rollout_verdicts_show_each_candidates_completion(qtbot):
                            np.zeros((4, 64, 64, 3), np.uint8), threshold=0.5, verify_by="rollout",
                            completions=done)
     strip.show_review(review, interactive=False)
-    assert [c.badge.text() for c in strip.cards[:4]] == ["ends right 0.80", "ends wrong 0.30", "ends right 0.60",
-                                                        "ends wrong 0.10"]
+    assert [c.badge.text() for c in strip.cards[:4]] == ["likely to end well (0.80)", "likely to go wrong (0.30)",
+                                                        "likely to end well (0.60)", "likely to go wrong (0.10)"]
     assert not strip.cards[2].ahead.isHidden() and strip.cards[2].ahead.pixmap().toImage().pixelColor(
         10, 10).red() == 255
-    assert strip.heading.text().startswith("Scorer's verdicts on one completion")
+    assert strip.heading.text().startswith("The judge's verdicts on a quick draft")
     strip.show_review(VerdictReview(1, (0.8,) * 4, PruneDecision([True] * 4, [0, 1, 2, 3]), done, threshold=0.2),
                       interactive=False)
-    assert strip.cards[2].ahead.isHidden() and strip.cards[0].badge.text().startswith("possible")
+    assert strip.cards[2].ahead.isHidden() and strip.cards[0].badge.text().startswith("can work out")
 
 
 def test_verdicts_from_a_completion_are_a_setting_that_round_trips(qtbot, window):

@@ -9,15 +9,18 @@ import logging
 import time
 from pathlib import Path
 
+from PIL import Image
 from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton,
-                               QScrollArea, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMenu, QMessageBox,
+                               QProgressBar, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
 from ..engine import events as ev
 from ..io.atomic import atomic_write_text
 from ..io.paths import config_dir, data_dir, log_dir
-from ..io.png import ImageFileError, read_metadata
+from ..io.png import ImageFileError, save_png
+from .document import HISTORY, RUN, DocumentState
+from .images import to_qimage
 from .mask_state import MaskState
 from .studio import EditInput, Studio, request_from_metadata
 from .widgets.candidates import CandidateStrip
@@ -29,6 +32,9 @@ from .widgets.history import HistoryPanel
 from .widgets.layouts import LayoutPanel
 
 log = logging.getLogger("gridar.app")
+EXPORT_SCALES = (4, 8)
+FINAL_SCORER = "Final ranking (scorer); click to choose another"
+FINAL_VERDICTS = "Final ranking (score and the verifier's verdicts along each path); click to choose another"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff *.gif)"
 
 
@@ -56,9 +62,10 @@ class MainWindow(QMainWindow):
     def __init__(self, studio: Studio | None = None) -> None:
         super().__init__()
         self.studio = studio or Studio()
-        self.setWindowTitle("GridAR Desktop")
         self.setAcceptDrops(True)
-        self.save_path: Path | None = None
+        self.doc = DocumentState()         # the image on screen, its file, whether that file holds it
+        self.confirm_close = True          # tests switch the close question off
+        self.export_scale = 4              # "Export upscaled..." factor, remembered in the settings
         self.selected = 0
         self.previews = None
         self.rows_drawn = None
@@ -66,6 +73,9 @@ class MainWindow(QMainWindow):
         self._await_paint: float | None = None
         self._tasks: set[asyncio.Task] = set()
         self._running_prompt: str | None = None
+        self._history_entry: Path | None = None    # the history file of the run on screen
+        self._last_dir: Path | None = None
+        self._aborting = False
 
         self.controls = Controls()
         self.edit_panel = EditPanel()
@@ -93,7 +103,7 @@ class MainWindow(QMainWindow):
         bl = QVBoxLayout(bottom)
         bl.setContentsMargins(6, 0, 6, 6)
         bl.addWidget(self.strip)
-        self.final_label = QLabel("Final ranking (scorer); click to choose another")
+        self.final_label = QLabel(FINAL_SCORER)
         self.final_label.setObjectName("heading")
         bl.addWidget(self.final_label)
         bl.addWidget(self.final)
@@ -139,39 +149,71 @@ class MainWindow(QMainWindow):
         self._menus()
         self._wire()
         self._restore_settings()
+        self._document_changed()
 
     # -- set-up ------------------------------------------------------------------------------------------------
     def _menus(self) -> None:
         f = self.menuBar().addMenu("&File")
         self.act_open = QAction("&Open image...", self, shortcut=QKeySequence.StandardKey.Open,
                                 triggered=self.open_dialog)
-        self.act_open.setToolTip("A GridAR PNG restores its settings; any other image opens for editing")
+        self.act_open.setToolTip("Show an image; on the Edit tab it opens for editing")
+        self.act_use_settings = QAction("&Use these settings", self, triggered=self.use_settings)
+        self.act_use_settings.setToolTip("Set the controls to what the image on screen records (prompt, seed, ...)")
         self.act_save = QAction("&Save", self, shortcut=QKeySequence.StandardKey.Save, triggered=self.save)
         self.act_save_as = QAction("Save &As...", self, shortcut=QKeySequence.StandardKey.SaveAs,
                                    triggered=lambda: self.save(ask=True))
+        self.act_export = QAction("&Export upscaled...", self, triggered=self.export_upscaled)
+        self.act_export.setToolTip("Save a bigger copy with sharp pixels (each pixel becomes a square)")
+        scale_menu = QMenu("Export &size", self)
+        self.export_scale_group = QActionGroup(self)
+        self.act_scales: dict[int, QAction] = {}
+        for k in EXPORT_SCALES:
+            a = QAction(f"{k}x", self, checkable=True, checked=k == self.export_scale)
+            a.triggered.connect(lambda _on=False, k=k: self._set_export_scale(k))
+            self.export_scale_group.addAction(a)
+            scale_menu.addAction(a)
+            self.act_scales[k] = a
         self.act_logs = QAction("Open &log folder", self, triggered=self.open_logs)
         self.act_quit = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close)
-        for a in (self.act_open, self.act_save, self.act_save_as, self.act_logs, self.act_quit):
+        for a in (self.act_open, self.act_use_settings, self.act_save, self.act_save_as, self.act_export):
             f.addAction(a)
+        f.addMenu(scale_menu)
+        f.addSeparator()
+        for a in (self.act_logs, self.act_quit):
+            f.addAction(a)
+        e = self.menuBar().addMenu("&Edit")
+        # a focused text box keeps its own Ctrl+C (Qt gives it the key first); elsewhere it copies the image
+        self.act_copy = QAction("&Copy image", self, shortcut=QKeySequence.StandardKey.Copy,
+                                triggered=self.copy_image)
+        e.addAction(self.act_copy)
         v = self.menuBar().addMenu("&View")
         self.act_crisp = QAction("&Crisp pixels", self, checkable=True, checked=True,
                                  triggered=self.canvas.set_crisp)
         v.addAction(self.act_crisp)
-        v.addAction(QAction("&Reset zoom", self, shortcut="Ctrl+0", triggered=self.canvas.reset_view))
+        self.act_reset_zoom = QAction("&Reset zoom", self, shortcut="Ctrl+0", triggered=self.canvas.reset_view)
+        v.addAction(self.act_reset_zoom)
+        h = self.menuBar().addMenu("&Help")
+        self.act_language = QAction("&What can I type?", self, shortcut="F1", triggered=self.show_language_help)
+        self.act_shortcuts = QAction("&Keyboard shortcuts", self, triggered=self.show_shortcut_help)
+        self.act_about = QAction("&About GridAR Desktop", self, triggered=self.show_about_box)
+        for a in (self.act_language, self.act_shortcuts, self.act_about):
+            h.addAction(a)
+        self.dialogs: list = []            # the open help windows (non-modal: kept alive here)
 
     def _wire(self) -> None:
         s, c = self.studio, self.controls
         c.generate_clicked.connect(self.start_generation)
         c.stop_band_clicked.connect(s.stop_after_band)
-        c.abort_clicked.connect(s.abort)
+        c.abort_clicked.connect(self.abort)
         c.reuse.clicked.connect(lambda: c.reuse_seed(s.last_seed))
         c.manual.toggled.connect(lambda on: setattr(s, "manual", on))
         c.model_chosen.connect(self.choose_model)
         s.busy_changed.connect(c.set_busy)
         s.busy_changed.connect(self._show_progress)
+        s.busy_changed.connect(self._on_busy)
         s.load_progress.connect(self._on_load_progress)
         s.model_changed.connect(self._on_model_changed)
-        s.status.connect(lambda m: self.statusBar().showMessage(m))
+        s.status.connect(self._on_status)
         s.error.connect(self.banner.show_message)
         s.engine_event.connect(self.on_event)
         s.verdicts_shown.connect(lambda r: self.strip.show_review(r, interactive=False))
@@ -180,12 +222,17 @@ class MainWindow(QMainWindow):
                                                                          original=self._running_prompt))
         s.question_closed.connect(self._question_closed)
         s.result_ready.connect(self.on_result)
+        if hasattr(s, "aborting"):
+            s.aborting.connect(self._on_aborting)
+        help_clicked = getattr(c, "language_help_clicked", None)
+        if help_clicked is not None:
+            help_clicked.connect(self.show_language_help)
         self.strip.continue_clicked.connect(s.answer)
         self.strip.selected.connect(self.select_candidate)
         self.layouts.continue_clicked.connect(s.answer)
         self.final.chosen.connect(self.choose_final)
         self.canvas.painted.connect(self._on_painted)
-        self.history.open_requested.connect(self.open_image)
+        self.history.open_requested.connect(self.open_history)
         c.mode_changed.connect(self._on_mode)
         e = self.edit_panel
         e.open_clicked.connect(self.open_dialog)
@@ -206,6 +253,60 @@ class MainWindow(QMainWindow):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    # -- dialogs (small methods, so tests replace them: no modal dialog may block a test) ------------------------
+    def _ask_save_path(self, title: str, default: Path) -> Path | None:
+        name, _ = QFileDialog.getSaveFileName(self, title, str(default), "PNG (*.png)")
+        return Path(name) if name else None
+
+    def _ask_open_path(self) -> Path | None:
+        title = "Open an image to edit" if self.controls.editing else "Open an image"
+        name, _ = QFileDialog.getOpenFileName(self, title, str(self._last_dir or ""), IMAGE_FILTER)
+        return Path(name) if name else None
+
+    def _ask_model_folder(self) -> str:
+        return QFileDialog.getExistingDirectory(self, "Choose a Janus model folder")
+
+    def _confirm(self, text: str, can_save: bool) -> str:
+        """Ask before work is lost: 'save', 'discard' or 'cancel'."""
+        box = QMessageBox(QMessageBox.Icon.Question, "GridAR Desktop", text, parent=self)
+        buttons = {}
+        if can_save:
+            buttons[box.addButton(QMessageBox.StandardButton.Save)] = "save"
+        buttons[box.addButton(QMessageBox.StandardButton.Discard)] = "discard"
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        buttons[cancel] = "cancel"
+        box.setDefaultButton(cancel)
+        box.exec()
+        return buttons.get(box.clickedButton(), "cancel")
+
+    # -- the document on screen --------------------------------------------------------------------------------
+    def _document_changed(self) -> None:
+        """Title, unsaved mark and the actions that need a document follow the document on screen."""
+        d = self.doc.current
+        self.setWindowTitle(self.doc.title())
+        self.setWindowModified(self.doc.unsaved)
+        for a in (self.act_save, self.act_save_as, self.act_export, self.act_copy):
+            a.setEnabled(d is not None)
+        self.act_use_settings.setEnabled(d is not None and d.has_settings)
+        available = getattr(self.edit_panel, "set_result_available", None)
+        if available is not None:
+            available(d is not None)
+
+    def _clear_views(self) -> None:
+        """What is shown changes: the candidate strip, ranking and layouts of an earlier run say nothing about it."""
+        self.final.clear_quietly()
+        self.final_label.setText(FINAL_SCORER)
+        self.strip.clear()
+        self.layouts.clear()
+        self.previews, self.rows_drawn = None, None
+        self._history_entry = None
+
+    def _run_metadata(self, result, chosen: int) -> dict:
+        meta = result.metadata()
+        meta["chosen"] = chosen
+        meta["settings"]["model"] = self.studio.model.spec if self.studio.model else ""
+        return meta
 
     # -- actions -----------------------------------------------------------------------------------------------
     def start_generation(self) -> asyncio.Task | None:
@@ -229,35 +330,85 @@ class MainWindow(QMainWindow):
                 return None
             edit = EditInput(self.edit_source.copy(), self.mask.mask.copy(), self.edit_panel.feather.value(),
                              self.edit_panel.context.currentData())
+        refused = self._check_prompt(req.prompt, edit is not None)
+        if refused:                         # said before anything is cleared: the image on screen stays
+            self.banner.show_message(refused)
+            self.statusBar().showMessage("Prompt not understood: nothing was started")
+            return None
         self.studio.manual = self.controls.manual.isChecked()
-        self.final.blockSignals(True)
-        self.final.clear()
-        self.final.blockSignals(False)
-        self.final_label.setText("Final ranking (scorer); click to choose another")    # until this run's arrives
-        self.strip.clear()
-        self.layouts.clear()
+        self._clear_views()
+        self.doc.clear()                    # the canvas now shows the new run (its result is kept in history)
+        self._document_changed()
         self.canvas.set_image(None)
         self.canvas.set_mask(self.mask, show=False)
-        self.previews, self.rows_drawn = None, None
         self._running_prompt = req.prompt.strip()
         return self._spawn(self.studio.generate(req, edit))
 
+    def _check_prompt(self, text: str, edit: bool) -> str | None:
+        check = getattr(self.studio, "check_prompt", None)
+        if check is None:
+            return None
+        try:
+            return check(text, edit=edit)
+        except TypeError:                   # a check that takes the text alone
+            return check(text)
+
+    def abort(self) -> None:
+        """Esc / Abort: say so at once; the worker stops at its next check."""
+        if self.studio.busy:
+            self._on_aborting(True)
+        self.studio.abort()
+
+    def _on_aborting(self, on: bool) -> None:
+        self._aborting = on
+        set_aborting = getattr(self.controls, "set_aborting", None)
+        if set_aborting is not None:
+            set_aborting(on)
+        if on:
+            self.statusBar().showMessage("Aborting...")
+
+    def _on_busy(self, busy: bool) -> None:
+        if not busy and self._aborting:
+            self._on_aborting(False)
+
+    def _on_status(self, text: str) -> None:
+        # while aborting, progress messages from the last steps would read as the job going on
+        if not self._aborting or not text.startswith(("Band", "Drawing", "Generating")):
+            self.statusBar().showMessage(text)
+
     def choose_model(self, spec: str) -> asyncio.Task | None:
         if not spec:
-            path = QFileDialog.getExistingDirectory(self, "Choose a Janus model folder")
+            path = self._ask_model_folder()
             if not path:
+                self._show_loaded_model()       # the box names the model actually loaded, not "Open..."
                 return None
             self.controls.add_model_folder(path)
             spec = path
-        return self._spawn(self.studio.load_model(spec))
+        task = self._spawn(self.studio.load_model(spec))
+        task.add_done_callback(lambda _t: self._show_loaded_model())
+        return task
+
+    def _show_loaded_model(self) -> None:
+        m, box = self.studio.model, self.controls.model
+        spec = m.spec if m is not None else "demo"
+        i = box.findData(spec)
+        if i < 0 and m is not None:
+            self.controls.add_model_folder(spec)
+            return
+        box.setCurrentIndex(max(0, i))
 
     # -- edit mode ---------------------------------------------------------------------------------------------
     def _on_mode(self, mode: str) -> None:
         self.edit_panel.setVisible(mode == "edit")
+        if self.studio.busy:
+            return                          # the running job keeps its canvas: its request is a snapshot
         if mode == "edit":
             self.show_mask()
         else:
             self.canvas.set_mask(None)
+            d = self.doc.current
+            if d is not None:               # back on Generate: the document on screen again
+                self.canvas.set_image(d.image, None, 1, self._caption(d))
 
     def _model_size(self) -> int:
         return self.studio.model.backend.info.image_size if self.studio.model else 64
@@ -266,7 +417,6 @@ class MainWindow(QMainWindow):
         """Open an image (PIL) for editing: fitted to the model's resolution with the chosen fit, shown with an
         empty mask (or `mask`, bool at the model's resolution)."""
         self.edit_original, self.edit_name = image.convert("RGB"), name
-        self.banner.show_message("")
         if not self.studio.busy:            # a running job's layouts (maybe awaiting review) stay
             self.layouts.clear()            # the last job's layouts say nothing about this image
             self.statusBar().showMessage(f"Editing {name}: paint over what should change")
@@ -312,14 +462,16 @@ class MainWindow(QMainWindow):
         self.edit_panel.set_state(bool(m and m.can_undo), bool(m and m.can_redo), m.coverage if m else None)
 
     def edit_result(self) -> None:
-        """The chosen result becomes the new source (keep editing it)."""
+        """The image on screen (a run's chosen candidate, an opened file, a history entry) becomes the new
+        source: keep editing it."""
         from PIL import Image
-        r = self.studio.result
-        if r is None or self.studio.chosen is None:
-            self.banner.show_message("No result yet to edit further.")
+        d = self.doc.current
+        if d is None:
+            self.banner.show_message("No result yet to edit further: generate or open an image first.")
             return
         keep = self.mask.mask.copy() if self.mask is not None else None
-        self.set_edit_source(Image.fromarray(r.images[self.studio.chosen]), f"result of seed {r.request.seed}", keep)
+        name = f"result of seed {d.metadata.get('settings', {}).get('seed')}" if d.kind == RUN else d.name
+        self.set_edit_source(Image.fromarray(d.image), name, keep)
 
     def _show_progress(self, busy: bool) -> None:
         # The bar means "working": it starts empty with each load or run and is hidden at idle, where a full bar
@@ -334,13 +486,29 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text + ("" if frac >= 1 else " ..."))
 
     def _on_model_changed(self, spec: str) -> None:
-        self.controls.set_calibration(self.studio.threshold_summary())
+        s, c = self.studio, self.controls
+        details = getattr(s, "threshold_details", None)
+        try:
+            c.set_calibration(s.threshold_summary(), details() if details else "")
+        except TypeError:                   # controls that take the words alone
+            c.set_calibration(s.threshold_summary())
+        set_vocabulary = getattr(c, "set_vocabulary", None)
+        if set_vocabulary is not None:
+            try:
+                from ..engine.prompt_language import language_vocabulary
+                set_vocabulary(language_vocabulary(self._prompt_language()))
+            except ImportError:
+                pass
         if self.edit_original is not None and self.mask is not None and self.mask.size != self._model_size():
             self._refit()               # another resolution: the source is refitted, the mask starts empty
         if spec == "demo":
-            self.controls.model.setCurrentIndex(0)
+            c.model.setCurrentIndex(0)
         else:
-            self.controls.add_model_folder(spec)
+            c.add_model_folder(spec)
+
+    def _prompt_language(self) -> str | None:
+        m = self.studio.model
+        return getattr(m.backend, "prompt_language", None) if m is not None else None
 
     def select_candidate(self, i: int) -> None:
         self.selected = i
@@ -349,10 +517,24 @@ class MainWindow(QMainWindow):
             self.canvas.set_image(self.previews[i], self.rows_drawn, total, f"candidate {i + 1}")
 
     def choose_final(self, i: int) -> None:
+        """The artist picks another finished candidate: it becomes the document (unsaved) and the run's history
+        entry, so what is kept is what was chosen."""
         self.studio.choose(i)
-        if self.studio.result is not None:
-            r = self.studio.result
-            self.canvas.set_image(r.images[i], None, 1, f"candidate {i + 1}, score {r.scores[i]:.2f}")
+        r = self.studio.result
+        if r is None or not 0 <= i < len(r.images):
+            return
+        self.canvas.set_image(r.images[i], None, 1, f"candidate {i + 1}, score {r.scores[i]:.2f}")
+        d = self.doc.choose(r.images[i], self._run_metadata(r, i), i)
+        if d is None:
+            return
+        self._document_changed()
+        if self._history_entry is not None:
+            try:
+                save_png(Image.fromarray(d.image), self._history_entry, d.prompt, d.metadata)
+            except OSError as e:
+                log.warning("could not update history: %s", e)
+            else:
+                self.history.refresh(self._history_entry)
 
     def _question_closed(self) -> None:
         self.strip.set_interactive(False)
@@ -361,12 +543,16 @@ class MainWindow(QMainWindow):
     # -- engine events (GUI thread) ----------------------------------------------------------------------------
     def on_event(self, e: object) -> None:
         info = self.studio.model.backend.info if self.studio.model else None
+        quiet = self._aborting              # while aborting, the status bar keeps saying so
         if isinstance(e, ev.Completing):
-            self.statusBar().showMessage(f"Band {e.stage + 1}: completing each of the {e.n} candidates once, so the "
-                                         f"scorer can read how it ends")
+            if not quiet:
+                self.statusBar().showMessage(f"Band {e.stage + 1}: completing each of the {e.n} candidates once, "
+                                             f"so the scorer can read how it ends")
         elif isinstance(e, ev.BandStarted):
-            self.statusBar().showMessage(f"Drawing band {e.stage + 1}: token rows {e.from_row + 1}-{e.to_row} "
-                                         f"for {e.n} candidates")
+            total = getattr(e, "total", 0)
+            of = f" of {total}" if total else ""
+            if not quiet:
+                self.statusBar().showMessage(f"Drawing band {e.stage + 1}{of} for {e.n} candidates")
             self.progress.setRange(0, 100)
         elif isinstance(e, ev.TokenProgress):
             self.progress.setValue(int(100 * e.tokens_done / max(1, e.tokens_total)))
@@ -387,9 +573,7 @@ class MainWindow(QMainWindow):
             self.layouts.show_layouts(e.stage, list(e.prompts), editable=False, original=self._running_prompt)
         elif isinstance(e, ev.FinalRanking):
             self.final.show_ranking(e.images, list(e.scores), list(e.ranking), e.value_weight)
-            self.final_label.setText(
-                "Final ranking (score and the verifier's verdicts along each path); click to choose another"
-                if e.value_weight > 0 else "Final ranking (scorer); click to choose another")
+            self.final_label.setText(FINAL_VERDICTS if e.value_weight > 0 else FINAL_SCORER)
             best = e.ranking[0]
             total = info.rows if info else 1
             self.canvas.set_image(e.images[best], None, total, f"best: candidate {best + 1}")
@@ -400,64 +584,190 @@ class MainWindow(QMainWindow):
             self._await_paint = None
 
     def on_result(self, result) -> None:
+        chosen = self.studio.chosen if self.studio.chosen is not None else result.best
+        self.doc.show_run(result.images[chosen], result.request.prompt, self._run_metadata(result, chosen), chosen)
+        self._document_changed()
         self._append_history(result)
 
     # -- files -------------------------------------------------------------------------------------------------
+    def _default_path(self, suffix: str = "") -> Path:
+        d = self.doc.current
+        folder = (d.path.parent if d is not None and d.path is not None else None) or self._last_dir or Path.home()
+        return folder / f"{d.default_stem if d else 'gridar'}{suffix}.png"
+
     def save(self, ask: bool = False) -> Path | None:
-        if self.studio.result is None:
-            self.banner.show_message("Nothing to save yet: generate an image first.")
+        """Ctrl+S: the document on screen to its own file (asking for a name when it has none); Save As asks."""
+        d = self.doc.current
+        if d is None:
+            self.banner.show_message("Nothing to save yet: generate or open an image first.")
             return None
-        path = self.save_path
-        if ask or path is None:
-            name, _ = QFileDialog.getSaveFileName(self, "Save image", str(path or "gridar.png"), "PNG (*.png)")
-            if not name:
+        path = None if ask else d.path
+        if path is None:
+            path = self._ask_save_path("Save image", self._default_path())
+            if path is None:
                 return None
-            path = Path(name).with_suffix(".png")
+            path = Path(path).with_suffix(".png")
         try:
-            self.studio.save(path)
+            save_png(Image.fromarray(d.image), path, d.prompt, d.metadata)
         except OSError as e:
-            self.banner.show_message(f"Could not save {path}: {e}")
+            self.banner.show_message(f"Could not save {path}: {e.strerror or e}. Choose another folder "
+                                     f"(File > Save As...).")
             return None
-        self.save_path = path
+        self.doc.saved_to(path)
+        self._last_dir = path.parent
+        self._document_changed()
         self.statusBar().showMessage(f"Saved {path}")
         return path
 
-    def open_dialog(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Open an image (a GridAR PNG restores its settings)", "",
-                                              IMAGE_FILTER)
-        if name:
-            self.open_image(name)
+    def _set_export_scale(self, k: int) -> None:
+        if k in EXPORT_SCALES:
+            self.export_scale = k
+            self.act_scales[k].setChecked(True)
 
-    def open_image(self, path: str | Path) -> bool:
-        """A PNG this app saved restores its settings (an edit also its source and mask); any other image opens
-        in edit mode as the image to edit."""
-        from ..io.png import load_image
+    def export_upscaled(self) -> Path | None:
+        """A bigger copy for sharing: every pixel becomes a k x k square (nearest neighbour, nothing invented);
+        the document and its file are unchanged."""
+        d, k = self.doc.current, self.export_scale
+        if d is None:
+            self.banner.show_message("Nothing to export yet: generate or open an image first.")
+            return None
+        path = self._ask_save_path(f"Export a {k}x copy", self._default_path(f"-{k}x"))
+        if path is None:
+            return None
+        path = Path(path).with_suffix(".png")
+        img = Image.fromarray(d.image)
+        big = img.resize((img.width * k, img.height * k), Image.Resampling.NEAREST)
+        meta = dict(d.metadata)
+        if meta:
+            meta["export_scale"] = k
         try:
-            img = load_image(path)
-            meta = read_metadata(path) if str(path).lower().endswith(".png") else {}
+            save_png(big, path, d.prompt, meta)
+        except OSError as e:
+            self.banner.show_message(f"Could not export {path}: {e.strerror or e}. Choose another folder.")
+            return None
+        self._last_dir = path.parent
+        self.statusBar().showMessage(f"Exported a {k}x copy ({big.width}x{big.height}) to {path}")
+        return path
+
+    def copy_image(self) -> None:
+        d = self.doc.current
+        if d is None:
+            self.statusBar().showMessage("Nothing to copy yet")
+            return
+        QGuiApplication.clipboard().setImage(to_qimage(d.image))
+        self.statusBar().showMessage("Copied the image to the clipboard")
+
+    def open_dialog(self) -> None:
+        path = self._ask_open_path()
+        if path is not None:
+            self.open_image(path)
+
+    def _read(self, path: Path) -> tuple | None:
+        """(PIL image, metadata, problems) of an image file, or None after saying in the banner why not."""
+        from ..io import png
+        try:
+            img = png.load_image(path)
         except ImageFileError as e:
             self.banner.show_message(str(e))
+            return None
+        meta, problems = {}, []
+        if path.suffix.lower() == ".png":
+            checked = getattr(png, "read_metadata_checked", None)
+            try:
+                meta, problems = checked(path) if checked else (png.read_metadata(path), [])
+            except ImageFileError as e:         # the metadata is broken; the image itself is fine
+                meta, problems = {}, [str(e)]
+        if not isinstance(meta, dict):
+            meta, problems = {}, problems + ["its GridAR metadata is not a record of settings"]
+        return img, meta, list(problems)
+
+    def open_image(self, path: str | Path) -> bool:
+        """Open a file and make it the document. On the Edit tab (and for any image without GridAR metadata) it
+        opens for editing; a GridAR PNG on the Generate tab is shown. Settings never change here: File > Use these
+        settings restores them."""
+        return self._open(Path(path), history=False)
+
+    def open_history(self, path: str | Path) -> bool:
+        return self._open(Path(path), history=True)
+
+    def _open(self, path: Path, history: bool) -> bool:
+        if self.studio.busy:
+            self.banner.show_message("A job is running: wait for it to finish or abort it (Esc) before opening "
+                                     "another image.")
             return False
-        name = Path(path).name
-        self.banner.show_message("")
-        if not meta:
-            self.set_edit_source(img, name)
-            self.statusBar().showMessage(f"Opened {name} for editing: paint over what should change")
-            return True
+        read = self._read(path)
+        if read is None:
+            return False
+        img, meta, problems = read
         import numpy as np
-        from PIL import Image
-        req = request_from_metadata(meta)
-        if req.edit is not None:
-            self.set_edit_source(Image.fromarray(req.edit.source), f"source of {name}", req.edit.mask)
-            self.edit_panel.feather.setValue(req.edit.feather)
-            self.edit_panel.context.setCurrentIndex(max(0, self.edit_panel.context.findData(req.context)))
-            self.controls.apply(req)        # after the switch to edit mode, which proposes its own defaults
+        arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        self._clear_views()
+        d = self.doc.show_history(path, arr, meta) if history else self.doc.show_file(path, arr, meta)
+        self._document_changed()
+        self._last_dir = path.parent if not history else self._last_dir
+        self.banner.show_message(f"{path.name} opened, but its GridAR metadata has problems: "
+                                 f"{'; '.join(problems)}. The image is fine; its settings may be incomplete."
+                                 if problems else "")
+        if self.controls.editing or not d.has_settings:
+            self.set_edit_source(img, path.name)
+            self.statusBar().showMessage(f"Opened {path.name} for editing: paint over what should change")
         else:
-            if self.controls.editing:
-                self.controls.mode.setCurrentIndex(0)
-            self.controls.apply(req)
-            self.canvas.set_image(np.asarray(img), None, 1, f"opened {name}")
-        self.statusBar().showMessage(f"Restored settings from {path}")
+            self.canvas.set_image(arr, None, 1, self._caption(d))
+            self.statusBar().showMessage(f"Showing {path.name}. File > Use these settings sets the controls to "
+                                         "how it was made")
+        return True
+
+    def _caption(self, d) -> str:
+        if d.kind == RUN:
+            return f"candidate {d.chosen + 1}" if d.chosen is not None else ""
+        return f"{'history' if d.kind == HISTORY else 'opened'}: {d.prompt or d.name}"
+
+    def use_settings(self) -> bool:
+        """Set the controls to what the document's file records, and only that: a value the file does not
+        record keeps what the artist set. An edit's source and mask come back too."""
+        d = self.doc.current
+        if d is None or not d.has_settings:
+            self.banner.show_message("The image on screen records no settings (only GridAR PNGs do).")
+            return False
+        s = d.metadata["settings"]
+        try:
+            req = request_from_metadata(d.metadata)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            self.banner.show_message(f"The settings in {d.name} cannot be read ({e}); nothing was changed.")
+            return False
+        c, e = self.controls, self.edit_panel
+        if req.edit is not None:
+            from PIL import Image as PILImage
+            self.set_edit_source(PILImage.fromarray(req.edit.source), f"source of {d.name}", req.edit.mask)
+            e.feather.setValue(req.edit.feather)
+        elif c.editing and "edit" not in s:
+            c.mode.setCurrentIndex(0)
+        # after any switch of mode, which proposes the mode's own defaults
+        if "context" in s:
+            e.context.setCurrentIndex(max(0, e.context.findData(req.context)))
+        if "prompt" in d.metadata:
+            c.prompt.setText(req.prompt)
+        if "method" in s:
+            c.method.setCurrentIndex(max(0, c.method.findData(req.method)))
+        if "n" in s:
+            c.n.setValue(req.n)
+        if "seed" in s:
+            c.reuse_seed(req.seed)
+        if "cfg" in s:
+            c.cfg.setValue(req.params.cfg)
+        if "temperature" in s:
+            c.temperature.setValue(req.params.temperature)
+        if "strategy" in s or "reformulate" in s:
+            c.strategy.setCurrentIndex(max(0, c.strategy.findData(req.strategy if req.reformulate else "off")))
+        if "verify_by" in s:
+            c.verify_by.setCurrentIndex(max(0, c.verify_by.findData(req.verify_by)))
+        if "refill" in s:
+            c.refill.setCurrentIndex(max(0, c.refill.findData(req.refill)))
+        if "threshold" in s:
+            c.auto_threshold.setChecked(req.threshold is None)
+            if req.threshold is not None:
+                c.threshold.setValue(req.threshold)
+        self.statusBar().showMessage(f"The controls now hold the settings of {d.name}")
         return True
 
     def dragEnterEvent(self, e) -> None:  # noqa: N802
@@ -474,50 +784,128 @@ class MainWindow(QMainWindow):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_dir())))
 
     def _append_history(self, result) -> None:
-        """Every finished generation is kept (atomically) in the history folder: a crash loses no finished image."""
-        if result.stopped_early:
+        """Every finished generation is kept (atomically) in the history folder: a crash loses no finished image.
+        The entry holds the candidate on screen; choosing another rewrites it."""
+        d = self.doc.current
+        if result.stopped_early or d is None or d.kind != RUN:
             return
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
         path = data_dir() / "history" / f"{stamp}.png"
         try:
-            self.studio.save(path)
+            save_png(Image.fromarray(d.image), path, d.prompt, d.metadata)
         except (OSError, ValueError) as e:
             log.warning("could not write history: %s", e)
             return
+        self._history_entry = path
         self.history.add(path)
+
+    # -- help --------------------------------------------------------------------------------------------------
+    def _help(self):
+        try:
+            from .widgets import help_dialogs
+        except ImportError:
+            self.statusBar().showMessage("Help is not available in this build")
+            return None
+        return help_dialogs
+
+    def _keep(self, dialog) -> None:
+        if dialog is not None:
+            self.dialogs = [d for d in self.dialogs if d.isVisible()] + [dialog]
+
+    def show_language_help(self) -> None:
+        h = self._help()
+        if h is not None:
+            self._keep(h.show_language_sheet(self, self._prompt_language()))
+
+    def show_shortcut_help(self) -> None:
+        h = self._help()
+        if h is not None:
+            self._keep(h.show_shortcuts(self))
+
+    def about_details(self) -> dict:
+        from .. import __version__
+        m = self.studio.model
+        return {"version": __version__, "model": m.spec if m else "none yet",
+                "device": str(m.backend.device) if m else self.studio.device,
+                "history folder": str(data_dir() / "history"), "settings file": str(self._settings_path()),
+                "log folder": str(log_dir())}
+
+    def show_about_box(self) -> None:
+        h = self._help()
+        if h is not None:
+            self._keep(h.show_about(self, self.about_details()))
 
     # -- persistence -------------------------------------------------------------------------------------------
     def _settings_path(self) -> Path:
         return config_dir() / "settings.json"
 
     def _restore_settings(self) -> None:
+        """settings.json is read as untrusted: a value of the wrong type or out of range is ignored, never fatal."""
         try:
             s = json.loads(self._settings_path().read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, UnicodeDecodeError):
             return
-        if "geometry" in s:
-            self.restoreGeometry(QByteArray(base64.b64decode(s["geometry"])))
+        if not isinstance(s, dict):
+            return
         c = self.controls
-        c.prompt.setText(s.get("prompt", c.prompt.text()))
-        c.cfg.setValue(s.get("cfg", c.cfg.value()))
-        c.temperature.setValue(s.get("temperature", c.temperature.value()))
-        c.method.setCurrentIndex(max(0, c.method.findData(s.get("method", "gridar"))))
-        c.n.setValue(s.get("n", c.n.value()))
-        c.manual.setChecked(s.get("manual", False))
-        self.act_crisp.setChecked(s.get("crisp", True))
+
+        def number(key: str):
+            v = s.get(key)
+            return v if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
+
+        geometry = s.get("geometry")
+        if isinstance(geometry, str):
+            try:
+                self.restoreGeometry(QByteArray(base64.b64decode(geometry, validate=True)))
+            except (ValueError, TypeError):
+                pass
+        if isinstance(s.get("prompt"), str):
+            c.prompt.setText(s["prompt"])
+        if number("cfg") is not None:
+            c.cfg.setValue(float(s["cfg"]))
+        if number("temperature") is not None:
+            c.temperature.setValue(float(s["temperature"]))
+        if isinstance(s.get("method"), str) and c.method.findData(s["method"]) >= 0:
+            c.method.setCurrentIndex(c.method.findData(s["method"]))
+        if isinstance(s.get("n"), int) and not isinstance(s["n"], bool):
+            c.n.setValue(s["n"])
+        if isinstance(s.get("manual"), bool):
+            c.manual.setChecked(s["manual"])
+        if isinstance(s.get("crisp"), bool):
+            self.act_crisp.setChecked(s["crisp"])
         self.canvas.set_crisp(self.act_crisp.isChecked())
+        if s.get("export_scale") in EXPORT_SCALES and not isinstance(s.get("export_scale"), bool):
+            self._set_export_scale(s["export_scale"])
 
     def save_settings(self) -> None:
         c = self.controls
         s = {"geometry": base64.b64encode(bytes(self.saveGeometry())).decode(), "prompt": c.prompt.text(),
              "cfg": c.cfg.value(), "temperature": c.temperature.value(), "method": c.method.currentData(),
-             "n": c.n.value(), "manual": c.manual.isChecked(), "crisp": self.act_crisp.isChecked()}
+             "n": c.n.value(), "manual": c.manual.isChecked(), "crisp": self.act_crisp.isChecked(),
+             "export_scale": self.export_scale}
         try:
             atomic_write_text(self._settings_path(), json.dumps(s, indent=1))
         except OSError as e:
             log.warning("could not save settings: %s", e)
 
+    def _may_close(self) -> bool:
+        """A running job and an unsaved result are work: ask before losing them."""
+        busy, unsaved = self.studio.busy, self.doc.unsaved
+        if not (busy or unsaved):
+            return True
+        if busy:
+            text = "An image is being made. Stop it and quit?"
+        else:
+            text = f"{self.doc.current.name} is not saved. Save it before quitting?"
+        answer = self._confirm(text, can_save=unsaved and not busy)
+        if answer == "save":
+            return self.save() is not None
+        return answer == "discard"
+
     def closeEvent(self, e) -> None:  # noqa: N802
+        if self.confirm_close and not self._may_close():
+            e.ignore()
+            return
         self.save_settings()
         self.studio.shutdown()          # aborts a running job and joins the GPU thread
         super().closeEvent(e)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
 from ..images import to_pixmap
+from .history import SELECTION_STYLE, framed_icon
 
 
 class FinalView(QListWidget):
@@ -21,22 +21,31 @@ class FinalView(QListWidget):
         self.setWrapping(False)
         self.setFixedHeight(150)
         self.setMovement(QListWidget.Movement.Static)
+        self.setStyleSheet(SELECTION_STYLE)
         self.currentItemChanged.connect(self._on_current)
 
     def show_ranking(self, images: np.ndarray, scores: list[float], ranking: list[int],
-                     value_weight: float = 0.0) -> None:
+                     value_weight: float = 0.0, chosen: int | None = None) -> None:
+        """Show the ranking; `chosen` (a candidate index) is selected, else the best."""
         self.blockSignals(True)
         self.clear()
         for rank, i in enumerate(ranking):
             pm = to_pixmap(images[i]).scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,
                                              Qt.TransformationMode.FastTransformation)
-            item = QListWidgetItem(QIcon(pm), f"#{rank + 1}  cand {i + 1}\nscore {scores[i]:.2f}")
+            item = QListWidgetItem(framed_icon(pm), f"#{rank + 1}  cand {i + 1}\nscore {scores[i]:.2f}")
             item.setData(Qt.ItemDataRole.UserRole, i)
-            item.setToolTip(f"Score {scores[i]:.2f}: the scorer's P(yes) to 'does this image match the prompt?'" + (
+            item.setToolTip(f"Score {scores[i]:.2f}: how sure the scorer is that this image matches the prompt" + (
                 f"\nRanked by the score and the verifier's verdicts along this candidate's path (weight "
                 f"{value_weight:g}): the verifier predicts how an edit ends" if value_weight > 0 else ""))
             self.addItem(item)
-        self.setCurrentRow(0)
+        row = list(ranking).index(chosen) if chosen in list(ranking) else 0
+        self.setCurrentRow(row)
+        self.blockSignals(False)
+
+    def clear_quietly(self) -> None:
+        """Empty the ranking without announcing a choice (what is shown belongs to something else now)."""
+        self.blockSignals(True)
+        self.clear()
         self.blockSignals(False)
 
     def _on_current(self, item, _prev) -> None:
