@@ -1,17 +1,26 @@
-"""The candidate strip: the current band's candidates with verdict badges; keep, reject or choose the refill."""
+"""The candidate strip: the current band's candidates with verdict badges; keep, reject or choose the refill.
+
+While a review is open its keys (1-8 pick a card, K keeps or drops it, A accepts the proposal, Return continues)
+work whatever widget has the focus: the prompt box would otherwise take "2k" as text."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton,
+                               QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
 from ...engine.search import DEFAULT_THRESHOLD, GROUP, PruneDecision, VerdictReview
 from ..images import to_pixmap
+from .elided import ElidedLabel
 
 THUMB = 112
 REDRAW = "redraw"           # the refill choice that draws the slot again instead of copying a survivor
+STAYS = "stays"             # no survivor in the group: the slot goes on as itself (the engine keeps the group)
+# a mixed edit's contexts, in words (the engine's names are "source" and "cleared")
+KIND_WORDS = {"source": ("original kept", "Keeps the original picture around the mask"),
+              "cleared": ("masked part cleared", "Redraws with the masked part cleared first")}
+REVIEW_KEYS = {**{getattr(Qt.Key, f"Key_{i + 1}"): i for i in range(8)}}
 
 
 class CandidateCard(QFrame):
@@ -26,8 +35,10 @@ class CandidateCard(QFrame):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.setSpacing(3)
+        self.setFixedWidth(THUMB + 12)
         self.title = QLabel(f"{index + 1}")
         self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.title.setWordWrap(True)
         self.thumb = QLabel()
         self.thumb.setFixedSize(THUMB, THUMB)
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -37,14 +48,15 @@ class CandidateCard(QFrame):
         self.ahead = QLabel()
         self.ahead.setFixedSize(THUMB // 2, THUMB // 2)
         self.ahead.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.ahead.setToolTip("How this candidate ends when completed once: the scorer's verdict reads this "
-                              "completion, which is then thrown away")
+        self.ahead.setToolTip("A quick draft of how this candidate ends: the judge's verdict reads this draft, "
+                              "which is then thrown away")
         self.ahead.setVisible(False)
         self.keep = QCheckBox("keep")
-        self.keep.setToolTip("Keep this candidate (K). Unchecked: its slot continues a copy of another one, or "
-                             "is redrawn.")
+        self.keep.setToolTip("Keep this candidate (K). Unchecked: it is dropped, and its place is taken by a copy "
+                             "of a kept one or a fresh draw (the choice below)")
         self.source = QComboBox()
-        self.source.setToolTip("What refills this slot: a copy of a surviving candidate, or a fresh draw")
+        self.source.setToolTip("What takes this place if dropped: a copy of a kept candidate of its group, or a "
+                               "fresh draw")
         for w in (self.title, self.thumb, self.badge, self.ahead, self.keep, self.source):
             lay.addWidget(w)
         lay.setAlignment(self.ahead, Qt.AlignmentFlag.AlignHCenter)
@@ -83,17 +95,44 @@ class CandidateCard(QFrame):
         t = DEFAULT_THRESHOLD if threshold is None else threshold
         ok = p >= t
         if rollout:
-            self.badge.setText(f"{'ends right' if ok else 'ends wrong'} {p:.2f}")
-            self.badge.setToolTip(f"The scorer's P(yes) on one completion of this candidate = {p:.3f}; "
-                                  f"rejected below {t:.3g}")
+            self.badge.setText(f"{'likely to end well' if ok else 'likely to go wrong'} ({p:.2f})")
+            self.badge.setToolTip(f"The judge's confidence that a quick finished draft of this candidate matches "
+                                  f"the prompt: P(yes) = {p:.3f}; dropped below {t:.3g}")
         else:
-            self.badge.setText(f"{'possible' if ok else 'impossible'} {p:.2f}")
-            self.badge.setToolTip(f"P(possible) = {p:.3f}; the verifier rejects below {t:.3g}")
+            self.badge.setText(f"{'can work out' if ok else 'likely to go wrong'} ({p:.2f})")
+            self.badge.setToolTip(f"The checker's confidence that this half-drawn candidate can still match the "
+                                  f"prompt: P(possible) = {p:.3f}; dropped below {t:.3g}")
         colour = "#2e7d32" if ok else "#c62828"
         self.badge.setStyleSheet(f"color: white; background: {colour}; border-radius: 4px; padding: 1px 4px;")
 
     def set_selected(self, on: bool) -> None:
         self.setStyleSheet("QFrame#card { border: 2px solid #ffb300; }" if on else "")
+
+
+class _ReviewKeys(QObject):
+    """An application event filter, installed only while a review is open: the review's keys pressed in any widget
+    of the strip's window act on the cards instead of typing into that widget."""
+
+    def __init__(self, strip: "CandidateStrip") -> None:
+        super().__init__(strip)
+        self.strip = strip
+
+    def eventFilter(self, obj, e) -> bool:  # noqa: N802 (Qt naming)
+        if e.type() not in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) or not isinstance(obj, QWidget):
+            return False
+        if obj.window() is not self.strip.window() or not self.strip.isVisible():
+            return False
+        if e.modifiers() & ~(Qt.KeyboardModifier.KeypadModifier | Qt.KeyboardModifier.ShiftModifier):
+            return False                # Ctrl+Return etc. keep their meaning
+        if QApplication.activePopupWidget() is not None:
+            return False                # an open combo box list takes its own keys
+        action = self.strip.review_key(e.key())
+        if action is None:
+            return False
+        if e.type() == QEvent.Type.KeyPress:
+            action()
+        e.accept()
+        return True
 
 
 class CandidateStrip(QWidget):
@@ -107,21 +146,31 @@ class CandidateStrip(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
-        self.heading = QLabel("Candidates")
+        self.heading = ElidedLabel("Candidates")
         self.heading.setObjectName("heading")
         self.accept_btn = QPushButton("Accept verifier")
-        self.accept_btn.setToolTip("Use the verifier's verdicts as proposed (A)")
+        self.accept_btn.setToolTip("Keep and drop candidates as the checker proposes (A)")
         self.continue_btn = QPushButton("Continue")
         self.continue_btn.setToolTip("Apply your choices and grow the next band (Return)")
-        self.continue_btn.setDefault(True)
         head.addWidget(self.heading, 1)
         head.addWidget(self.accept_btn)
         head.addWidget(self.continue_btn)
         outer.addLayout(head)
-        self.row = QHBoxLayout()
+        # the cards scroll sideways: eight of them must not make the window wider
+        cards = QWidget()
+        self.row = QHBoxLayout(cards)
+        self.row.setContentsMargins(0, 0, 0, 0)
         self.row.setSpacing(6)
-        outer.addLayout(self.row)
         self.row.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(cards)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        outer.addWidget(self.scroll)
+        self._keys = _ReviewKeys(self)
+        self._filtering = False
         self.cards: list[CandidateCard] = []
         self.review: VerdictReview | None = None
         self.current = 0
@@ -137,10 +186,15 @@ class CandidateStrip(QWidget):
         while len(self.cards) < n:
             card = CandidateCard(len(self.cards))
             card.clicked.connect(self.select)
+            card.keep.toggled.connect(lambda _on, i=len(self.cards): self._refresh_sources(i // GROUP * GROUP))
             self.row.insertWidget(len(self.cards), card)
             self.cards.append(card)
         for i, c in enumerate(self.cards):
             c.setVisible(i < n)
+        # tall enough for the cards and a sideways scroll bar
+        if self.cards:
+            self.scroll.setMinimumHeight(self.cards[0].sizeHint().height()
+                                         + self.scroll.horizontalScrollBar().sizeHint().height())
 
     def clear(self) -> None:
         self._ensure(0)
@@ -152,6 +206,7 @@ class CandidateStrip(QWidget):
         self._ensure(len(previews))
         for i, (card, img) in enumerate(zip(self.cards, previews)):
             card.title.setText(f"{i + 1}")
+            card.title.setToolTip("")
             card.set_image(img)
             card.set_verdict(None, None)
             card.keep.setVisible(False)
@@ -172,27 +227,51 @@ class CandidateStrip(QWidget):
             card.set_verdict(review.p_possible[i], review.proposed.keep[i], review.threshold, rollout)
             card.set_completion(review.completions[i] if rollout and review.completions is not None else None)
             # a mixed edit: each card says its context, and a slot is refilled from its own context only
-            card.title.setText(f"{i + 1}" + (f" · {kinds[i]}" if kinds else ""))
-            g0 = i // GROUP * GROUP
-            card.source.blockSignals(True)
-            card.source.clear()
-            for j in range(g0, min(g0 + GROUP, n)):
-                if j != i and (not kinds or kinds[j] == kinds[i]):
-                    card.source.addItem(f"from {j + 1}", j)
-            card.source.addItem("redraw", REDRAW)
-            redrawn = bool(review.proposed.redraw) and review.proposed.redraw[i]
-            src = REDRAW if redrawn else review.proposed.sources[i]
-            k = card.source.findData(src)
-            card.source.setCurrentIndex(max(k, 0))
-            card.source.blockSignals(False)
+            words, tip = KIND_WORDS.get(kinds[i], (kinds[i], "")) if kinds else ("", "")
+            card.title.setText(f"{i + 1}" + (f" · {words}" if kinds else ""))
+            card.title.setToolTip(tip)
+            card.keep.blockSignals(True)
             card.keep.setChecked(review.proposed.keep[i])
-            card.source.setEnabled(not review.proposed.keep[i])
+            card.keep.blockSignals(False)
             card.keep.setVisible(True)
             card.source.setVisible(True)
-        verb = "Review" if interactive else ("Scorer's verdicts on one completion at"
-                                             if review.verify_by == "rollout" else "Verifier's verdicts at")
-        self.heading.setText(f"{verb} band {review.stage + 1}: keep, reject, or choose what refills a slot")
+        for g0 in range(0, n, GROUP):
+            self._refresh_sources(g0, review.proposed)
+        verb = "Review" if interactive else ("The judge's verdicts on a quick draft after"
+                                             if review.verify_by == "rollout" else "The checker's verdicts after")
+        self.heading.setText(f"{verb} band {review.stage + 1}: keep, drop, or choose what takes a dropped place")
         self.set_interactive(interactive)
+
+    def _refresh_sources(self, g0: int, proposed: PruneDecision | None = None) -> None:
+        """The refill choices of group g0's cards: only candidates of the group (and of the slot's context) that are
+        kept, and "redraw"; a choice that is no longer offered falls back to the first survivor. With `proposed`,
+        the proposal's own choice is shown."""
+        if self.review is None:
+            return
+        n = len(self.review.p_possible)
+        kinds = self.review.kinds
+        for i in range(g0, min(g0 + GROUP, n)):
+            card = self.cards[i]
+            if proposed is not None:
+                redrawn = bool(proposed.redraw) and proposed.redraw[i]
+                want = REDRAW if redrawn else proposed.sources[i]
+            else:
+                want = card.source.currentData()
+            survivors = [j for j in range(g0, min(g0 + GROUP, n))
+                         if j != i and self.cards[j].keep.isChecked() and (not kinds or kinds[j] == kinds[i])]
+            card.source.blockSignals(True)
+            card.source.clear()
+            for j in survivors:
+                card.source.addItem(f"copy of {j + 1}", j)
+            if not survivors:
+                # nothing of its group survives to copy: the engine lets the slot go on as itself
+                card.source.addItem("nothing kept to copy: goes on", STAYS)
+            card.source.addItem("redraw", REDRAW)
+            k = card.source.findData(want)
+            card.source.setCurrentIndex(k if k >= 0 else 0)
+            card.source.blockSignals(False)
+            card.source.setEnabled(self.continue_btn.isEnabled() and not card.keep.isChecked())
+        self.update()
 
     def set_interactive(self, on: bool) -> None:
         self.continue_btn.setEnabled(on)
@@ -200,13 +279,29 @@ class CandidateStrip(QWidget):
         for c in self.cards:
             c.keep.setEnabled(on)
             c.source.setEnabled(on and not c.keep.isChecked())
+        app = QApplication.instance()
+        if on and not self._filtering:
+            app.installEventFilter(self._keys)
+        elif not on and self._filtering:
+            app.removeEventFilter(self._keys)
+        self._filtering = on
+
+    def review_key(self, key: int):
+        """What a key does in the open review (None: not a review key, or no review open)."""
+        if self.review is None or not self.continue_btn.isEnabled():
+            return None
+        if key in REVIEW_KEYS:
+            return lambda: self.select(REVIEW_KEYS[key])
+        return {Qt.Key.Key_K: self.toggle_keep, Qt.Key.Key_A: self._accept, Qt.Key.Key_Return: self._continue,
+                Qt.Key.Key_Enter: self._continue}.get(key)
 
     def decision(self) -> PruneDecision:
         n = len(self.review.p_possible)
         keep = [self.cards[i].keep.isChecked() for i in range(n)]
         chosen = [None if keep[i] else self.cards[i].source.currentData() for i in range(n)]
         redraw = [c == REDRAW for c in chosen]
-        sources = [i if c is None or c == REDRAW else c for i, c in enumerate(chosen)]
+        # a slot with nothing kept to copy names itself: the engine then keeps it as it is
+        sources = [i if c is None or c in (REDRAW, STAYS) else c for i, c in enumerate(chosen)]
         return PruneDecision(keep, sources, redraw=redraw if any(redraw) else [])
 
     def select(self, i: int) -> None:

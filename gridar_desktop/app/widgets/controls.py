@@ -3,19 +3,60 @@ builds request snapshots."""
 from __future__ import annotations
 
 import random
+import re
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSpinBox, QTabBar, QVBoxLayout, QWidget)
+from PySide6.QtCore import QStringListModel, Qt, Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QCompleter, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QSpinBox, QTabBar, QToolButton, QVBoxLayout, QWidget)
 
 from ...engine.defaults import GRIDAR_DEFAULTS, ROLLOUT_THRESHOLD
 from ...engine.sampling import SamplingParams
-from ...engine.search import SearchRequest
+from ...engine.search import GROUP, SearchRequest
 
-ROLLOUT_HINT = f"Rejected when the scorer's P(yes) on its completion is below {ROLLOUT_THRESHOLD:g}"
+ROLLOUT_HINT = "A candidate is dropped when its finished picture is unlikely to match the prompt"
+ROLLOUT_DETAILS = (f"Rejected when the scorer's P(yes) on one completion of the candidate is below "
+                   f"{ROLLOUT_THRESHOLD:g}")
 # what the threshold row shows in place of the number while "calibrated" is on (the manual value waits, hidden)
-AUTO_VIEW_TEXT = "the verifier's own"
+AUTO_VIEW_TEXT = "the model's own"
 AUTO_ROLLOUT_TEXT = f"{ROLLOUT_THRESHOLD:g}, the scorer's"
+# a word of the prompt, for completion: letters only (a count or a comma ends it)
+WORD = re.compile(r"[A-Za-z-]*$")
+
+
+class CandidateCount(QSpinBox):
+    """N: GridAR prunes and refills within groups of GROUP candidates, so its N is a multiple of GROUP; typing
+    another number is corrected to the nearest multiple instead of failing only after Generate."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.multiple = 1
+
+    def set_multiple(self, k: int) -> None:
+        self.multiple = k
+        self.setSingleStep(k)
+        self.setMinimum(k)
+        self.setValue(self.snapped(self.value()))
+
+    def snapped(self, v: int) -> int:
+        k = self.multiple
+        return min(max(k, (v + k // 2) // k * k), self.maximum() // k * k)
+
+    def validate(self, text: str, pos: int):  # noqa: D102 (Qt override)
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and int(text) % self.multiple:
+            state = QValidator.State.Intermediate
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:  # noqa: D102 (Qt override)
+        try:
+            return str(self.snapped(int(text)))
+        except ValueError:
+            return str(self.value())
+
+
+PROMPT_TIP = "Describe the picture. Press ? beside this box to see what the model understands"
+PROMPT_TIP_EDIT = "Describe the whole image after the edit"
 
 
 class Controls(QWidget):
@@ -24,6 +65,7 @@ class Controls(QWidget):
     abort_clicked = Signal()
     model_chosen = Signal(str)          # 'demo', a folder, or '' to browse
     mode_changed = Signal(str)          # 'generate' | 'edit'
+    language_help_clicked = Signal()    # "What can I type?"
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -36,22 +78,44 @@ class Controls(QWidget):
         outer.addWidget(self.mode)
         self.prompt = QLineEdit("two red circles and a blue square")
         self.prompt.setPlaceholderText("e.g. a red circle above a blue square")
+        self.prompt.setToolTip(PROMPT_TIP)
         self.prompt.setClearButtonEnabled(True)
-        outer.addWidget(self.prompt)
+        self.language_help = QToolButton()
+        self.language_help.setText("?")
+        self.language_help.setToolTip("What can I type?")
+        self.language_help.setAccessibleName("What can I type?")
+        prompt_row = QHBoxLayout()
+        prompt_row.addWidget(self.prompt, 1)
+        prompt_row.addWidget(self.language_help)
+        outer.addLayout(prompt_row)
+        # completes the word being typed, not the whole line (QLineEdit.setCompleter would replace the line)
+        self._words = QStringListModel([])
+        self.completer = QCompleter(self._words, self)
+        self.completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        self.completer.setWidget(self.prompt)
         form = QFormLayout()
         self.model = QComboBox()
         self.model.addItem("Demo (shapes world)", "demo")
         self.model.addItem("Open model folder...", "")
+        self.model.setToolTip("The model that draws: the small demo model of coloured shapes, or a Janus model "
+                              "folder on this computer")
         self.method = QComboBox()
         for label, key in (("GridAR", "gridar"), ("Best-of-N", "best-of-n"), ("Single", "single")):
             self.method.addItem(label, key)
-        self.n = QSpinBox()
+        self.method.setToolTip("GridAR: draws several candidates band by band and drops the ones going wrong "
+                               "early. Best-of-N: draws N whole images and keeps the best. Single: one image")
+        self.n = CandidateCount()
         self.n.setRange(1, 32)
         self.n.setValue(4)
+        self.n.setToolTip(f"How many candidates are drawn side by side; more gives better odds and takes "
+                          f"longer. GridAR works in groups of {GROUP}")
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("The same seed and settings give the same picture again")
         self.random_seed = QCheckBox("random")
         self.random_seed.setChecked(True)
+        self.random_seed.setToolTip("Pick a new seed for every run")
         self.reuse = QPushButton("reuse")
         self.reuse.setToolTip("Use the seed of the last generation")
         seed_row = QHBoxLayout()
@@ -62,16 +126,22 @@ class Controls(QWidget):
         self.cfg.setRange(1.0, 20.0)
         self.cfg.setSingleStep(0.5)
         self.cfg.setValue(2.0)         # measured best for the demo model (README)
+        self.cfg.setToolTip("How closely the picture follows the prompt: higher follows it more strictly, lower "
+                            "gives more freedom (classifier-free guidance scale)")
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.05, 3.0)
         self.temperature.setSingleStep(0.05)
         self.temperature.setValue(1.0)
+        self.temperature.setToolTip("Variety: lower draws safer, more alike pictures; higher more surprising "
+                                    "ones (sampling temperature)")
         self.strategy = QComboBox()
         self.strategy.addItem("Three-way guidance", "three-way")
         self.strategy.addItem("Prompt replacement", "replace")
         self.strategy.addItem("Off (the prompt as typed)", "off")
-        self.strategy.setToolTip("How GridAR uses each candidate's reformulated prompt: as a third guidance row, in "
-                                 "place of the prompt, or not at all (no reformulation, no layout panel)")
+        self.strategy.setToolTip("After the first bands, GridAR writes each candidate a more precise prompt saying "
+                                 "where things go. Three-way guidance: use it beside your prompt. Prompt "
+                                 "replacement: use it instead of your prompt. Off: keep your prompt as typed (no "
+                                 "layout panel)")
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setSingleStep(0.05)
@@ -79,23 +149,23 @@ class Controls(QWidget):
         self.threshold.setValue(0.25)
         self.auto_threshold = QCheckBox("calibrated")
         self.auto_threshold.setChecked(True)
-        self.auto_threshold.setToolTip("Use the verifier's own thresholds, calibrated per band (and for edits) when "
-                                       "its model folder has them; else 0.25")
-        self.threshold.setToolTip("GridAR rejects a partial candidate whose P(possible) is below this, at every "
-                                  "band; higher prunes more")
+        self.auto_threshold.setToolTip("Use the thresholds the model was tuned with (per band, and for edits) when "
+                                       "its folder has them; else 0.25")
+        self.threshold.setToolTip("GridAR drops a half-drawn candidate when the checker's confidence that it can "
+                                  "still work out (P(possible)) is below this, at every band; higher drops more")
         self.verify_by = QComboBox()
         self.verify_by.addItem("Partial view (verifier)", "view")
         self.verify_by.addItem("One completion (scorer)", "rollout")
-        self.verify_by.setToolTip("What GridAR's verdicts read. Partial view: the verifier reads the band drawn so "
-                                  "far. One completion: each candidate is completed once and the scorer reads the "
-                                  "finished image (slower: the rest of every candidate is decoded at each verified "
-                                  "band; the completions are shown on the cards, then thrown away)")
+        self.verify_by.setToolTip("How GridAR judges a half-drawn candidate. Partial view: the checker looks at "
+                                  "what is drawn so far. One completion: each candidate is finished once in a quick "
+                                  "draft and the judge looks at that (slower; the drafts are shown on the cards, "
+                                  "then thrown away)")
         self.refill = QComboBox()
         self.refill.addItem("Copy a survivor", "copy")
         self.refill.addItem("Redraw fresh", "redraw")
-        self.refill.setToolTip("What replaces a rejected candidate. Copy a survivor: the slot continues a copy of a "
-                               "candidate of its group that passed (the paper's rule). Redraw fresh: the slot draws "
-                               "its bands again from the prompt (new variety; costs the bands again)")
+        self.refill.setToolTip("What replaces a dropped candidate. Copy a survivor: the slot continues a copy of a "
+                               "candidate of its group that passed. Redraw fresh: the slot draws its bands again "
+                               "from the prompt (new variety; takes the time of those bands again)")
         self.threshold_auto = QLabel(AUTO_VIEW_TEXT)
         self.threshold_auto.setToolTip("Uncheck \"calibrated\" to set a threshold of your own")
         threshold_row = QHBoxLayout()
@@ -103,7 +173,8 @@ class Controls(QWidget):
         threshold_row.addWidget(self.threshold_auto, 1)
         threshold_row.addWidget(self.auto_threshold)
         self.manual = QCheckBox("Review every band")
-        self.manual.setToolTip("Stop after each verification and reformulation so you can steer the candidates")
+        self.manual.setToolTip("Pause after each band so you can keep or drop candidates and edit their layouts "
+                               "(keys 1-8 pick a card, K keeps or drops it, A accepts, Return continues)")
         form.addRow("Model", self.model)
         form.addRow("Method", self.method)
         form.addRow("Candidates (N)", self.n)
@@ -116,7 +187,7 @@ class Controls(QWidget):
         form.addRow("Prune below", threshold_row)
         # what "calibrated" means for the loaded model
         self.calibration = QLabel("")
-        self._calibration = ""
+        self._calibration, self._calibration_details = "", ""
         self.calibration.setWordWrap(True)
         self.calibration.setObjectName("hint")
         form.addRow("", self.calibration)
@@ -128,8 +199,11 @@ class Controls(QWidget):
         self.generate.setToolTip("Generate (Ctrl+Return)")
         self.stop_band = QPushButton("Stop after this band")
         self.stop_band.setShortcut("Ctrl+.")
+        self.stop_band.setToolTip("Finish the band being drawn, then stop and show what there is (Ctrl+.)")
         self.abort = QPushButton("Abort now")
         self.abort.setShortcut("Escape")
+        self.abort.setToolTip("Stop at once and throw this run away (Esc)")
+        self._busy = self._aborting = False
         outer.addWidget(self.generate)
         row = QHBoxLayout()
         row.addWidget(self.stop_band)
@@ -138,6 +212,9 @@ class Controls(QWidget):
         outer.addStretch(1)
         self.generate.clicked.connect(self.generate_clicked)
         self.prompt.returnPressed.connect(self.generate_clicked)
+        self.prompt.textEdited.connect(self._complete_word)
+        self.completer.activated.connect(self._insert_word)
+        self.language_help.clicked.connect(self.language_help_clicked)
         self.stop_band.clicked.connect(self.stop_band_clicked)
         self.abort.clicked.connect(self.abort_clicked)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
@@ -161,7 +238,7 @@ class Controls(QWidget):
         self.generate.setText("Edit" if edit else "Generate")
         self.prompt.setPlaceholderText("the edited scene, e.g. a green circle and a blue square" if edit
                                        else "e.g. a red circle above a blue square")
-        self.prompt.setToolTip("Describe the whole image after the edit" if edit else "")
+        self.prompt.setToolTip(PROMPT_TIP_EDIT if edit else PROMPT_TIP)
         # each mode keeps its own layout use and verification: it starts from GridAR's defaults for the task and
         # comes back as the artist left it
         new, old = ("edit", "generate") if edit else ("generate", "edit")
@@ -181,11 +258,7 @@ class Controls(QWidget):
         self.refill.setEnabled(m == "gridar")
         self.manual.setEnabled(m == "gridar")
         self._on_threshold()
-        if m == "gridar":
-            self.n.setSingleStep(4)
-            self.n.setValue(max(4, self.n.value() // 4 * 4))
-        else:
-            self.n.setSingleStep(1)
+        self.n.set_multiple(GROUP if m == "gridar" else 1)
 
     def _on_threshold(self) -> None:
         gridar = self.method.currentData() == "gridar"
@@ -199,12 +272,47 @@ class Controls(QWidget):
         self.threshold_auto.setEnabled(gridar)
         self.threshold_auto.setText(AUTO_ROLLOUT_TEXT if rollout else AUTO_VIEW_TEXT)
         self.calibration.setText(ROLLOUT_HINT if rollout else self._calibration)
+        self.calibration.setToolTip(ROLLOUT_DETAILS if rollout else self._calibration_details)
         self.calibration.setVisible(gridar and self.auto_threshold.isChecked() and bool(self.calibration.text()))
 
-    def set_calibration(self, text: str) -> None:
-        """The loaded model's own thresholds, in words (`studio.threshold_summary`)."""
-        self._calibration = text
+    def set_calibration(self, text: str, details: str = "") -> None:
+        """The loaded model's own thresholds, in words (`studio.threshold_summary`); the exact figures
+        (`studio.threshold_details`) go to the tooltip."""
+        self._calibration, self._calibration_details = text, details
         self._on_threshold()
+
+    def set_vocabulary(self, words: list[str]) -> None:
+        """The words the loaded model's prompt language knows, offered as the artist types (empty: no completion)."""
+        self._words.setStringList(sorted(set(words), key=str.lower))
+
+    def _current_word(self) -> str:
+        return WORD.search(self.prompt.text()[:self.prompt.cursorPosition()]).group(0)
+
+    def _complete_word(self, _text: str) -> None:
+        word = self._current_word()
+        popup = self.completer.popup()
+        if not word or not self._words.rowCount():
+            popup.hide()
+            return
+        self.completer.setCompletionPrefix(word)
+        # nothing to offer, or the word is already whole: no popup in the way
+        if self.completer.completionCount() == 0 or (self.completer.completionCount() == 1 and
+                                                     self.completer.currentCompletion().lower() == word.lower()):
+            popup.hide()
+            return
+        popup.setCurrentIndex(self.completer.completionModel().index(0, 0))
+        rect = self.prompt.cursorRect()
+        rect.setWidth(popup.sizeHintForColumn(0) + popup.verticalScrollBar().sizeHint().width())
+        self.completer.complete(rect)
+
+    def _insert_word(self, word: str) -> None:
+        """Replace the word being typed by the chosen one, keeping the rest of the line."""
+        text, pos = self.prompt.text(), self.prompt.cursorPosition()
+        start = pos - len(self._current_word())
+        rest = text[pos:]
+        joined = text[:start] + word + ("" if rest.startswith(" ") else " ") + rest
+        self.prompt.setText(joined.rstrip() + (" " if not rest else ""))
+        self.prompt.setCursorPosition(start + len(word) + 1)
 
     def add_model_folder(self, path: str) -> None:
         if self.model.findData(path) < 0:
@@ -212,9 +320,22 @@ class Controls(QWidget):
         self.model.setCurrentIndex(self.model.findData(path))
 
     def set_busy(self, busy: bool) -> None:
-        self.generate.setEnabled(not busy)
-        self.stop_band.setEnabled(busy)
-        self.abort.setEnabled(busy)
+        self._busy = busy
+        self._update_buttons()
+
+    def set_aborting(self, on: bool) -> None:
+        """While an abort is under way nothing can be started or stopped again."""
+        self._aborting = on
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        busy, aborting = self._busy, self._aborting
+        self.generate.setEnabled(not busy and not aborting)
+        self.stop_band.setEnabled(busy and not aborting)
+        self.abort.setEnabled(busy and not aborting)
+        # the running job was started from this text: it stays as it was until the job ends
+        self.prompt.setReadOnly(busy or aborting)
+        self.language_help.setEnabled(True)
 
     def reuse_seed(self, seed: int | None) -> None:
         if seed is not None:

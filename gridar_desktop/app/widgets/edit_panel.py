@@ -1,11 +1,14 @@
-"""The edit mode's tools: source image, fit, brush / eraser, size, feather, context, mask opacity, invert, clear,
-undo, redo."""
+"""The edit mode's tools: source image, fit, brush / eraser, size, feather, context, mask tint, token grid, invert,
+clear, undo, redo, show / hide the mask."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-                               QPushButton, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout,
+                               QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget)
+
+NO_RESULT_TIP = "Nothing to edit yet: generate an image first"
+RESULT_TIP = "Make the image on the canvas the new image to edit"
 
 
 class EditPanel(QWidget):
@@ -19,7 +22,9 @@ class EditPanel(QWidget):
     clear_clicked = Signal()
     undo_clicked = Signal()
     redo_clicked = Signal()
-    show_mask_clicked = Signal()
+    show_mask_clicked = Signal()        # the mask is to be shown (the button was turned on)
+    mask_visible_changed = Signal(bool)  # show / hide the mask overlay (M toggles)
+    token_grid_changed = Signal(bool)   # show / hide the token grid while painting
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -33,8 +38,9 @@ class EditPanel(QWidget):
         outer.addWidget(self.source)
         row = QHBoxLayout()
         self.open = QPushButton("Open image...")
+        self.open.setToolTip("Open a picture to edit (Ctrl+O); you can also drop one on the window")
         self.use_result = QPushButton("Edit the result")
-        self.use_result.setToolTip("Make the image on the canvas the new source")
+        self.set_result_available(False)
         row.addWidget(self.open)
         row.addWidget(self.use_result)
         outer.addLayout(row)
@@ -42,12 +48,15 @@ class EditPanel(QWidget):
         self.fit = QComboBox()
         self.fit.addItem("Resize the whole image", "resize")
         self.fit.addItem("Crop the centre square", "crop")
+        self.fit.setToolTip("How a picture that is not square is made to fit the model's square")
         form.addRow("Fit", self.fit)
         self.brush = QPushButton("Brush (B)")
         self.eraser = QPushButton("Eraser (E)")
         for b, key in ((self.brush, "B"), (self.eraser, "E")):
             b.setCheckable(True)
             b.setShortcut(key)
+        self.brush.setToolTip("Paint over what should be redrawn (B)")
+        self.eraser.setToolTip("Take parts out of the mask again (E)")
         self.brush.setChecked(True)
         group = QButtonGroup(self)
         group.setExclusive(True)
@@ -76,21 +85,35 @@ class EditPanel(QWidget):
                                 "give an object a new colour or shape; 'Clear' helps remove one; 'Mixed' draws "
                                 "every other candidate each way and lets the verifier and the scorer choose")
         form.addRow("Context", self.context)
+        # the mask is outlined and hatched so the colours under it can be judged; a tint is the artist's choice
         self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(10, 90)
-        self.opacity.setValue(50)
-        form.addRow("Mask opacity", self.opacity)
+        self.opacity.setRange(0, 90)
+        self.opacity.setValue(0)
+        self.opacity.setToolTip("Tint the masked part red. Off (all the way left) keeps its colours true: the "
+                                "mask is then shown by its outline and light hatching")
+        form.addRow("Mask tint", self.opacity)
+        self.token_grid = QCheckBox("Show token grid")
+        self.token_grid.setToolTip("The model redraws whole squares (tokens): a square is redrawn when any of its "
+                                   "pixels is masked. The squares your mask touches are outlined")
+        form.addRow("", self.token_grid)
         outer.addLayout(form)
         grid = QGridLayout()
         self.invert = QPushButton("Invert (I)")
         self.invert.setShortcut("I")
+        self.invert.setToolTip("Swap what is masked and what is kept (I)")
         self.clear = QPushButton("Clear")
+        self.clear.setToolTip("Empty the mask")
         self.undo = QPushButton("Undo")
         self.undo.setShortcut("Ctrl+Z")
+        self.undo.setToolTip("Undo the last stroke (Ctrl+Z)")
         self.redo = QPushButton("Redo")
         self.redo.setShortcut("Ctrl+Shift+Z")
+        self.redo.setToolTip("Redo (Ctrl+Shift+Z)")
         self.show_mask = QPushButton("Show mask (M)")
+        self.show_mask.setCheckable(True)
+        self.show_mask.setChecked(True)
         self.show_mask.setShortcut("M")
+        self.show_mask.setToolTip("Show or hide the mask over the picture (M)")
         for i, b in enumerate((self.invert, self.clear, self.undo, self.redo)):
             grid.addWidget(b, i // 2, i % 2)
         grid.addWidget(self.show_mask, 2, 0, 1, 2)
@@ -112,9 +135,20 @@ class EditPanel(QWidget):
         self.clear.clicked.connect(self.clear_clicked)
         self.undo.clicked.connect(self.undo_clicked)
         self.redo.clicked.connect(self.redo_clicked)
-        self.show_mask.clicked.connect(self.show_mask_clicked)
+        self.show_mask.toggled.connect(self._on_show_mask)
+        self.token_grid.toggled.connect(self.token_grid_changed)
         self.smaller.activated.connect(lambda: self.size.setValue(self.size.value() - 1))
         self.bigger.activated.connect(lambda: self.size.setValue(self.size.value() + 1))
+
+    def _on_show_mask(self, on: bool) -> None:
+        self.mask_visible_changed.emit(on)
+        if on:
+            self.show_mask_clicked.emit()
+
+    def set_result_available(self, on: bool) -> None:
+        """'Edit the result' only when there is a result to edit."""
+        self.use_result.setEnabled(on)
+        self.use_result.setToolTip(RESULT_TIP if on else NO_RESULT_TIP)
 
     def set_source(self, text: str) -> None:
         self.source.setText(text)

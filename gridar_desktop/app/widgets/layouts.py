@@ -1,10 +1,14 @@
 """The layout panel: each live candidate's reformulated prompt, editable before the next band grows. The original
 prompt is shown once above; each row holds only its candidate's layout clause (what the reformulator appended), so
-long prompts stay readable; the full prompt is in the row's tooltip."""
+long prompts stay readable; the full prompt is in the row's tooltip. The rows scroll, and no text asks for more
+width than the panel has, so layouts appearing never make the window grow."""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea,
+                               QSizePolicy, QVBoxLayout, QWidget)
+
+from .elided import ElidedLabel
 
 
 class LayoutPanel(QWidget):
@@ -15,7 +19,7 @@ class LayoutPanel(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
-        self.heading = QLabel("Layout")
+        self.heading = ElidedLabel("Layout")
         self.heading.setObjectName("heading")
         self.continue_btn = QPushButton("Grow next band")
         self.continue_btn.setToolTip("Use these prompts for the next band (Ctrl+G)")
@@ -25,10 +29,20 @@ class LayoutPanel(QWidget):
         outer.addLayout(head)
         self.original_label = QLabel("")
         self.original_label.setWordWrap(True)
+        self.original_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         outer.addWidget(self.original_label)
         self.original: str | None = None
-        self.form = QFormLayout()
-        outer.addLayout(self.form)
+        rows = QWidget()
+        self.form = QFormLayout(rows)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        scroll = QScrollArea()
+        scroll.setWidget(rows)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
+        outer.addWidget(scroll, 1)
         self.edits: list[QLineEdit] = []
         self.continue_btn.setEnabled(False)
         self.continue_btn.clicked.connect(lambda: self.continue_clicked.emit(self.prompts()))
@@ -42,6 +56,7 @@ class LayoutPanel(QWidget):
         while len(self.edits) < len(prompts):
             e = QLineEdit()
             e.setPlaceholderText("no layout clause")
+            e.setMinimumWidth(40)
             self.form.addRow(f"{len(self.edits) + 1}", e)
             self.edits.append(e)
         for i, e in enumerate(self.edits):
