@@ -159,16 +159,24 @@ def edit_metadata(e: EditTarget) -> dict:
 
 
 def edit_from_metadata(meta: dict) -> EditTarget:
-    """Inverse of `edit_metadata`."""
+    """Inverse of `edit_metadata`. The PNGs are decoded within bounds (`io.png.decode_png_bytes`): the source as RGB
+    whatever its mode, the mask resampled to the source's size when it differs. Raises ValueError on an unusable
+    record; `io.metadata.validate` has already checked what it lets through, so that does not happen there."""
     import base64
-    import io
 
-    def img(s: str) -> np.ndarray:
-        return np.asarray(Image.open(io.BytesIO(base64.b64decode(s))))
-    return EditTarget(img(meta["source_png"]).astype(np.uint8)[..., :3], img(meta["mask_png"]) >= 128,
-                      tuple(meta["source_tokens"]), tuple(c == "1" for c in meta["redraw"]), float(meta["feather"]),
-                      tuple(meta.get("notes", ())),
-                      tuple(meta["cleared_tokens"]) if meta.get("cleared_tokens") is not None else None)
+    from ..io.png import decode_png_bytes
+
+    def img(key: str, mode: str) -> Image.Image:
+        return decode_png_bytes(base64.b64decode(meta[key], validate=True), f"the edit's {key}", mode)
+    source = img("source_png", "RGB")
+    mask = img("mask_png", "L")
+    if mask.size != source.size:
+        mask = mask.resize(source.size, Image.Resampling.BILINEAR)
+    return EditTarget(np.asarray(source, dtype=np.uint8), np.asarray(mask) >= 128,
+                      tuple(int(t) for t in meta["source_tokens"]), tuple(c == "1" for c in meta["redraw"]),
+                      float(meta.get("feather", 2.0)), tuple(str(n) for n in meta.get("notes") or ()),
+                      tuple(int(t) for t in meta["cleared_tokens"]) if meta.get("cleared_tokens") is not None
+                      else None)
 
 
 def edit_prompt(backend, instruction: str, target_prompt: str | None) -> str:
