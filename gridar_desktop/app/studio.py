@@ -359,25 +359,49 @@ class Studio(QObject):
 
 
 def request_from_metadata(meta: dict) -> SearchRequest:
-    """Rebuild the request snapshot stored in a PNG's metadata (to restore settings)."""
+    """Rebuild the request snapshot stored in a PNG's metadata (to restore settings). `meta` is what
+    `io.metadata.validate` cleaned (`io.png.read_metadata`); a field that still cannot be used falls back to its
+    default rather than raise, so opening a file never fails on what it records."""
     from ..engine.sampling import SamplingParams
     from ..engine.search import Stage
-    s = meta.get("settings", {})
-    params = SamplingParams(cfg=float(s.get("cfg", 3.0)), temperature=float(s.get("temperature", 1.0)),
-                            top_k=int(s.get("top_k", 0)), top_p=float(s.get("top_p", 1.0)),
-                            layout_scale=s.get("layout_scale"))
+    meta = meta if isinstance(meta, dict) else {}
+    s = meta.get("settings")
+    s = s if isinstance(s, dict) else {}
+    base = SearchRequest(prompt="")
+
+    def get(key: str, conv, default):
+        try:
+            v = s.get(key, default)
+            return default if v is None and default is not None else conv(v)
+        except (TypeError, ValueError, OverflowError):
+            return default
+    try:
+        params = SamplingParams(cfg=get("cfg", float, 3.0), temperature=get("temperature", float, 1.0),
+                                top_k=get("top_k", int, 0), top_p=get("top_p", float, 1.0),
+                                layout_scale=get("layout_scale", lambda v: None if v is None else float(v), None))
+    except ValueError:
+        params = base.params
     edit = None
-    if "edit" in s:
+    if isinstance(s.get("edit"), dict):
         from ..engine.edit import edit_from_metadata
-        edit = edit_from_metadata(s["edit"])
-    req = SearchRequest(prompt=meta.get("prompt", ""), method=s.get("method", "gridar"), n=int(s.get("n", 4)),
-                        seed=int(s.get("seed", 0)), params=params, strategy=s.get("strategy", "three-way"),
-                        prune=bool(s.get("prune", True)), reformulate=bool(s.get("reformulate", True)),
-                        threshold=s.get("threshold"), edit=edit, value_pick=bool(s.get("value_pick", True)),
-                        context=s.get("context", "source"),     # older files: edits forced the source's codes
-                        verify_by=s.get("verify_by", "view"), refill=s.get("refill", "copy"))
-    if "schedule" in s:
-        req = replace(req, schedule=tuple(Stage(**st) for st in s["schedule"]))
+        try:
+            edit = edit_from_metadata(s["edit"])
+        except Exception:       # noqa: BLE001 -- a record validate let through should decode; if not, no edit
+            log.warning("the edit recorded in the file could not be restored", exc_info=True)
+    prompt = meta.get("prompt", "")
+    req = SearchRequest(prompt=prompt if isinstance(prompt, str) else "", method=get("method", str, "gridar"),
+                        n=get("n", int, 4), seed=get("seed", int, 0), params=params,
+                        strategy=get("strategy", str, "three-way"), prune=get("prune", bool, True),
+                        reformulate=get("reformulate", bool, True),
+                        threshold=get("threshold", lambda v: None if v is None else float(v), None), edit=edit,
+                        value_pick=get("value_pick", bool, True),
+                        context=get("context", str, "source"),     # older files: edits forced the source's codes
+                        verify_by=get("verify_by", str, "view"), refill=get("refill", str, "copy"))
+    if isinstance(s.get("schedule"), list):
+        try:
+            req = replace(req, schedule=tuple(Stage(**st) for st in s["schedule"]))
+        except TypeError:
+            pass
     return req
 
 
