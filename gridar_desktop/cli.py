@@ -1,14 +1,99 @@
 """`gridar`: the command line. Each sub-command prints plain text or one JSON object and exits non-zero with a
-one-line message naming the problem on bad input."""
+one-line message naming the problem on bad input.
+
+Bad input is refused as early as it can be known: numbers by the parser (finite, in range), prompts by the model's
+prompt language read from the folder's gridar.json (no weights needed), and only then does a model load.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from typing import Callable
 
 from . import __version__
 from .engine.defaults import GRIDAR_DEFAULTS, REFILL, VERIFY_BY
 from .logs import setup_logging
+
+MAX_N = 64                      # candidates per run: beyond this a run does not fit a desktop GPU's memory
+GRIDAR_GROUP = 4                # GridAR works in groups of this many candidates (engine.search.GROUP)
+MAX_SEED = 2 ** 63 - 1          # seeds are 64-bit signed integers in torch
+SCENE_SIZES = (8, 2048)         # gridar scene --size, in pixels
+MAX_BATCH = 1024
+MAX_PROMPT_SET = 1_000_000
+
+
+class UsageError(Exception):
+    """A command line the parser refuses (the message is one line naming the argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block) and is raised, so `main` returns 2 in-process."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+            what: str = "") -> Callable[[str], int | float]:
+    """An argparse `type=` that accepts a finite number of `kind` within [lo, hi] ((lo, hi] with lo_open)."""
+    def show(x: float) -> str:
+        return str(x) if kind is int else f"{x:g}"
+    if lo is not None and hi is not None:
+        rng = (f"from {show(lo)} to {show(hi)}" if kind is int
+               else f"in {'(' if lo_open else '['}{show(lo)}, {show(hi)}]")
+    elif lo is not None:
+        rng = f"{'>' if lo_open else '>='} {show(lo)}"
+    else:
+        rng = ""
+    noun = "a whole number" if kind is int else "a finite number"
+    rule = f"{noun} {rng}".strip() + (f" ({what})" if what else "")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        if (lo is not None and (value <= lo if lo_open else value < lo)) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _text(text: str) -> str:
+    """An argparse `type=` for prompts and instructions: UTF-8 text that is not blank."""
+    from .engine.prompt_language import has_undecodable_bytes
+    if has_undecodable_bytes(text):
+        raise argparse.ArgumentTypeError("holds bytes that are not UTF-8 text; type it again in UTF-8")
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; type what the image should show")
+    return text
+
+
+def _seeds(text: str) -> list[int]:
+    """An argparse `type=` for a comma-separated list of seeds."""
+    seed = _number(int, 0, MAX_SEED)
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of whole numbers, e.g. 0,1, got {text!r}")
+    try:
+        return [seed(s) for s in items]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of whole numbers from 0 to {MAX_SEED}, "
+                                         f"e.g. 0,1, got {text!r}") from None
+
+
+SEED = _number(int, 0, MAX_SEED)
+CANDIDATES = _number(int, 1, MAX_N, what=f"for gridar a multiple of {GRIDAR_GROUP}")
+CFG = _number(float, 0, 100)
+TEMPERATURE = _number(float, 0, 100, lo_open=True)
+TOP_K = _number(int, 0)
+TOP_P = _number(float, 0, 1, lo_open=True)
+THRESHOLD = _number(float, 0, 1)
 
 
 def _cmd_scene(args: argparse.Namespace) -> int:
@@ -40,6 +125,34 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_candidates(args: argparse.Namespace) -> None:
+    """-n against the method, right after parsing (before any model loads)."""
+    if args.method == "gridar" and args.n % GRIDAR_GROUP:
+        raise UsageError(f"gridar {args.command}: argument -n: GridAR works in groups of {GRIDAR_GROUP} candidates, "
+                         f"so -n must be a multiple of {GRIDAR_GROUP} (got {args.n}; try "
+                         f"{max(GRIDAR_GROUP, args.n // GRIDAR_GROUP * GRIDAR_GROUP)})")
+
+
+def _model_language(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(the model's name, its prompt language) from the folder's small files: no torch, no weights. A folder that
+    cannot be used fails here, before anything loads."""
+    from .engine.models import check_model_folder, read_model_meta, resolve_model
+    folder = resolve_model(args.model)
+    check_model_folder(folder)
+    meta = read_model_meta(folder)
+    return meta.get("name") or f"the model in '{folder}'", meta.get("prompt_language")
+
+
+def _precheck_prompt(name: str, language: str | None, text: str) -> str:
+    """The model's prompt language applied to `text` before the model loads; the normalised prompt."""
+    from .engine.errors import PromptNotUnderstood
+    from .engine.prompt_language import check_prompt
+    try:
+        return check_prompt(language, text)
+    except PromptNotUnderstood as e:
+        raise PromptNotUnderstood(f"{name} cannot read this prompt: {e}") from None
+
+
 def _load(args: argparse.Namespace):
     from .engine.backend import JanusBackend
     from .engine.models import resolve_model
@@ -52,28 +165,32 @@ def _roles(backend):
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    name, language = _model_language(args)                  # before importing torch: bad input exits at once
+    prompt = _precheck_prompt(name, language, args.prompt)
     import time
+    from dataclasses import replace
 
     from PIL import Image
 
     from .engine.sampling import SamplingParams
     from .engine.search import Search, SearchRequest
     from .io.png import save_png
-    t0 = time.perf_counter()
-    backend = _load(args)
-    load_s = time.perf_counter() - t0
     n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    req = SearchRequest(prompt=args.prompt, method=args.method, n=n, seed=args.seed, params=params,
+    req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
                         strategy=args.strategy, threshold=args.threshold, verify_by=args.verify_by,
                         reformulate=args.reformulate, refill=args.refill)
     req.validate()
+    t0 = time.perf_counter()
+    backend = _load(args)
+    load_s = time.perf_counter() - t0
+    req = replace(req, prompt=backend.check_prompt(prompt))       # the tokenizer and the context length
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
     meta["settings"].update(model=args.model, device=str(backend.device))
-    save_png(Image.fromarray(res.images[res.best]), args.output, args.prompt, meta)
+    save_png(Image.fromarray(res.images[res.best]), args.output, req.prompt, meta)
     if args.json:
-        print(json.dumps({"output": args.output, "prompt": args.prompt, **meta["settings"], "chosen": res.best,
+        print(json.dumps({"output": args.output, "prompt": req.prompt, **meta["settings"], "chosen": res.best,
                           "scores": res.scores, "load_seconds": round(load_s, 3), "cost": res.cost.to_json()}))
     else:
         print(args.output)
@@ -81,42 +198,97 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .engine.bench import parse_methods, run_bench
-    from .io.atomic import atomic_write_text
-    from .shapes.promptsets import read_jsonl
-    prompts = read_jsonl(args.prompts)
-    if args.limit:
-        prompts = prompts[:args.limit]
+    from .engine.bench import PartialResults, bench_fingerprint, parse_methods, read_bench_prompts
     methods = parse_methods(args.methods)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    for label, req in methods:
+        if req.n < 1 or req.n > MAX_N or (req.method == "gridar" and req.n % GRIDAR_GROUP):
+            raise UsageError(f"gridar bench: argument --methods: '{label}': N must be 1..{MAX_N}"
+                             + (f" and a multiple of {GRIDAR_GROUP} for gridar" if req.method == "gridar" else ""))
+    name, language = _model_language(args)
+    read_bench_prompts(args.prompts, lambda text: _precheck_prompt(name, language, text))   # every line, no weights
     backend = _load(args)
-    report = run_bench(backend, _roles(backend), prompts, methods, seeds,
-                       progress=lambda m: print(m, file=sys.stderr), batch=args.batch)
+    from .engine.bench import run_bench
+    from .io.atomic import atomic_write_text
+    prompts = read_bench_prompts(args.prompts, backend.check_prompt)[:args.limit or None]
+    fingerprint = bench_fingerprint(prompts, methods, args.seeds, args.batch, model=args.model,
+                                    device=str(backend.device), dtype=args.dtype)
+    partial_path = f"{args.out}.partial.jsonl"
+    progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    partial = PartialResults(partial_path, fingerprint, progress)
+    try:
+        report = run_bench(backend, _roles(backend), prompts, methods, args.seeds, progress=progress,
+                           batch=args.batch, partial=partial)
+    except KeyboardInterrupt:
+        print(f"gridar bench: interrupted; {len(partial.units)} finished unit(s) kept in {partial_path}: run the "
+              "same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - said in one line, with where the finished work is
+        from .engine.errors import EngineError, out_of_memory
+        reason = out_of_memory(e) or e
+        if not isinstance(reason, (EngineError, ValueError, OSError)):
+            raise
+        raise EngineError(f"{reason} ({len(partial.units)} finished unit(s) kept in {partial_path}: the same "
+                          "command resumes)") from None
     report.update(model=args.model, prompts_file=args.prompts)
     atomic_write_text(args.out, json.dumps(report, indent=1))
+    partial.discard()
     print(args.out)
     return 0
 
 
+def _prepare_edit(backend, image, mask, args: argparse.Namespace):
+    """`prepare_edit`, with the one case its message cannot explain: a painted mask that resampling to the model's
+    size emptied (a tiny image or a thin stroke)."""
+    from .engine.edit import EditInputError, prepare_edit
+    try:
+        return prepare_edit(backend, image, mask, fit=args.fit, feather=args.feather)
+    except EditInputError as e:
+        size = backend.info.image_size
+        if str(e).startswith("the mask is empty") and mask.getextrema()[1] >= 128:
+            raise EditInputError(
+                f"the painted mask vanished when resampled to the model's {size}x{size} (the mask is "
+                f"{mask.width}x{mask.height}, the image {image.width}x{image.height}): the image is too small or "
+                "the stroke too thin; paint a larger area or use a larger image") from None
+        raise
+
+
 def _cmd_edit(args: argparse.Namespace) -> int:
+    from .engine.errors import PromptNotUnderstood
+    name, language = _model_language(args)
+    if args.target_prompt is not None:
+        target_prompt = _precheck_prompt(name, language, args.target_prompt)
+        instruction = args.instruction
+    else:
+        target_prompt = None
+        try:
+            instruction = _precheck_prompt(name, language, args.instruction)
+        except PromptNotUnderstood as e:
+            if language is None:
+                raise
+            raise PromptNotUnderstood(
+                f"{e}. {name} cannot follow free instructions: describe the edited scene with --target-prompt, e.g. "
+                "--target-prompt \"a blue circle and a red square\"") from None
+    from dataclasses import replace
+
     from PIL import Image
 
-    from .engine.edit import edit_prompt, prepare_edit
+    from .engine.edit import edit_prompt
     from .engine.sampling import SamplingParams
     from .engine.search import Search, SearchRequest
     from .io.png import load_image, save_png
     image, mask = load_image(args.image), load_image(args.mask, "L")
-    backend = _load(args)
-    prompt = edit_prompt(backend, args.instruction, args.target_prompt)
-    target = prepare_edit(backend, image, mask, fit=args.fit, feather=args.feather)
-    for note in target.notes:
-        print(f"gridar edit: {note}", file=sys.stderr)
     n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
-    req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
-                        strategy=args.strategy, edit=target, threshold=args.threshold, context=args.context,
+    req = SearchRequest(prompt="", method=args.method, n=n, seed=args.seed, params=params,
+                        strategy=args.strategy, threshold=args.threshold, context=args.context,
                         verify_by=args.verify_by, reformulate=args.reformulate, refill=args.refill)
     req.validate()
+    backend = _load(args)
+    prompt = backend.check_prompt(edit_prompt(backend, instruction, target_prompt), edit=True)
+    target = _prepare_edit(backend, image, mask, args)
+    for note in target.notes:
+        print(f"gridar edit: {note}", file=sys.stderr)
+    req = replace(req, prompt=prompt, edit=target)
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
     meta["settings"].update(model=args.model, device=str(backend.device))
@@ -144,38 +316,42 @@ VERIFY_BY_HELP = ("what GridAR's verdicts read: 'view' (the verifier reads the p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="gridar", description="GridAR Desktop on the command line: render and judge "
+    ap = _Parser(prog="gridar", description="GridAR Desktop on the command line: render and judge "
                                  "shapes-world scenes, generate images with GridAR, benchmark methods.")
     ap.add_argument("--version", action="version", version=f"gridar {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("scene", help="render a ground-truth scene for a prompt of the shapes grammar")
-    p.add_argument("prompt", help='e.g. "a red circle above a blue square"')
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("prompt", type=_text, help='e.g. "a red circle above a blue square"')
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--size", type=_number(int, *SCENE_SIZES), default=64,
+                   help=f"image side in pixels, {SCENE_SIZES[0]} to {SCENE_SIZES[1]} (default 64)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.set_defaults(func=_cmd_scene)
 
     p = sub.add_parser("judge", help="score an image against a prompt; prints one JSON object")
     p.add_argument("image")
-    p.add_argument("prompt")
+    p.add_argument("prompt", type=_text)
     p.set_defaults(func=_cmd_judge)
 
     p = sub.add_parser("generate", help="generate an image for a prompt with a local Janus-family model")
-    p.add_argument("prompt")
+    p.add_argument("prompt", type=_text, help="what the image should show (the demo model reads the shapes grammar; "
+                   "a prompt longer than the model's context is refused)")
     p.add_argument("--model", default="demo", help="'demo' (the bundled shapes model) or a local model folder")
     p.add_argument("--method", default="single", choices=["single", "best-of-n", "gridar"],
                    help="single: one sample; best-of-n: N samples, the scorer picks; gridar: the search")
-    p.add_argument("-n", type=int, default=4, help="candidates for best-of-n and gridar (gridar: a multiple of 4)")
+    p.add_argument("-n", type=CANDIDATES, default=4,
+                   help=f"candidates for best-of-n and gridar, 1 to {MAX_N} (gridar: a multiple of {GRIDAR_GROUP})")
     p.add_argument("--strategy", default="three-way", choices=["three-way", "replace"],
                    help="how GridAR uses a reformulated prompt")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cfg", type=float, default=2.0,
-                   help="guidance scale, Janus convention (default 2, the demo model's best; Janus-Pro uses 5)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--cfg", type=CFG, default=2.0,
+                   help="guidance scale, Janus convention, 0 to 100 (default 2, the demo model's best; Janus-Pro "
+                        "uses 5)")
+    p.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="above 0 (default 1)")
+    p.add_argument("--top-k", type=TOP_K, default=0, help="keep the k likeliest tokens; 0: off")
+    p.add_argument("--top-p", type=TOP_P, default=1.0, help="nucleus sampling, in (0, 1]; 1: off")
+    p.add_argument("--threshold", type=THRESHOLD, default=None, help=THRESHOLD_HELP)
     p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["generate"]["verify_by"], choices=VERIFY_BY,
                    help=VERIFY_BY_HELP + " (default: %(default)s)")
     p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
@@ -191,21 +367,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("edit", help="redraw the masked part of an image (white mask pixels) to follow a prompt")
     p.add_argument("image", help="the image to edit (any common format and size)")
     p.add_argument("mask", help="an image whose white pixels mark what to redraw (resampled if its size differs)")
-    p.add_argument("instruction", help="what should change; with the demo model, the edited scene in its grammar")
-    p.add_argument("--target-prompt", default=None, help="the whole edited scene (what the image should show)")
+    p.add_argument("instruction", type=_text,
+                   help="what should change; with the demo model, the edited scene in its grammar")
+    p.add_argument("--target-prompt", type=_text, default=None,
+                   help="the whole edited scene (what the image should show)")
     p.add_argument("--model", default="demo")
     p.add_argument("--method", default="gridar", choices=["single", "best-of-n", "gridar"])
-    p.add_argument("-n", type=int, default=4)
+    p.add_argument("-n", type=CANDIDATES, default=4,
+                   help=f"candidates, 1 to {MAX_N} (gridar: a multiple of {GRIDAR_GROUP})")
     p.add_argument("--strategy", default="replace", choices=["three-way", "replace"],
                    help="how GridAR uses a reformulated prompt (edits: prompt replacement, as the paper)")
     p.add_argument("--fit", default="resize", choices=["resize", "crop"],
                    help="how an image of another size is brought to the model's resolution")
-    p.add_argument("--feather", type=float, default=2.0, help="seam width in pixels, inside the mask")
+    p.add_argument("--feather", type=_number(float, 0, 1000), default=2.0,
+                   help="seam width in pixels, inside the mask (0 to 1000)")
     p.add_argument("--context", default="mixed", choices=["mixed", "source", "cleared"],
                    help="what the kept tokens around the mask show the model: the source as it is (suits a new "
                         "colour or shape), the source with the mask cleared (suits removing), or mixed: every other "
                         "candidate cleared, the verifier and the scorer choose (default)")
-    p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
+    p.add_argument("--threshold", type=THRESHOLD, default=None, help=THRESHOLD_HELP)
     p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["edit"]["verify_by"], choices=VERIFY_BY,
                    help=VERIFY_BY_HELP + " (default for edits: %(default)s, the one GridAR setting measured above "
                         "Best-of-N 4 on the edit benchmark)")
@@ -216,9 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=REFILL_HELP + "; an edit whose verifier is a value head redraws a candidate whose P(ends "
                                       "right) is below the chance a fresh draw ends right (default for edits: "
                                       "%(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cfg", type=float, default=2.0)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--cfg", type=CFG, default=2.0)
+    p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("-o", "--output", default="edit.png")
@@ -231,19 +411,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated METHOD:N; gridar variants: gridar-noprune, gridar-noreform, "
                         "gridar-replace, gridar-oneverify, gridar-reformonce, gridar-scorerpick, gridar-rollout, "
                         "gridar-redraw; variants combine, e.g. gridar-rollout-redraw")
-    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1], help="comma-separated seeds (default 0,1)")
     p.add_argument("--model", default="demo")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
-    p.add_argument("--batch", type=int, default=16, help="prompts run together in one batched search (results "
-                   "do not depend on it beyond float rounding)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--limit", type=_number(int, 0), default=0, help="use only the first N prompts (0: all)")
+    p.add_argument("--batch", type=_number(int, 1, MAX_BATCH), default=16,
+                   help=f"prompts run together in one batched search, 1 to {MAX_BATCH} (results do not depend on it "
+                        "beyond float rounding)")
+    p.add_argument("--out", required=True, help="the JSON report; finished work is kept in OUT.partial.jsonl "
+                   "meanwhile, and the same command resumes an interrupted bench from it")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("prompts", help="write a seeded benchmark prompt set (JSONL) by category")
-    p.add_argument("-n", type=int, default=300, help="number of prompts (default 300)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", type=_number(int, 1, MAX_PROMPT_SET), default=300,
+                   help=f"number of prompts, 1 to {MAX_PROMPT_SET:,} (default 300)")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--categories", default="", help="comma-separated subset of single,counting,pair,relation,triple")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_cmd_prompts)
@@ -252,20 +435,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) and getattr(args, "method", None) and hasattr(args, "n"):
+            _check_candidates(args)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     setup_logging()
+    from .engine.errors import EngineError, out_of_memory
     from .io.png import ImageFileError
     from .shapes.grammar import PromptError
-    from .engine.errors import EngineError
     from .shapes.scene import SceneError
     try:
         return args.func(args)
-    except (PromptError, ImageFileError, SceneError, EngineError, ValueError, OSError) as e:
-        print(f"gridar {args.command}: {e}", file=sys.stderr)
+    except UsageError as e:
+        print(e, file=sys.stderr)
         return 2
+    except (PromptError, ImageFileError, SceneError, EngineError, ValueError, OSError) as e:
+        print(f"gridar {args.command}: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (RuntimeError, MemoryError) as e:
+        oom = out_of_memory(e)
+        if oom is None:
+            raise
+        print(f"gridar {args.command}: {oom}", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    """A message as one line: a library's multi-line text (an OS error, a decoder) must not break the CLI's rule."""
+    return " ".join(str(e).split()) or e.__class__.__name__
 
 
 if __name__ == "__main__":

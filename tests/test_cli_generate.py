@@ -100,14 +100,14 @@ def test_edit_errors(folder, edit_files, capsys):
 
 
 def test_generate_threshold_option_is_used_and_recorded(folder, tmp_path, capsys):
-    """--threshold 1.01 rejects every candidate (each group then keeps all); the PNG records the value; without it
+    """--threshold 1 rejects every candidate (P is below 1) (each group then keeps all); the PNG records the value; without it
     the tiny model (no calibrated threshold) prunes at the default."""
     from gridar_desktop.engine.search import DEFAULT_THRESHOLD
     out = tmp_path / "t.png"
     assert cli_main(["generate", "two red circles", "--model", str(folder), "--method", "gridar", "-n", "4",
-                     "--device", "cpu", "--threshold", "1.01", "-o", str(out)]) == 0
+                     "--device", "cpu", "--threshold", "1.0", "-o", str(out)]) == 0
     meta = read_metadata(out)
-    assert meta["settings"]["threshold"] == 1.01
+    assert meta["settings"]["threshold"] == 1.0
     assert all(node["all_rejected_groups"] == [0] for node in meta["tree"])
     assert cli_main(["generate", "two red circles", "--model", str(folder), "--method", "gridar", "-n", "4",
                      "--device", "cpu", "-o", str(out)]) == 0
@@ -137,7 +137,7 @@ def test_edit_defaults_to_rollout_verdicts_and_refill_by_redraw(folder, edit_fil
     # each slot draws its band again
     assert cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
                      "--target-prompt", "a green circle and a blue square", "--model", str(folder), "-n", "4",
-                     "--device", "cpu", "--threshold", "1.01", "-o", str(out)]) == 0
+                     "--device", "cpu", "--threshold", "1.0", "-o", str(out)]) == 0
     meta = read_metadata(out)
     assert meta["settings"]["refill"] == "redraw" and meta["settings"]["verify_by"] == "rollout"
     assert meta["tree"] and all(node["redraw"] == [True] * 4 and node["all_rejected_groups"] == []

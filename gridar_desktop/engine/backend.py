@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ModelLoadError, PromptNotUnderstood
+from .models import check_model_folder  # noqa: F401 - the folder check lives with the JSON checks (torch-free)
 
 log = logging.getLogger("gridar.engine")
 
@@ -112,33 +113,6 @@ def partial_edit_codes(codes: torch.Tensor, hidden: torch.Tensor, k: int, cols: 
     is being replaced; an empty canvas does not."""
     hidden = hidden.to(codes.device)
     return continue_codes(torch.where(hidden, torch.full_like(codes, blank), codes), k, cols, hidden)
-
-
-def check_model_folder(folder: str | Path) -> dict:
-    """Validate a Janus folder without loading weights (config.json's fields, the weights' format, the tokenizer
-    files); returns its config dict or raises `ModelLoadError` naming the file and what is wrong."""
-    from .models import check_config, read_json_file
-    path = Path(folder).expanduser()
-    if not path.exists():
-        raise ModelLoadError(f"model folder '{path}' does not exist")
-    if not path.is_dir():
-        raise ModelLoadError(f"'{path}' is a file; choose the folder that holds config.json and the weights")
-    cfg_file = path / "config.json"
-    if not cfg_file.is_file():
-        raise ModelLoadError(f"'{path}' has no config.json: it is not a transformers model folder")
-    cfg = check_config(read_json_file(cfg_file), cfg_file)
-    if not any(path.glob("*.safetensors")):
-        bins = sorted(p.name for p in path.glob("*.bin"))
-        if bins:
-            raise ModelLoadError(
-                f"'{path}' holds only {', '.join(bins[:2])}{' ...' if len(bins) > 2 else ''}; GridAR loads "
-                "safetensors only (a .bin file is a pickle that can run code): convert it on a machine you trust "
-                "with transformers (from_pretrained, then save_pretrained, which writes model.safetensors)")
-        raise ModelLoadError(f"'{path}' has no .safetensors weights")
-    if not ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()):
-        raise ModelLoadError(f"'{path}' has no tokenizer files (tokenizer.json / tokenizer_config.json); copy the "
-                             "whole model folder, processor files included")
-    return cfg
 
 
 def quiet_transformers() -> None:

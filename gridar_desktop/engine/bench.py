@@ -1,18 +1,25 @@
 """`gridar bench`: run methods over a prompt file and seeds; judge every chosen image; sum the cost records.
 
 The judge only measures here: each method chooses its image with its own scorer before the judge sees it.
+
+A bench runs for minutes to hours, so it keeps what it finishes: every finished unit (one method, one seed, one
+batch of prompts) is written to a partial file as it ends, and a rerun with the same settings skips the units found
+there. A failure or an interrupt then costs only the unit that was running.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..shapes.judge import judge
 from .backend import JanusBackend
-from .cost import CostRecord
+from .cost import CostRecord, RoleCost
 from .roles import Roles
 from .search import ONE_VERIFICATION, REFORMULATE_ONCE, Search, SearchRequest
 
@@ -66,10 +73,118 @@ def parse_methods(spec: str) -> list[tuple[str, SearchRequest]]:
     return out
 
 
+def read_bench_prompts(path: str | Path, check: Callable[[str], str] | None = None) -> list[dict]:
+    """A bench prompt file: JSONL, one {"prompt": text, "category": name} per line (blank lines skipped). Every
+    line is checked before any model work, and `check` (the model's prompt check, returning the normalised text)
+    runs on every prompt; a problem is a `ValueError` naming the file and the line."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file; give a JSONL prompt file (gridar prompts writes one)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a UTF-8 text file of JSON lines (is it an image?); give a JSONL prompt "
+                         "file, e.g. one written by gridar prompts") from None
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{i}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: not a JSON line ({e.msg}); each line is {{\"prompt\": \"...\"}}") from None
+        except RecursionError:
+            raise ValueError(f"{where}: nested too deeply; each line is {{\"prompt\": \"...\"}}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: a JSON {type(row).__name__}, not an object; each line is "
+                             "{\"prompt\": \"...\", \"category\": \"...\"}")
+        if "prompt" not in row:
+            keys = ", ".join(repr(k) for k in list(row)[:4]) or "none"
+            raise ValueError(f"{where}: no \"prompt\" field (found {keys}); each line is {{\"prompt\": \"...\"}}")
+        if not isinstance(row["prompt"], str):
+            raise ValueError(f"{where}: \"prompt\" must be text, got {type(row['prompt']).__name__}")
+        if "category" in row and not isinstance(row["category"], str):
+            raise ValueError(f"{where}: \"category\" must be text, got {type(row['category']).__name__}")
+        if check is not None:
+            try:
+                row = {**row, "prompt": check(row["prompt"])}
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f"{where}: {e}") from None
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} holds no prompts; each line is {{\"prompt\": \"...\"}} (gridar prompts writes one)")
+    return rows
+
+
+def bench_fingerprint(prompts: list[dict], methods: list[tuple[str, SearchRequest]], seeds: list[int], batch: int,
+                      **settings) -> dict:
+    """What decides a bench's results: a partial file from a run with another fingerprint is not resumed."""
+    digest = hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest()
+    return {"prompts_sha256": digest, "prompts": len(prompts), "methods": [m for m, _ in methods],
+            "seeds": list(seeds), "batch": batch, **settings}
+
+
+def _cost_from_json(j: dict) -> CostRecord:
+    """The inverse of `CostRecord.to_json` (encoder FLOPs outside the token rows come back as extra_flops)."""
+    cost = CostRecord(image_tokens=j["image_tokens"], vq_decodes=j["vq_decodes"], wall_seconds=j["wall_seconds"],
+                      waiting_seconds=j.get("waiting_seconds", 0.0), roles={})
+    for name, r in j["roles"].items():
+        rows = r["prefill_token_rows"] + r["decode_token_rows"]
+        cost.roles[name] = RoleCost(params=r["params"], prefill_token_rows=r["prefill_token_rows"],
+                                    decode_token_rows=r["decode_token_rows"], calls=r["calls"],
+                                    extra_flops=r["flops"] - 2.0 * r["params"] * rows)
+    return cost
+
+
+class PartialResults:
+    """The finished units of a bench, kept in a JSONL file (first line: the fingerprint; then one line per unit),
+    rewritten atomically after each unit so a kill leaves the previous state whole."""
+
+    def __init__(self, path: str | Path | None, fingerprint: dict,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.fingerprint = fingerprint
+        self.units: dict[str, dict] = {}
+        if self.path is None or not self.path.is_file():
+            return
+        try:
+            lines = [json.loads(x) for x in self.path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        except (ValueError, OSError, RecursionError):
+            lines = []
+        if lines and isinstance(lines[0], dict) and lines[0].get("bench") == fingerprint:
+            self.units = {u["unit"]: u for u in lines[1:] if isinstance(u, dict) and "unit" in u}
+            if progress and self.units:
+                progress(f"resuming: {len(self.units)} finished unit(s) read from {self.path}")
+        elif progress:
+            progress(f"{self.path} is from a bench with other settings; starting over")
+
+    def get(self, key: str) -> dict | None:
+        return self.units.get(key)
+
+    def add(self, key: str, rows: list, cost: CostRecord) -> None:
+        self.units[key] = {"unit": key, "rows": rows, "cost": cost.to_json()}
+        if self.path is None:
+            return
+        from ..io.atomic import atomic_write_text
+        lines = [json.dumps({"bench": self.fingerprint})] + [json.dumps(u) for u in self.units.values()]
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+    def discard(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def run_bench(backend: JanusBackend, roles: Roles, prompts: list[dict], methods: list[tuple[str, SearchRequest]],
-              seeds: list[int], progress: Callable[[str], None] | None = None, batch: int = 16) -> dict:
+              seeds: list[int], progress: Callable[[str], None] | None = None, batch: int = 16,
+              partial: PartialResults | None = None) -> dict:
     """Each method over every prompt and seed; `batch` prompts run as one batched search (each keeps its own seed
-    and draws, see `engine.search`). Job seeds: seed * 100003 + prompt index."""
+    and draws, see `engine.search`). Job seeds: seed * 100003 + prompt index. With `partial`, each finished unit
+    (method, seed, batch) is recorded there as it ends, and units already there are not run again."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
     report: dict = {"prompts": len(prompts), "seeds": seeds, "batch": batch, "methods": {}}
     for label, template in methods:
         per_seed: dict[int, list[tuple[str, int, float]]] = {}
@@ -77,14 +192,24 @@ def run_bench(backend: JanusBackend, roles: Roles, prompts: list[dict], methods:
         for seed in seeds:
             rows = []
             for at in range(0, len(prompts), batch):
+                key = f"{label}|seed {seed}|prompts {at}-{min(at + batch, len(prompts)) - 1}"
+                done = partial.get(key) if partial is not None else None
+                if done is not None:
+                    rows += [tuple(r) for r in done["rows"]]
+                    cost.merge(_cost_from_json(done["cost"]))
+                    continue
                 chunk = prompts[at:at + batch]
                 reqs = [replace(template, prompt=row["prompt"], seed=seed * 100_003 + at + i)
                         for i, row in enumerate(chunk)]
                 results = Search(backend, roles, reqs).run_all()
-                cost.merge(results[0].cost)                     # one record for the whole batch
+                unit_rows = []
                 for row, res in zip(chunk, results):
                     j = judge(res.images[res.best], row["prompt"])
-                    rows.append((row.get("category", "all"), j.strict, j.partial))
+                    unit_rows.append((row.get("category", "all"), j.strict, j.partial))
+                cost.merge(results[0].cost)                     # one record for the whole batch
+                rows += unit_rows
+                if partial is not None:
+                    partial.add(key, [list(r) for r in unit_rows], results[0].cost)
             per_seed[seed] = rows
             if progress:
                 progress(f"{label} seed {seed}: strict {np.mean([r[1] for r in rows]):.3f} "

@@ -207,3 +207,29 @@ def read_model_meta(folder: str | Path) -> dict:
     if not file.is_file():
         return {}
     return check_meta(read_json_file(file), file)
+
+
+def check_model_folder(folder: str | Path) -> dict:
+    """Validate a Janus folder without loading weights (config.json's fields, the weights' format, the tokenizer
+    files); returns its config dict or raises `ModelLoadError` naming the file and what is wrong."""
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model folder '{path}' does not exist")
+    if not path.is_dir():
+        raise ModelLoadError(f"'{path}' is a file; choose the folder that holds config.json and the weights")
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise ModelLoadError(f"'{path}' has no config.json: it is not a transformers model folder")
+    cfg = check_config(read_json_file(cfg_file), cfg_file)
+    if not any(path.glob("*.safetensors")):
+        bins = sorted(p.name for p in path.glob("*.bin"))
+        if bins:
+            raise ModelLoadError(
+                f"'{path}' holds only {', '.join(bins[:2])}{' ...' if len(bins) > 2 else ''}; GridAR loads "
+                "safetensors only (a .bin file is a pickle that can run code): convert it on a machine you trust "
+                "with transformers (from_pretrained, then save_pretrained, which writes model.safetensors)")
+        raise ModelLoadError(f"'{path}' has no .safetensors weights")
+    if not ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()):
+        raise ModelLoadError(f"'{path}' has no tokenizer files (tokenizer.json / tokenizer_config.json); copy the "
+                             "whole model folder, processor files included")
+    return cfg
