@@ -164,8 +164,7 @@ def _scan_png(f: IO[bytes]) -> _PngHeader | None:
             pos = f.tell()
             if _keyword(f, start, length) == META_KEY.encode():
                 meta.append((kind, start, length))
-            elif length > MAX_TEXT_BYTES:
-                big = True
+            big = big or length > MAX_TEXT_BYTES
             f.seek(pos)
     return _PngHeader(size, big, meta)
 
