@@ -57,9 +57,9 @@ def backend():
     return tiny_backend(seed=3)
 
 
-def run(backend, roles, policy=None, emit=None, cancel=None, **kw):
+def run(backend, roles, policy=None, emit=None, cancel=None, live_previews=False, **kw):
     req = SearchRequest(prompt=PROMPT, **{"n": 4, "seed": 11, **kw})
-    return Search(backend, roles, req, policy, emit, cancel).run()
+    return Search(backend, roles, req, policy, emit, cancel, live_previews).run()
 
 
 def test_pruning_refills_rejected_slots_with_survivors(backend):
@@ -459,3 +459,96 @@ def test_redraw_refill_draws_fresh_bands_in_the_rejected_slots(backend):
         SearchRequest(prompt=PROMPT, refill="clone").validate()
     from gridar_desktop.engine.bench import parse_methods
     assert parse_methods("gridar-redraw:4")[0][1].refill == "redraw"
+
+
+# -- cancel latency: an abort asked in the middle of a piece of work stops it there, not after it ----------------
+
+class LayerCounter:
+    """Counts the language model's layer forwards and the VQ decoder's block forwards (forward hooks run only
+    when a block ran), and the ones run after `mark()`."""
+
+    def __init__(self, model):
+        self.lm = self.vq = 0
+        self.at = None
+        lm = model.model.language_model
+        self.handles = [layer.register_forward_hook(lambda *a: self._count("lm")) for layer in lm.layers]
+        self.handles += [block.register_forward_hook(lambda *a: self._count("vq"))
+                         for up in model.model.vqmodel.decoder.up for block in up.block]
+
+    def _count(self, kind):
+        setattr(self, kind, getattr(self, kind) + 1)
+
+    def mark(self):
+        self.at = (self.lm, self.vq)
+
+    def after(self):
+        return (self.lm - self.at[0], self.vq - self.at[1])
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+@pytest.fixture()
+def real_roles():
+    from gridar_desktop.engine.janus_roles import JanusRoles
+    torch.set_num_threads(1)
+    b = tiny_backend(seed=5)
+    return b, JanusRoles(b)
+
+
+def _abort_inside(obj, name, token, counter, when=lambda *a, **k: True):
+    """Wrap obj.name so that the abort arrives just as the call starts (when `when` says so)."""
+    original = getattr(obj, name)
+
+    def wrapped(*a, **k):
+        if when(*a, **k) and not token.aborted:
+            counter.mark()
+            token.abort()
+        return original(*a, **k)
+    setattr(obj, name, wrapped)
+
+
+@pytest.mark.parametrize("role", ["verify", "reformulate"])
+def test_an_abort_during_a_role_call_stops_inside_it(real_roles, role):
+    b, roles = real_roles
+    token, counter = CancelToken(), LayerCounter(b.model)
+    _abort_inside(roles, role, token, counter)
+    with pytest.raises(Cancelled):
+        run(b, roles, cancel=token, live_previews=False)
+    counter.close()
+    assert counter.at is not None and counter.after() == (0, 0)    # not one more layer of the role's forward
+
+
+def test_an_abort_during_a_preview_decode_stops_inside_it(real_roles):
+    b, roles = real_roles
+    token, counter = CancelToken(), LayerCounter(b.model)
+    _abort_inside(b, "decode_tokens", token, counter)
+    with pytest.raises(Cancelled):
+        run(b, roles, cancel=token, live_previews=True)
+    counter.close()
+    assert counter.at is not None and counter.after() == (0, 0)
+
+
+def test_an_abort_at_the_end_of_a_rollout_does_not_score_it(real_roles):
+    """Verdicts from one completion: an abort as the completions are decoded to images stops before the scorer
+    reads them."""
+    b, roles = real_roles
+    token, counter = CancelToken(), LayerCounter(b.model)
+    completing = []
+    _abort_inside(b, "decode_tokens", token, counter, when=lambda tokens: bool(completing))
+    with pytest.raises(Cancelled):
+        run(b, roles, cancel=token, verify_by="rollout",
+            emit=lambda e: isinstance(e, ev.Completing) and completing.append(e))
+    counter.close()
+    assert completing and counter.after() == (0, 0)
+
+
+def test_checkpoints_check_only_the_running_jobs_token(real_roles):
+    """Outside a job the hooked model runs as usual, even when some earlier job's token was aborted."""
+    b, roles = real_roles
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        run(b, roles, cancel=token, emit=lambda e: isinstance(e, ev.BandStarted) and token.abort())
+    assert b.decode_tokens(torch.zeros((1, 64), dtype=torch.long)).shape == (1, 64, 64, 3)
+    assert run(b, roles).tokens.shape == (4, 64)

@@ -22,7 +22,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from ..engine import events as ev
-from ..engine.cancel import CancelToken
+from ..engine.cancel import CancelToken, active, install_checkpoints
 from ..engine.errors import Cancelled, EngineError
 from ..engine.search import PruneDecision, Search, SearchRequest, SearchResult, VerdictReview
 
@@ -56,6 +56,7 @@ def _load(spec: str, device: str, step=lambda text, frac: None) -> LoadedModel:
     backend = JanusBackend.load(folder, device=device)
     step("Preparing the verifier, scorer and reformulator", 0.8)
     roles = JanusRoles(backend)
+    install_checkpoints(backend.model)          # an abort stops any forward pass between two layers
     step("Encoding the empty canvas", 0.9)
     _ = backend.blank_token
     step("Ready", 1.0)
@@ -182,7 +183,7 @@ class Studio(QObject):
                 text = edit_prompt(backend, text, None)
             check = getattr(backend, "check_prompt", None)
             if check is not None:
-                check(text)
+                check(text, edit=edit)
             elif not text.strip():
                 return "Type a prompt first: describe the image you want."
             else:
@@ -239,9 +240,13 @@ class Studio(QObject):
             t = time.perf_counter()
             loop.call_soon_threadsafe(self._deliver, e, t)
         model, token, policy, live = self.model, self._token, ArtistPolicy(self, loop), self.live_previews
+        failed = False
 
         def job() -> SearchResult:             # GPU thread: the edit's encode and the whole search
-            req = request
+            with active(token):                # an abort during the edit's encode stops it between layers
+                return run(request)
+
+        def run(req: SearchRequest) -> SearchResult:
             if edit is not None:
                 import numpy as np
                 from PIL import Image
@@ -249,7 +254,7 @@ class Studio(QObject):
                 from ..engine.edit import edit_prompt, prepare_edit
                 target = prepare_edit(model.backend, Image.fromarray(edit.image),
                                       Image.fromarray(np.asarray(edit.mask, np.uint8) * 255), "resize", edit.feather)
-                req = replace(request, prompt=edit_prompt(model.backend, request.prompt, None), edit=target,
+                req = replace(req, prompt=edit_prompt(model.backend, request.prompt, None), edit=target,
                               context=edit.context)
             search = Search(model.backend, model.roles if req.method != "single" else None, req, policy, emit,
                             token, live_previews=live)
@@ -269,9 +274,12 @@ class Studio(QObject):
             log.exception("generation failed")
             self.error.emit(describe_error(e))
             self.status.emit("Generation failed")
+            failed = True
             return None
         finally:
             self._end_job(token)
+            if failed:
+                self._release_memory()
         self.result, self.chosen = result, result.best
         self.result_ready.emit(result)
         c = result.cost
@@ -279,6 +287,16 @@ class Studio(QObject):
         self.status.emit(("Stopped after a band" if result.stopped_early else "Done") +
                          f" in {c.compute_seconds:.1f}s; best candidate {result.best + 1}")
         return result
+
+    def _release_memory(self) -> None:
+        """After a failed run (out of memory above all): the failed search's tensors are held by the exception's
+        frames, which form cycles; collect them and hand the freed device memory back so the next run can use it."""
+        import gc
+        gc.collect()
+        backend = self.model.backend if self.model else None
+        if backend is not None and str(getattr(backend, "device", "cpu")).startswith("cuda"):
+            import torch
+            torch.cuda.empty_cache()
 
     def _end_job(self, token: CancelToken) -> None:
         """The worker has stopped: close any question, leave the busy (and aborting) state. Idempotent."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .cancel import checkpoint
+
 
 def supports(lm) -> bool:
     """Whether `lm` looks like the Llama layout this forward writes out."""
@@ -49,6 +51,7 @@ def forward(lm, x: torch.Tensor, mask: torch.Tensor | None, positions: torch.Ten
             allowed = allowed & causal
         attn_mask = allowed
     for i, layer in enumerate(lm.layers):
+        checkpoint()                            # the layer modules' own hooks do not run here
         a = layer.self_attn
         h = layer.input_layernorm(x)
         q, k, v = a.q_proj(h), a.k_proj(h), a.v_proj(h)

@@ -38,7 +38,7 @@ import torch
 
 from . import events as ev
 from .backend import JanusBackend
-from .cancel import CancelToken
+from .cancel import CancelToken, active, install_checkpoints
 from .cost import CostRecord
 from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_mask
 from .defaults import REFILL, ROLLOUT_THRESHOLD, VERIFY_BY
@@ -285,6 +285,9 @@ class Search:
         self.policy = policy or AutoPolicy()
         self.emit = (emit or (lambda e: None)) if len(jobs) == 1 else (lambda e: None)
         self.cancel = cancel or CancelToken()
+        # an abort waits for one layer of a forward pass, not for a whole role call or preview decode
+        install_checkpoints(getattr(backend, "model", None))
+        install_checkpoints(getattr(roles, "model", None))
         self.live_previews = live_previews      # decode every token row for the GUI (costs VQ decodes)
         self.cost = CostRecord()
         gens = [new_generator(r.seed, backend.device) for r in jobs]
@@ -332,9 +335,10 @@ class Search:
     def run_all(self) -> list[SearchResult]:
         self.cost.start()
         try:
-            if self.req.method == "gridar":
-                return self._gridar()
-            return self._plain()
+            with active(self.cancel):
+                if self.req.method == "gridar":
+                    return self._gridar()
+                return self._plain()
         finally:
             self.cost.stop()
 
@@ -412,6 +416,7 @@ class Search:
             if k % self.b.info.cols == 0:           # one event per token row keeps the GUI queue short
                 self.emit(ev.TokenProgress(stage, k, total))
                 if self.live_previews and k < total:
+                    self.cancel.check()
                     self.emit(ev.RowPreview(stage, k // self.b.info.cols, self._previews(st.tokens)))
         if self.edits and to_row == self.end_row:
             state = self._decode_rest(state, progress)
@@ -474,7 +479,9 @@ class Search:
     def _finish(self, state: DecodeState, stopped: bool) -> list[SearchResult]:
         if stopped:                                   # an edit stopped early: keep the source below the band
             state = replace(state, tokens=self._with_source(state.tokens))
+        self.cancel.check()
         images = self._final_images(state.tokens)
+        self.cancel.check()
         scores = self._score(images) if not stopped else [0.0] * len(images)
         tokens = state.tokens.cpu()
         w = self.final_weight()
@@ -559,10 +566,12 @@ class Search:
             self.emit(ev.BandCandidates(i, to_row, previews.copy()))
             views = self._views(previews, to_row)
             if stage.verify and req.prune and self.roles is not None:
+                self.cancel.check()
                 state, previews = self._prune(state, previews, views, i, nodes)
                 views = self._views(previews, to_row)         # pruning copies within a job: same masks
             self.emit(ev.BandAccepted(i, to_row, previews.copy()))
             if stage.reformulate and req.reformulate and self.roles is not None:
+                self.cancel.check()
                 state = self._relayout(state, views, i, nodes)
             for j, node in enumerate(nodes):
                 self.nodes[j].append(node)
