@@ -552,3 +552,40 @@ def test_checkpoints_check_only_the_running_jobs_token(real_roles):
         run(b, roles, cancel=token, emit=lambda e: isinstance(e, ev.BandStarted) and token.abort())
     assert b.decode_tokens(torch.zeros((1, 64), dtype=torch.long)).shape == (1, 64, 64, 3)
     assert run(b, roles).tokens.shape == (4, 64)
+
+
+def test_a_refill_from_a_rejected_slot_continues_what_that_slot_continues():
+    """The card says "3 from 2": the run does that. 2 itself continues 4, so 3 does too (never a silent other)."""
+    import random
+    for seed in range(10):
+        d = settle(PruneDecision([True, False, False, True], [0, 3, 1, 3]), random.Random(seed))
+        assert d.sources == [0, 3, 3, 3] and d.keep == [True, False, False, True]
+        # 2 has no chosen source (a random survivor is drawn): 3 from 2 follows that draw
+        d = settle(PruneDecision([True, False, False, True], [0, -1, 1, 3]), random.Random(seed))
+        assert d.sources[1] in (0, 3) and d.sources[2] == d.sources[1]
+
+
+def test_a_refill_that_cannot_take_effect_as_stated_is_refused():
+    import random
+
+    from gridar_desktop.engine.search import DecisionError
+    with pytest.raises(DecisionError, match="candidate 3 is to continue candidate 2, which is redrawn"):
+        settle(PruneDecision([True, False, False, True], [0, 1, 1, 3], redraw=[False, True, False, False]),
+               random.Random(0))
+    with pytest.raises(DecisionError, match="go round in a circle"):
+        settle(PruneDecision([True, False, False, True], [0, 2, 1, 3]), random.Random(0))
+    with pytest.raises(DecisionError, match="not in its group"):
+        settle(PruneDecision([True, False, True, True] * 2, [0, 5, 2, 3, 4, 5, 6, 7]), random.Random(0))
+
+
+def test_the_run_copies_what_the_decision_says_and_reports_it(backend):
+    """Through a search: the Replacements event and the tree carry the effective sources, and the copies are
+    exact."""
+    class Chains(AutoPolicy):
+        def review_verdicts(self, review):
+            return PruneDecision([True, False, False, True], [0, 3, 1, 3]) if review.stage == 0 else review.proposed
+    events = []
+    res = run(backend, ScriptedRoles(), policy=Chains(), emit=events.append)
+    rep = next(e for e in events if isinstance(e, ev.Replacements))
+    assert rep.sources == (0, 3, 3, 3) and res.tree[0]["sources"] == [0, 3, 3, 3]
+    assert torch.equal(res.tokens[2, :16], res.tokens[3, :16]) and torch.equal(res.tokens[1, :16], res.tokens[3, :16])

@@ -44,7 +44,7 @@ from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_ma
 from .defaults import REFILL, ROLLOUT_THRESHOLD, VERIFY_BY
 from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, fork,
                      merge_streams, new_generator, order_streams, prefill, select, start)
-from .errors import PromptNotUnderstood
+from .errors import EngineError, PromptNotUnderstood
 from .roles import PartialView, Roles, validate_reformulation
 from .sampling import SamplingParams
 
@@ -192,9 +192,17 @@ def propose_pruning(p_possible: list[float], threshold: float, rng: random.Rando
     return settle(PruneDecision(keep, [-1] * len(keep), redraw=redraw), rng, kinds)
 
 
+class DecisionError(EngineError, ValueError):
+    """A review decision the search cannot carry out as stated (a refill from a redrawn slot, from another group,
+    or a circle of refills); the message names the slots."""
+
+
 def settle(d: PruneDecision, rng: random.Random, kinds: Sequence[str] | None = None) -> PruneDecision:
-    """Make a (possibly hand-edited) decision consistent: kept slots source themselves; a rejected slot's source
-    must be a survivor of its group (else a random one is drawn); an all-rejected group keeps everything.
+    """Make a (possibly hand-edited) decision consistent, and its sources the ones that take effect: kept slots
+    source themselves; a rejected slot with no source (-1, or itself) gets a random survivor of its group; a rejected
+    slot whose source is another rejected slot of the group continues what that slot continues (3 from 2 and 2 from
+    4: both continue 4), never a silently different one; an all-rejected group keeps everything. A source that
+    cannot take effect as stated (outside the group, a redrawn slot, a circle) is a `DecisionError`.
     `kinds` (per slot, e.g. the context of a mixed edit): a drawn source is a survivor of the slot's own kind, and
     a rejected slot with none continues itself, so pruning does not collapse the kinds (a source the artist chose
     across kinds stands)."""
@@ -210,17 +218,33 @@ def settle(d: PruneDecision, rng: random.Random, kinds: Sequence[str] | None = N
             for i in slots:
                 keep[i], sources[i] = True, i
             continue
+        unset = {i for i in slots if not keep[i] and not redraw[i] and sources[i] in (-1, i)}
         for i in slots:
             if keep[i] or redraw[i]:
                 sources[i] = i
-            elif not survivors:                # the group's other rejected slots are redrawn: this one stays
-                keep[i], sources[i] = True, i
-            elif sources[i] not in survivors:
+            elif i in unset:
                 mine = survivors if kinds is None else [x for x in survivors if kinds[x] == kinds[i]]
-                if mine:
+                if mine:                       # (no survivor at all: the group's other rejected slots are redrawn)
                     sources[i] = rng.choice(mine)
                 else:
                     keep[i], sources[i] = True, i
+            elif sources[i] not in slots:
+                raise DecisionError(f"candidate {i + 1} is to continue candidate {sources[i] + 1}, which is not in "
+                                    f"its group of {GROUP}: choose a kept candidate of its group")
+        for i in slots:                        # follow chains of rejected slots to the survivor they end at
+            if keep[i] or redraw[i]:
+                continue
+            seen = [i]
+            while not keep[sources[seen[-1]]]:
+                j = sources[seen[-1]]
+                if redraw[j]:
+                    raise DecisionError(f"candidate {i + 1} is to continue candidate {j + 1}, which is redrawn: "
+                                        f"choose a kept candidate, or redraw {i + 1} too")
+                if j in seen:
+                    raise DecisionError("the refills of candidates " + ", ".join(str(x + 1) for x in seen) +
+                                        " go round in a circle: choose a kept candidate for one of them")
+                seen.append(j)
+            sources[i] = sources[seen[-1]]
     return PruneDecision(keep, sources, empty, redraw if any(redraw) else [])
 
 
