@@ -12,8 +12,8 @@ from PIL import Image, PngImagePlugin
 
 from gridar_desktop.cli import main
 from gridar_desktop.io import png as png_io
-from gridar_desktop.io.png import (MAX_PIXELS, ImageFileError, decode_png_bytes, load_image, read_metadata_checked,
-                                   save_image, save_png)
+from gridar_desktop.io.png import (MAX_PIXELS, ImageFileError, check_image, decode_png_bytes, load_image,
+                                   read_metadata_checked, save_image, save_png)
 
 
 # -- building files cheaply ----------------------------------------------------------------------------------------
@@ -85,6 +85,20 @@ def test_load_image_refuses(kind, message, tmp_path):
     assert message in str(e.value) and str(p) in str(e.value)
     if "pixels" in message:
         assert "limit" in str(e.value) and p.stat().st_size < 200_000        # refused from the header of a small file
+
+
+@pytest.mark.parametrize("kind,message", BAD)
+def test_check_image_refuses_the_same_from_the_header(kind, message, tmp_path):
+    p = make_bad(kind, tmp_path)
+    with deadline(20), pytest.raises(ImageFileError) as e:
+        check_image(p)
+    assert message in str(e.value) and str(p) in str(e.value)
+
+
+def test_check_image_gives_the_size(tmp_path):
+    Image.new("RGB", (30, 20)).save(tmp_path / "a.png")
+    Image.new("RGB", (30, 20)).save(tmp_path / "a.jpg")
+    assert check_image(tmp_path / "a.png") == check_image(tmp_path / "a.jpg") == (30, 20)
 
 
 @pytest.mark.parametrize("kind,message", BAD)
@@ -230,7 +244,7 @@ def test_jpeg_and_webp_keep_the_parameters_but_say_the_tree_is_not_kept(tmp_path
         path, notes = save_image(img, tmp_path / f"a{suffix}", "two red circles", meta)
         assert len(notes) == 1 and "tree" in notes[0]
         with Image.open(path) as im:
-            comment = im.getexif().get_ifd(0x8769).get(0x9286) or im.getexif().get(0x9286)
+            comment = im.getexif().get_ifd(0x8769).get(0x9286)          # UserComment, where A1111 puts it
         assert comment is not None and "two red circles" in bytes(comment)[8:].decode("utf-16-be")
     lossless = np.asarray(Image.open(tmp_path / "a.webp").convert("RGB"))
     assert (lossless == (1, 2, 3)).all()

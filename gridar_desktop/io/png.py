@@ -85,8 +85,8 @@ def save_image(image: Image.Image, path: str | Path, prompt: str = "",
         kwargs = {"quality": 95} if fmt == "JPEG" else {"lossless": True}
         if params:
             exif = Image.Exif()
-            # UserComment: an 8-byte character-code prefix, then the text (A1111 writes it this way too).
-            exif[0x9286] = b"UNICODE\x00" + params.encode("utf-16-be")
+            # UserComment in the Exif IFD: an 8-byte character-code prefix, then the text (as A1111 writes it).
+            exif[0x8769] = {0x9286: b"UNICODE\x00" + params.encode("utf-16-be")}
             kwargs["exif"] = exif.tobytes()
         if meta:
             notes.append(f"{path.name}: {fmt} keeps the prompt and settings but not the candidate tree; save as .png "
@@ -273,6 +273,39 @@ def load_image(path: str | Path, mode: str = "RGB", max_side: int | None = None)
             return _decode(f, str(path), mode, max_side, MAX_PIXELS)
     except OSError as e:
         raise ImageFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """The (width, height) of an image file read from its header only, after the checks `load_image` makes before
+    decoding (a regular file, an image, within `MAX_PIXELS`): cheap, so a command can refuse a bad image before
+    loading a model and decode it afterwards at the size the model needs."""
+    path = Path(path)
+    _check_regular(path)
+    try:
+        with open(path, "rb") as f:
+            png = _scan_png(f)
+            if png is not None and png.size is not None:
+                size = png.size
+            else:
+                f.seek(0)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(f) as im:
+                        size = im.size
+    except ImageFileError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageFileError(f"{path}: the image is too large to open safely (above {MAX_PIXELS / 1e6:.0f} "
+                             "megapixels); scale it down first") from None
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{path}: not a readable image (not a format we know)") from None
+    except OSError as e:
+        raise ImageFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except Exception as e:          # what Image.open raises on a hostile header: one line
+        raise ImageFileError(f"{path}: not a readable image ({e.__class__.__name__}: {e})") from None
+    if size[0] * size[1] > MAX_PIXELS:
+        raise _too_big(str(path), *size, MAX_PIXELS)
+    return size
 
 
 def decode_png_bytes(data: bytes, what: str, mode: str = "RGB", max_pixels: int = MAX_EMBEDDED_PIXELS) -> Image.Image:
