@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -44,6 +45,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
 from pathlib import Path
 
 try:
@@ -76,6 +78,15 @@ def project_version(pyproject: Path = REPO / "pyproject.toml") -> str:
     if not m:
         raise BuildError(f"cannot find {name} = '...' in {source_file} (pyproject.toml's dynamic version)")
     return m.group(1)
+
+
+def linux_desktop_packages() -> tuple[str, ...]:
+    """The system packages the studio's window needs on Linux: the launcher's list (the one place it is kept),
+    loaded from its file alone, since importing the package here would need the app's dependencies."""
+    spec = importlib.util.spec_from_file_location("_gridar_launcher", REPO / "gridar_desktop" / "launcher.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.LINUX_DESKTOP_PACKAGES
 
 
 def sha256(path: Path) -> str:
@@ -170,6 +181,9 @@ def write_readme(path: Path, version: str, torch: str, python: str, deps: bool) 
     deps_note = ("Every wheel the app needs is in wheels/." if deps else
                  "This bundle was built with --no-deps: wheels/ holds only the app, so PREFIX/venv must already "
                  "provide torch, PySide6 and the other dependencies.")
+    # continued with backslashes so the command still works when pasted into a shell
+    packages = " \\\n            ".join(textwrap.wrap(" ".join(linux_desktop_packages()), width=84,
+                                                     break_on_hyphens=False))
     path.write_text(f"""GridAR Desktop {version} - offline installer (torch: {torch}, Python {python})
 
 GridAR Desktop never needs the network: not to install, not to run. Models load from local folders only.
@@ -184,6 +198,12 @@ INSTALL
     (Python {python} for the bundled wheels); set GRIDAR_PYTHON=/path/to/python3 to pick one. The installer first
     checks every file against MANIFEST.json and stops, naming the file, if one is damaged.
     Running install.sh again with a newer bundle upgrades in place.
+
+SYSTEM LIBRARIES (Linux)
+    The studio's window needs these system packages (Debian/Ubuntu names); install.sh checks for them first and
+    names the missing ones. The command line (gridar) needs none of them.
+        sudo apt install {packages}
+    To install without them anyway (command line only): GRIDAR_SKIP_DESKTOP_CHECK=1 ./install.sh
 
 WHERE THINGS GO
     PREFIX/venv/                     private Python environment with the app and its dependencies

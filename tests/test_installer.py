@@ -72,7 +72,10 @@ def test_bundle_layout_and_manifest(bundle):
     del files["MANIFEST.json"]  # it cannot list its own hash
     assert manifest["files"] == files
     assert tree(bundle / "models" / "shapes-demo") == tree(REPO / "resources" / "models" / "shapes-demo")
-    assert "never needs the network" in (bundle / "README.txt").read_text()
+    readme = (bundle / "README.txt").read_text()
+    assert "never needs the network" in readme
+    from gridar_desktop.launcher import LINUX_DESKTOP_PACKAGES
+    assert all(f" {pkg} " in readme.replace("\n", " ") for pkg in LINUX_DESKTOP_PACKAGES)
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")], "temporary build dirs left behind"
 
 
