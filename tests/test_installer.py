@@ -307,3 +307,14 @@ def test_install_sh_checks_the_desktop_libraries_first(bundle, tmp_path):
     env["PYTHONPATH"] = str(fake_missing_site(tmp_path / "none", set()))
     r = run([bundle / "install.sh"], env={**env, "GRIDAR_CHECK_ONLY": "1"}, cwd=tmp_path)
     assert r.returncode == 0 and "all present" in r.stdout, r.stdout + r.stderr
+
+
+def test_selftest_and_help_need_no_x11_libraries(monkeypatch):
+    monkeypatch.setattr(launcher.sys, "platform", "linux")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(launcher, "library_loads", fake_loader(NO_ICCCM))
+    started = []
+    monkeypatch.setattr("gridar_desktop.app.main.main", lambda argv: started.append(argv) or 0)
+    assert launcher.main(["--selftest"]) == 0 and launcher.main(["--help"]) == 0
+    assert started == [["--selftest"], ["--help"]]
