@@ -221,14 +221,18 @@ def check_model_folder(folder: str | Path) -> dict:
     if not cfg_file.is_file():
         raise ModelLoadError(f"'{path}' has no config.json: it is not a transformers model folder")
     cfg = check_config(read_json_file(cfg_file), cfg_file)
-    if not any(path.glob("*.safetensors")):
+    if not ((path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()):
         bins = sorted(p.name for p in path.glob("*.bin"))
+        others = sorted(p.name for p in path.glob("*.safetensors"))
+        if others:
+            raise ModelLoadError(f"'{path}' has {', '.join(others[:2])} but no model.safetensors (or "
+                                 "model.safetensors.index.json for split weights), the names transformers loads")
         if bins:
             raise ModelLoadError(
                 f"'{path}' holds only {', '.join(bins[:2])}{' ...' if len(bins) > 2 else ''}; GridAR loads "
                 "safetensors only (a .bin file is a pickle that can run code): convert it on a machine you trust "
                 "with transformers (from_pretrained, then save_pretrained, which writes model.safetensors)")
-        raise ModelLoadError(f"'{path}' has no .safetensors weights")
+        raise ModelLoadError(f"'{path}' has no .safetensors weights (model.safetensors)")
     if not ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()):
         raise ModelLoadError(f"'{path}' has no tokenizer files (tokenizer.json / tokenizer_config.json); copy the "
                              "whole model folder, processor files included")

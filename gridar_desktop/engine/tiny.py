@@ -22,10 +22,12 @@ def save_tiny_janus(path, seed: int = 0):
     """Save a tiny random demo-architecture model folder (weights, processor, gridar.json) to `path`."""
     import json
     from pathlib import Path
+
+    from ..io.atomic import atomic_write_text
     model, processor = tiny_janus(seed)
     model.save_pretrained(path)
     processor.save_pretrained(path)
-    (Path(path) / "gridar.json").write_text(json.dumps(DEMO_META))
+    atomic_write_text(Path(path) / "gridar.json", json.dumps(DEMO_META))
     return model
 
 
