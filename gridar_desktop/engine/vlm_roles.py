@@ -8,7 +8,6 @@ Cost: 2 x all parameters x (batch x padded input length) per call, plus generate
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -35,18 +34,26 @@ LAYOUT = ("The top of this image is drawn; the grey part is not drawn yet. Rewri
 class VLMRoles:
     def __init__(self, folder: str | Path, device: str = "auto", dtype: str = "auto",
                  max_new_tokens: int = 48) -> None:
+        from .models import read_json_file
         path = Path(folder).expanduser()
-        if not (path / "config.json").exists():
+        if not (path / "config.json").is_file():
             raise ModelLoadError(f"'{path}' is not a model folder (no config.json)")
+        cfg = read_json_file(path / "config.json")          # one line naming the file when it is not JSON
+        if not isinstance(cfg, dict):
+            raise ModelLoadError(f"'{path / 'config.json'}' holds a JSON {type(cfg).__name__}, not an object; the "
+                                 "folder may be damaged")
+        mtype = cfg.get("model_type")
+        if not any(path.glob("*.safetensors")):
+            raise ModelLoadError(f"'{path}' has no .safetensors weights; GridAR loads safetensors only (a .bin file "
+                                 "is a pickle that can run code)")
         from transformers import AutoModelForImageTextToText, AutoProcessor
-        try:
-            mtype = json.loads((path / "config.json").read_text()).get("model_type")
-        except ValueError:
-            raise ModelLoadError(f"'{path}/config.json' is not valid JSON") from None
+
+        from .backend import _first_line, quiet_transformers
+        quiet_transformers()
         try:
             self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"could not load the processor of '{path}' ({mtype}): {e}") from None
+            raise ModelLoadError(f"could not load the processor of '{path}' ({mtype}): {_first_line(e)}") from None
         template = getattr(self.processor, "chat_template", None) or getattr(
             getattr(self.processor, "tokenizer", None), "chat_template", None)
         if not template:
@@ -55,13 +62,15 @@ class VLMRoles:
                                  "tokenizer config")
         self.device = resolve_device(device)
         try:
+            # use_safetensors: never open a pickle (.bin), even when one lies next to the safetensors
             self.model = AutoModelForImageTextToText.from_pretrained(
-                path, local_files_only=True, dtype=resolve_dtype(dtype, self.device)).to(self.device).eval()
+                path, local_files_only=True, dtype=resolve_dtype(dtype, self.device),
+                use_safetensors=True).to(self.device).eval()
         except ValueError as e:
             raise ModelLoadError(f"'{path}' holds a '{mtype}' model, which is not an image-text-to-text "
-                                 f"architecture transformers supports natively ({str(e).splitlines()[0]})") from None
+                                 f"architecture transformers supports natively ({_first_line(e)})") from None
         except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"could not load the weights in '{path}': {e}") from None
+            raise ModelLoadError(f"could not load the weights in '{path}': {_first_line(e)}") from None
         self.tok = self.processor.tokenizer
         self.tok.padding_side = "left"
         self.params = sum(p.numel() for p in self.model.parameters())
