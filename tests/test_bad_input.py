@@ -303,3 +303,60 @@ def test_bench_keeps_finished_work_and_resumes(tiny, tmp_path, capsys, monkeypat
         return x
     assert timeless(resumed) == timeless(full)
     assert not (tmp_path / "r.json.partial.jsonl").exists()
+
+
+# -- one truth about what a prompt means ------------------------------------------------------------------------
+
+SCENE_REFUSED = ["a red circle on a blue square", "three red circles and four blue squares", "two red circle",
+                 "a red circle and a red circle", "circles red two two"]
+
+
+@pytest.mark.parametrize("prompt", SCENE_REFUSED)
+def test_prompt_check_agrees_with_scene(prompt, tmp_path, capsys):
+    """The model's prompt check refuses what `gridar scene` refuses, with the grammar's own reason."""
+    from gridar_desktop.engine.errors import PromptNotUnderstood
+    from gridar_desktop.engine.prompt_language import check_prompt
+    assert cli_main(["scene", prompt, "-o", str(tmp_path / "s.png")]) == 2
+    scene_reason = capsys.readouterr().err.strip().split(": ", 1)[1]
+    with pytest.raises(PromptNotUnderstood) as e:
+        check_prompt("shapes", prompt)
+    assert str(e.value) == scene_reason
+
+
+def test_prompt_check_normalises_and_any_text_without_a_language():
+    from gridar_desktop.engine.errors import PromptNotUnderstood
+    from gridar_desktop.engine.prompt_language import MAX_PROMPT_CHARS, check_prompt
+    assert check_prompt("shapes", "  A Red Circle. ") == "a red circle"
+    assert check_prompt("shapes", "A red circle,A blue square and a green triangle") == \
+        "a red circle, a blue square and a green triangle"
+    assert check_prompt(None, "  a cat in a hat  ") == "a cat in a hat"
+    for bad in ("", "  \n", "a \udcff", "x" * (MAX_PROMPT_CHARS + 1)):
+        with pytest.raises(PromptNotUnderstood):
+            check_prompt(None, bad)
+
+
+def test_backend_check_prompt_names_the_model_and_the_lengths():
+    from gridar_desktop.engine.errors import PromptNotUnderstood
+    from gridar_desktop.engine.tiny import tiny_backend
+    b = tiny_backend(seed=3)
+    assert b.prompt_language == "shapes"
+    assert b.check_prompt("Two Red Circles.") == "two red circles"
+    with pytest.raises(PromptNotUnderstood, match="cannot read this prompt: 'two red circle'"):
+        b.check_prompt("two red circle")
+    b.meta = {"prompt_format": "plain", "name": "Tiny"}             # no language: any text, up to the context
+    assert b.prompt_language is None
+    with pytest.raises(PromptNotUnderstood, match=r"Tiny reads 256 positions, 64 of which the image needs"):
+        b.check_prompt("a red circle " * 100)
+
+
+def test_language_sheet_and_vocabulary_come_from_the_grammar():
+    from gridar_desktop.engine.prompt_language import describe_language, language_vocabulary
+    from gridar_desktop.shapes import grammar as g
+    sheet = describe_language("shapes")
+    for word in (*g.COLOURS, *g.SHAPES, *g.REGIONS, "to the left of", "above", "four"):
+        assert word in sheet
+    examples = [line.strip() for line in sheet.split("Examples:")[1].splitlines() if line.strip()]
+    assert len(examples) >= 4 and all(g.parse_prompt(e) for e in examples)      # every example is understood
+    words = language_vocabulary("shapes")
+    assert set(g.COLOURS) | set(g.SHAPES) | set(g.PLURALS) <= set(words) and "," not in words
+    assert describe_language(None) == "" and language_vocabulary(None) == []

@@ -12,6 +12,9 @@ from typing import Callable
 from .errors import PromptNotUnderstood
 
 SHAPES = "shapes"
+# No model's context holds a prompt this long (Janus-Pro reads 4,096 tokens); refusing it by its length first keeps
+# a pasted file from being tokenized or parsed for minutes.
+MAX_PROMPT_CHARS = 100_000
 
 
 def _check_shapes(text: str) -> str:
@@ -38,7 +41,8 @@ def has_undecodable_bytes(text: str) -> bool:
 
 def check_prompt(language: str | None, text: str) -> str:
     """The prompt as the model will read it (normalised), or `PromptNotUnderstood` with the reason: empty text,
-    bytes that are not text, or (for a declared language) the language's own message."""
+    bytes that are not text, a text far longer than any model reads, or (for a declared language) the language's
+    own message. The model's own context length is checked by `JanusBackend.check_prompt`."""
     if not isinstance(text, str):
         raise PromptNotUnderstood(f"the prompt must be text, got {type(text).__name__}")
     if has_undecodable_bytes(text):
@@ -46,6 +50,9 @@ def check_prompt(language: str | None, text: str) -> str:
                                   "as UTF-8")
     if not text.strip():
         raise PromptNotUnderstood("the prompt is empty; type what the image should show")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PromptNotUnderstood(f"the prompt is {len(text):,} characters long; at most {MAX_PROMPT_CHARS:,} are "
+                                  "read: shorten it")
     if language is None:
         return text.strip()
     checker = _CHECKERS.get(language)

@@ -135,7 +135,8 @@ def parse_prompt(text: str) -> SceneSpec:
     unknown = unknown_words(text)
     if unknown:
         raise PromptError(
-            "unknown word" + ("s" if len(unknown) > 1 else "") + ": " + ", ".join(repr(u) for u in unknown)
+            "unknown word" + ("s" if len(unknown) > 1 else "") + ": "
+            + ", ".join(repr(_shown([u])) for u in unknown[:8]) + (", ..." if len(unknown) > 8 else "")
             + f". The shapes world knows colours ({', '.join(COLOURS)}), shapes ({', '.join(SHAPES)}), counts "
             "(a, one, two, three, four), relations (above, below, to the left of, to the right of) and layout "
             "clauses (', with the red circle at the top')")
@@ -144,6 +145,12 @@ def parse_prompt(text: str) -> SceneSpec:
     _check_scene(groups)
     layout = _parse_layout(clause, groups) if clause is not None else ()
     return SceneSpec(tuple(groups), relation, layout)
+
+
+def _shown(words: list[str], longest: int = 80) -> str:
+    """Words as quoted in a message, cut to `longest` characters: a message is one readable line."""
+    text = " ".join(words)
+    return text if len(text) <= longest else text[:longest - 3] + "..."
 
 
 def _split_layout(tokens: list[str]) -> tuple[list[str], list[str] | None]:
@@ -181,7 +188,7 @@ def _parse_base(tokens: list[str]) -> tuple[list[Group], Relation | None]:
 
 
 def _parse_object(words: list[str]) -> Group:
-    phrase = " ".join(words)
+    phrase = _shown(words)
     if len(words) != 3:
         raise PromptError(f"cannot read '{phrase}': an object is '<count> <colour> <shape>', e.g. 'two red circles'")
     count_w, colour, shape_w = words
@@ -242,13 +249,14 @@ def _parse_layout(tokens: list[str], groups: list[Group]) -> tuple[Placement, ..
 
 
 def _parse_placement(words: list[str]) -> Placement:
-    phrase = " ".join(words)
+    phrase = _shown(words)
     where = next((i for i, w in enumerate(words) if w in PLACE_WORDS), None)
     if where is None or where + 1 >= len(words) or words[where + 1] != "the":
         raise PromptError(f"cannot read layout item '{phrase}': expected '<object> at the <region>'")
     region = " ".join(words[where + 2:])
     if region not in REGIONS:
-        raise PromptError(f"cannot read layout item '{phrase}': '{region}' is not a region ({', '.join(REGIONS)})")
+        raise PromptError(f"cannot read layout item '{phrase}': '{_shown(words[where + 2:])}' is not a region "
+                          f"({', '.join(REGIONS)})")
     ref = words[:where]
     if len(ref) != 3:
         raise PromptError(f"cannot read layout item '{phrase}': expected 'the red circle' or 'two red circles'")
