@@ -125,6 +125,25 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """The output path, right after parsing: its folder must exist and what is there must be a file we may replace
+    (`io.atomic.check_output_path`), so a run is not spent on a file that cannot be written."""
+    from pathlib import Path
+
+    from .io.atomic import check_output_path
+    flag, path = ("--out", args.out) if hasattr(args, "out") else ("-o", getattr(args, "output", None))
+    if path is None:
+        return
+    folder = Path(path).expanduser().parent
+    if not folder.is_dir():
+        raise UsageError(f"gridar {args.command}: argument {flag}: the folder '{folder}' does not exist; create it "
+                         "or choose another path")
+    try:
+        check_output_path(Path(path).expanduser())
+    except OSError as e:
+        raise UsageError(f"gridar {args.command}: argument {flag}: {e}") from None
+
+
 def _check_candidates(args: argparse.Namespace) -> None:
     """-n against the method, right after parsing (before any model loads)."""
     if args.method == "gridar" and args.n % GRIDAR_GROUP:
@@ -437,8 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "func", None) and getattr(args, "method", None) and hasattr(args, "n"):
-            _check_candidates(args)
+        if getattr(args, "func", None):
+            if getattr(args, "method", None) and hasattr(args, "n"):
+                _check_candidates(args)
+            _check_output(args)
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2

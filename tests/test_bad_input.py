@@ -111,6 +111,13 @@ CASES = [
     ("bench-seeds-abc", BENCH[:6] + ["abc"] + BENCH[7:], "--seeds", True, {"p.jsonl": PROMPTS_OK}, None),
     ("bench-method-n", ["bench", "--prompts", "{tmp}/p.jsonl", "--methods", "gridar:6", "--model", "{model}",
                         "--out", "{out}"], "multiple of 4", True, {"p.jsonl": PROMPTS_OK}, None),
+    # -- output paths: checked before any work
+    ("out-folder-missing", ["generate", "a red circle", "--model", "{model}", "-o", "{tmp}/nowhere/x.png"],
+     "does not exist", True, {}, None),
+    ("out-is-folder", ["generate", "a red circle", "--model", "{model}", "-o", "{tmp}/adir"], "not a regular file",
+     True, {"adir/keep.txt": "x"}, None),
+    ("bench-out-folder-missing", BENCH[:-1] + ["{tmp}/nowhere/r.json"], "--out", True, {"p.jsonl": PROMPTS_OK},
+     None),
     # -- prompts: one check per model, before the model loads
     ("prompt-not-utf8", gen(prompt="a red \udcff circle"), "not UTF-8", True, {}, None),
     ("prompt-empty", gen(prompt=""), "empty", True, {}, None),
@@ -179,6 +186,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
 def test_bad_input_is_one_line_and_changes_nothing(case, tiny, tmp_path, capsys, monkeypatch):
     name, argv, fragment, before_load, files, model_files = case
     for fname, content in files.items():
+        (tmp_path / fname).parent.mkdir(exist_ok=True)
         (tmp_path / fname).write_bytes(content if isinstance(content, bytes) else content.encode())
     model = tiny
     if model_files is not None:
@@ -263,37 +271,51 @@ def test_pickle_is_never_opened_next_to_safetensors(tiny, tmp_path, monkeypatch,
     assert not [f for f in opened if f.endswith(".bin")]
 
 
-def test_bench_keeps_finished_work_and_resumes(tiny, tmp_path, capsys, monkeypatch):
-    """A bench that fails in its third unit keeps the two it finished; the same command then runs only the rest and
-    writes the report an uninterrupted run writes (wall-clock times aside)."""
-    from gridar_desktop.engine import search
-    prompts = tmp_path / "p.jsonl"
-    prompts.write_text(PROMPTS_OK)
-    argv = ["bench", "--prompts", str(prompts), "--methods", "single:1,best-of-n:2", "--seeds", "0", "--model",
-            str(tiny), "--device", "cpu", "--batch", "2"]
-    assert cli_main(argv + ["--out", str(tmp_path / "full.json")]) == 0
-    full = json.loads((tmp_path / "full.json").read_text())
-    assert not (tmp_path / "full.json.partial.jsonl").exists()
+BENCH_ARGS = ["--methods", "single:1,best-of-n:2", "--seeds", "0", "--device", "cpu", "--batch", "2"]
 
+
+@pytest.fixture(scope="module")
+def bench_uninterrupted(tiny, tmp_path_factory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("bench-full")
+    (d / "p.jsonl").write_text(PROMPTS_OK)
+    out = d / "full.json"
+    assert cli_main(["bench", "--prompts", str(d / "p.jsonl"), "--model", str(tiny), *BENCH_ARGS,
+                     "--out", str(out)]) == 0
+    assert not Path(f"{out}.partial.jsonl").exists()
+    return d / "p.jsonl", json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("failure, code, said", [
+    (RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 TB (out of memory)"), 2,
+     "ran out of memory"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+], ids=["out-of-memory", "interrupt"])
+def test_bench_keeps_finished_work_and_resumes(tiny, bench_uninterrupted, tmp_path, capsys, monkeypatch, failure,
+                                               code, said):
+    """A bench that fails or is interrupted in its third unit keeps the two it finished; the same command then runs
+    only the rest and writes the report an uninterrupted run writes (wall-clock times aside)."""
+    from gridar_desktop.engine import search
+    prompts, full = bench_uninterrupted
+    out = tmp_path / "r.json"
+    argv = ["bench", "--prompts", str(prompts), "--model", str(tiny), *BENCH_ARGS, "--out", str(out)]
     real_run_all, calls = search.Search.run_all, []
 
     def flaky(self):
         calls.append(1)
         if len(calls) == 3:
-            raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 TB (out of memory)")
+            raise failure
         return real_run_all(self)
     monkeypatch.setattr(search.Search, "run_all", flaky)
-    out = tmp_path / "r.json"
     capsys.readouterr()
-    assert cli_main(argv + ["--out", str(out)]) == 2
+    assert cli_main(argv) == code
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "ran out of memory" in err and "2 finished unit(s) kept" in err
+    assert said in err and "2 finished unit(s) kept" in err and "Traceback" not in err
     assert not out.exists()
-    partial = (tmp_path / "r.json.partial.jsonl").read_text().splitlines()
+    partial = Path(f"{out}.partial.jsonl").read_text().splitlines()
     assert len(partial) == 3                                  # the fingerprint and two units
 
     calls.clear()
-    assert cli_main(argv + ["--out", str(out)]) == 0
+    assert cli_main(argv) == 0
     assert len(calls) == 2                                    # only the two units not finished before
     resumed = json.loads(out.read_text())
 
@@ -302,7 +324,20 @@ def test_bench_keeps_finished_work_and_resumes(tiny, tmp_path, capsys, monkeypat
             return {k: timeless(v) for k, v in x.items() if "seconds" not in k}
         return x
     assert timeless(resumed) == timeless(full)
-    assert not (tmp_path / "r.json.partial.jsonl").exists()
+    assert not Path(f"{out}.partial.jsonl").exists()
+
+
+def test_bench_starts_over_when_the_settings_changed(tiny, bench_uninterrupted, tmp_path, capsys):
+    """A partial file from a bench with other settings is not mixed in: the run starts over."""
+    from gridar_desktop.engine.bench import bench_fingerprint
+    prompts, full = bench_uninterrupted
+    out = tmp_path / "r.json"
+    stale = {"bench": bench_fingerprint([], [], [0], 2)}
+    Path(f"{out}.partial.jsonl").write_text(json.dumps(stale) + "\n" + json.dumps(
+        {"unit": "single:1|seed 0|prompts 0-1", "rows": [["single", 1, 1.0]] * 2, "cost": {}}) + "\n")
+    assert cli_main(["bench", "--prompts", str(prompts), "--model", str(tiny), *BENCH_ARGS, "--out", str(out)]) == 0
+    assert "starting over" in capsys.readouterr().err
+    assert json.loads(out.read_text())["methods"]["single:1"]["strict"] == full["methods"]["single:1"]["strict"]
 
 
 # -- one truth about what a prompt means ------------------------------------------------------------------------
