@@ -16,7 +16,9 @@ from . import __version__
 from .engine.defaults import GRIDAR_DEFAULTS, REFILL, VERIFY_BY
 from .logs import setup_logging
 
-MAX_N = 64                      # candidates per run: beyond this a run does not fit a desktop GPU's memory
+# Candidates per run, a stated ceiling (the studio offers up to 32): an absurd -n is refused up front instead of
+# failing in the allocator after the model has loaded.
+MAX_N = 64
 GRIDAR_GROUP = 4                # GridAR works in groups of this many candidates (engine.search.GROUP)
 MAX_SEED = 2 ** 63 - 1          # seeds are 64-bit signed integers in torch
 SCENE_SIZES = (8, 2048)         # gridar scene --size, in pixels
