@@ -34,6 +34,13 @@ class _QuietOnError:
         except (OSError, ValueError, AttributeError):
             pass
 
+    def close(self) -> None:
+        # closing flushes what is buffered: on a full disk that fails again, and it must not fail the program's exit
+        try:
+            super().close()  # type: ignore[misc]
+        except (OSError, ValueError):
+            pass
+
     def describe(self) -> str:
         return "stderr"
 
