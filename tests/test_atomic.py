@@ -99,7 +99,29 @@ def test_refuses_what_is_not_a_regular_file(make, words, write):
         shutil.rmtree(d)
 
 
-def test_dev_null_is_refused_and_stays_a_device():
+@pytest.fixture
+def dev_null_guard():
+    """A regression here would replace the machine's /dev/null with a file (as root): put the device back, and fail."""
+    yield
+    st = os.lstat("/dev/null")
+    if not stat.S_ISCHR(st.st_mode):
+        if os.geteuid() == 0:
+            os.mknod("/dev/.null.gridar-test", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+            os.chmod("/dev/.null.gridar-test", 0o666)
+            os.replace("/dev/.null.gridar-test", "/dev/null")
+        pytest.fail("/dev/null was replaced by a regular file")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_character_device_is_refused(tmp_path):
+    dev = tmp_path / "null.png"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    with pytest.raises(UnsafeOutputError, match=re.escape(f"{dev} is a character device, not a regular file")):
+        atomic_write_bytes(dev, b"x")
+    assert stat.S_ISCHR(os.lstat(dev).st_mode) and os.listdir(tmp_path) == ["null.png"]
+
+
+def test_dev_null_is_refused_and_stays_a_device(dev_null_guard):
     before = os.stat("/dev/null")
     with pytest.raises(UnsafeOutputError, match=r"^/dev/null is a character device, not a regular file; choose a "):
         atomic_write_text("/dev/null", "x")
@@ -237,7 +259,25 @@ def test_full_disk_at_fsync_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError) as e:
         atomic_write_text(p, "new\n" * 10_000)
     assert e.value.errno == errno.ENOSPC
+    assert str(e.value) == f"cannot save {p}: No space left on device; the file there is unchanged"
     assert p.read_text() == "old\n" and os.listdir(tmp_path) == ["set.jsonl"]
+
+
+def test_an_unwritable_folder_is_named(tmp_path, monkeypatch):
+    def denied(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", denied)
+    with pytest.raises(OSError, match=re.escape(f"cannot save {tmp_path / 'n.png'}: Permission denied; nothing was "
+                                                "written")):
+        atomic_write_bytes(tmp_path / "n.png", b"x")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_file_in_the_folder_path_is_named(tmp_path):
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(UnsafeOutputError, match=re.escape(f"{tmp_path / 'f'} is a file, not a folder")):
+        atomic_write_text(tmp_path / "f" / "sub" / "x.txt", "new")
+    assert (tmp_path / "f").read_text() == "a file"
 
 
 def test_full_disk_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
@@ -294,16 +334,17 @@ def _one_line_exit_2(capsys, argv) -> str:
     return err
 
 
-def test_cli_scene_to_dev_null_is_refused(capsys):
+def test_cli_scene_to_dev_null_is_refused(capsys, dev_null_guard):
     before = os.stat("/dev/null")
     err = _one_line_exit_2(capsys, ["scene", "a red circle", "-o", "/dev/null"])
-    # refused by the device check or, first, by the image writer's suffix check: either way one line naming it
-    assert err.startswith("gridar scene: /dev/null")
+    # refused by the device check (at the parser or at the save) or by the image writer's suffix check: either way
+    # one line naming it
+    assert err.startswith("gridar scene: ") and "/dev/null" in err
     after = os.stat("/dev/null")
     assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
 
 
-def test_cli_scene_to_a_png_name_linked_to_dev_null_is_refused(tmp_path, capsys):
+def test_cli_scene_to_a_png_name_linked_to_dev_null_is_refused(tmp_path, capsys, dev_null_guard):
     link = tmp_path / "out.png"
     link.symlink_to("/dev/null")
     err = _one_line_exit_2(capsys, ["scene", "a red circle", "-o", str(link)])
@@ -343,7 +384,7 @@ def test_cli_prompts_on_a_full_disk_keeps_the_old_file(tmp_path, capsys, monkeyp
     old = p.read_bytes()
     monkeypatch.setattr(atomic.os, "fsync", _enospc)
     err = _one_line_exit_2(capsys, ["prompts", "-n", "500", "-o", str(p)])
-    assert "No space left on device" in err
+    assert err == f"gridar prompts: cannot save {p}: No space left on device; the file there is unchanged\n"
     assert p.read_bytes() == old and os.listdir(tmp_path) == ["p.jsonl"]
 
 

@@ -59,6 +59,12 @@ def check_output_path(path: str | Path) -> tuple[Path, os.stat_result | None]:
         st = os.lstat(path)
     except FileNotFoundError:
         return path, None
+    except NotADirectoryError:
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+        raise UnsafeOutputError(f"cannot save {path}: {blocker} is a file, not a folder; choose a file path") \
+            from None
+    except OSError as e:
+        raise _save_error(path, e, False) from e
     if stat.S_ISLNK(st.st_mode):
         try:
             target = path.resolve(strict=True)
@@ -176,6 +182,14 @@ def _apply_mode(fd: int, tmp: str, existing: os.stat_result | None) -> None:
         os.chmod(tmp, mode)
 
 
+def _save_error(path: Path, e: OSError, existed: bool) -> OSError:
+    """A system error while saving, as one line naming the file and what became of the old one (keeps errno)."""
+    kept = "the file there is unchanged" if existed else "nothing was written"
+    err = OSError(f"cannot save {path}: {e.strerror or e}; {kept}")
+    err.errno = e.errno     # not strerror/filename: OSError's str would then ignore the message
+    return err
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
     """Open a temporary file for writing; on a clean exit it replaces `path` atomically, on an exception it is removed
@@ -185,9 +199,12 @@ def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None)
         raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', not {mode!r}")
     target, existing = check_output_path(path)
     folder = target.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(folder, target.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_TAG}-{os.getpid()}-", suffix=".tmp", dir=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(folder, target.name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_TAG}-{os.getpid()}-", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise _save_error(Path(path), e, existing is not None) from e
     try:
         _apply_mode(fd, tmp, existing)
         kw = {} if "b" in mode else {"encoding": encoding or "utf-8"}
@@ -197,13 +214,15 @@ def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno is not None and not isinstance(e, UnsafeOutputError):
+            raise _save_error(Path(path), e, existing is not None) from e
         raise
     _fsync_dir(folder)
 
