@@ -1,9 +1,13 @@
 """Logging to stderr and to a rotating file in the platform log folder."""
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
+import os
+import stat
 import sys
+from pathlib import Path
 
 from .io.paths import log_dir
 
@@ -54,6 +58,17 @@ class _StreamHandler(_QuietOnError, logging.StreamHandler):
     pass
 
 
+def _check_log_file(path: Path) -> None:
+    """Opening a FIFO for appending blocks until a reader comes, which would hang every command; a socket cannot be
+    opened at all. (A device such as /dev/null is fine: that is how one turns the log off.)"""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        raise OSError(errno.EINVAL, f"{path} is a named pipe or socket, not a file")
+
+
 def setup_logging(level: int = logging.INFO, to_stderr: bool = True) -> None:
     """Idempotent. The file keeps 5 x 2 MB; a read-only home still gets stderr logging, and a log that cannot be
     written costs one line on stderr, never a traceback."""
@@ -66,6 +81,7 @@ def setup_logging(level: int = logging.INFO, to_stderr: bool = True) -> None:
     try:
         d = log_dir()
         d.mkdir(parents=True, exist_ok=True)
+        _check_log_file(d / "gridar.log")
         fh = _FileHandler(d / "gridar.log", maxBytes=2_000_000, backupCount=5, encoding="utf-8")
         fh.setFormatter(fmt)
         root.addHandler(fh)

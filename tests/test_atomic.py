@@ -564,7 +564,13 @@ def _log_is_a_folder(home: Path) -> None:
     (home / "log" / "gridar.log").mkdir(parents=True)
 
 
-@pytest.mark.parametrize("break_log", [_log_to_dev_full, _log_is_a_folder], ids=["full-disk", "folder"])
+def _log_is_a_fifo(home: Path) -> None:
+    (home / "log").mkdir(parents=True)
+    os.mkfifo(home / "log" / "gridar.log")          # opening it for appending would wait for a reader forever
+
+
+@pytest.mark.parametrize("break_log", [_log_to_dev_full, _log_is_a_folder, _log_is_a_fifo],
+                         ids=["full-disk", "folder", "fifo"])
 def test_unwritable_log_costs_one_line_not_a_traceback(tmp_path, monkeypatch, capsys, fresh_logging, break_log):
     home = tmp_path / "gh"
     monkeypatch.setenv("GRIDAR_HOME", str(home))
