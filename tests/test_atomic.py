@@ -3,7 +3,6 @@ existing file, killed saves leave at most one recognisable temp file which the n
 leaves the old file whole; and the files the project writes (prompt sets, checkpoints, model folders, logs) go
 through it."""
 import errno
-import io
 import logging
 import os
 import random
