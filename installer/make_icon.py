@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where to write the PNG (default {DEFAULT_OUT})")
     args = ap.parse_args(argv)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    draw_icon().save(args.out, optimize=True)
+    from gridar_desktop.io.atomic import atomic_open   # the project's one writer (never a half-written icon)
+    with atomic_open(args.out, "wb") as f:
+        draw_icon().save(f, format="PNG", optimize=True)
     print(args.out)
     return 0
 
