@@ -41,7 +41,6 @@ def window(qtbot, loop, model_dir):
     qtbot.waitUntil(task.done, timeout=30000)
     assert task.result() is True
     yield w
-    w.confirm_close = False        # teardown never waits on the "save before quitting?" question
     w.close()
 
 
