@@ -121,10 +121,13 @@ def _check_regular(path: Path) -> os.stat_result:
     return st
 
 
+MAX_CHUNKS = 1 << 20             # a real PNG of MAX_PIXELS has a few thousand; a file of empty chunks stops here
+
+
 def _png_chunks(f: IO[bytes]):
     """(type, data offset, length) of each chunk of a PNG positioned after its signature, reading headers only.
-    Stops at IEND or at a truncated header."""
-    while True:
+    Stops at IEND, at a truncated header or after MAX_CHUNKS."""
+    for _ in range(MAX_CHUNKS):
         head = f.read(8)
         if len(head) < 8:
             return
