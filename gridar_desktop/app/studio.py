@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,19 +46,37 @@ class LoadedModel:
     roles: object
 
 
+def device_words(device) -> str:
+    """A device as an artist reads it: "the CPU", "the GPU" (with its number when there are several)."""
+    kind = getattr(device, "type", str(device).split(":")[0])
+    index = getattr(device, "index", None)
+    if kind == "cuda":
+        return "the GPU" + (f" {index}" if index else "")
+    if kind == "mps":
+        return "the Mac's GPU"
+    return "the CPU"
+
+
+def model_words(spec: str) -> str:
+    """'demo' -> "the demo model"; a folder -> "the model in <its name>"."""
+    return "the demo model" if spec == "demo" else f"the model in {Path(spec).name or spec}"
+
+
 def _load(spec: str, device: str, step=lambda text, frac: None) -> LoadedModel:
-    """GPU thread: load a model folder in steps, reporting each (text, fraction done)."""
-    from ..engine.backend import JanusBackend
+    """GPU thread: load a model folder in steps, reporting each (text, fraction done) in plain words."""
+    from ..engine.backend import JanusBackend, resolve_device
     from ..engine.janus_roles import JanusRoles
     from ..engine.models import resolve_model
-    step(f"Checking {spec}", 0.05)
+    name = model_words(spec)
+    step(f"Finding {name}", 0.05)
     folder = resolve_model(spec)
-    step(f"Loading the weights of {spec} onto {device}", 0.15)
+    where = device_words(resolve_device(device))      # "auto" means nothing to an artist: say which it is
+    step(f"Loading {name} on {where}", 0.15)
     backend = JanusBackend.load(folder, device=device)
-    step("Preparing the verifier, scorer and reformulator", 0.8)
+    step("Preparing the helpers that check, score and describe the drawings", 0.8)
     roles = JanusRoles(backend)
     install_checkpoints(backend.model)          # an abort stops any forward pass between two layers
-    step("Encoding the empty canvas", 0.9)
+    step("Preparing the empty canvas", 0.9)
     _ = backend.blank_token
     step("Ready", 1.0)
     return LoadedModel(spec, backend, roles)
@@ -81,21 +100,22 @@ class ArtistPolicy:
     def __init__(self, studio: "Studio", loop: asyncio.AbstractEventLoop) -> None:
         self.studio, self.loop = studio, loop
 
-    def _ask(self, default, announce):
+    def _ask(self, default, announce, after: tuple[str, int]):
         answer: Future = Future()
-        self.loop.call_soon_threadsafe(self.studio._open_question, answer, default, announce)
+        self.loop.call_soon_threadsafe(self.studio._open_question, answer, default, announce, after)
         return answer.result()   # set by the artist, or with the default by abort / stop / shutdown
 
     def review_verdicts(self, review: VerdictReview) -> PruneDecision:
         if not self.studio.manual:
             self.loop.call_soon_threadsafe(self.studio.verdicts_shown.emit, review)
             return review.proposed
-        return self._ask(review.proposed, lambda: self.studio.verdicts_wanted.emit(review))
+        return self._ask(review.proposed, lambda: self.studio.verdicts_wanted.emit(review), ("verdicts", review.stage))
 
     def review_layouts(self, stage: int, proposals: list[str]) -> list[str]:
         if not self.studio.manual:
             return proposals
-        return self._ask(list(proposals), lambda: self.studio.layouts_wanted.emit(stage, list(proposals)))
+        return self._ask(list(proposals), lambda: self.studio.layouts_wanted.emit(stage, list(proposals)),
+                         ("layouts", stage))
 
 
 class Studio(QObject):
@@ -128,6 +148,9 @@ class Studio(QObject):
         self._token: CancelToken | None = None
         self._question: Future | None = None
         self._question_default = None
+        self._question_after: tuple[str, int] | None = None     # what the open question is about: (kind, stage)
+        self._request: SearchRequest | None = None              # the running request
+        self._band = (0, 0)                                     # bands started in the running job, bands in all
         self.event_times: dict[str, float] = {}
 
     # -- jobs --------------------------------------------------------------------------------------------------
@@ -196,7 +219,7 @@ class Studio(QObject):
         """Load a model folder (or 'demo') on the GPU thread; errors become the inline message."""
         loop = asyncio.get_running_loop()
         self._set_busy(True)
-        self.status.emit(f"Loading {spec} ...")
+        self.status.emit(f"Loading {model_words(spec)} ...")
 
         def step(text: str, frac: float) -> None:      # GPU thread -> GUI thread
             loop.call_soon_threadsafe(self.load_progress.emit, text, frac)
@@ -212,8 +235,9 @@ class Studio(QObject):
         self.error.emit("")
         self.model_changed.emit(spec)
         info = self.model.backend.info
-        self.status.emit(f"Model {spec}: {info.rows}x{info.cols} tokens, {info.image_size}px, on "
-                         f"{self.model.backend.device}")
+        name = model_words(spec)
+        self.status.emit(f"{name[0].upper()}{name[1:]} is ready: {info.image_size} x {info.image_size} pixel "
+                         f"images, on {device_words(self.model.backend.device)}")
         return True
 
     async def generate(self, request: SearchRequest, edit: EditInput | None = None) -> SearchResult | None:
@@ -231,6 +255,7 @@ class Studio(QObject):
         loop = asyncio.get_running_loop()
         self._token = CancelToken()
         self.last_seed = request.seed
+        self._request, self._band = request, (0, 0)
         self.result, self.chosen = None, None
         self._set_busy(True)
         self.error.emit("")
@@ -244,7 +269,13 @@ class Studio(QObject):
 
         def job() -> SearchResult:             # GPU thread: the edit's encode and the whole search
             with active(token):                # an abort during the edit's encode stops it between layers
-                return run(request)
+                try:
+                    return run(request)
+                except BaseException as e:
+                    # the failed run's search and KV cache live on in its frames' locals, which the exception
+                    # keeps (the log, the future): drop them so its memory is free for the next run
+                    traceback.clear_frames(e.__traceback__)
+                    raise
 
         def run(req: SearchRequest) -> SearchResult:
             if edit is not None:
@@ -310,13 +341,15 @@ class Studio(QObject):
 
     def _deliver(self, e: object, t_emit: float) -> None:
         self.event_times[type(e).__name__] = t_emit
+        if isinstance(e, ev.BandStarted):
+            self._band = (self._band[0] + 1, e.total)
         self.engine_event.emit(e)
 
     # -- questions to the artist (manual mode) -----------------------------------------------------------------
-    def _open_question(self, answer: Future, default, announce) -> None:
+    def _open_question(self, answer: Future, default, announce, after: tuple[str, int] | None = None) -> None:
         """GUI thread: a decision point reached the artist. `answer` is a thread-safe future the GPU thread waits
         on; resolving it never needs the event loop, so abort and shutdown cannot deadlock."""
-        self._question, self._question_default = answer, default
+        self._question, self._question_default, self._question_after = answer, default, after
         if self._token is None or self._token.aborted:
             self._close_question()
             return
@@ -329,6 +362,21 @@ class Studio(QObject):
         if q is not None and not q.done():
             q.set_result(value)
             self.question_closed.emit()
+            self.status.emit(self.next_step())
+
+    def next_step(self) -> str:
+        """What the run does once the open question is answered, for the status bar ("Continuing: drawing band 3
+        of 4 ...")."""
+        kind, stage = self._question_after or ("", -1)
+        req, (done, total) = self._request, self._band
+        if self._token is not None and self._token.stopping_after_band:
+            return "Stopping after this band ..."
+        if (kind == "verdicts" and req is not None and req.reformulate and 0 <= stage < len(req.schedule)
+                and req.schedule[stage].reformulate):
+            return f"Continuing: writing layout prompts for band {done + 1} ..."
+        if total and done < total:
+            return f"Continuing: drawing band {done + 1} of {total} ..."
+        return "Continuing ..."
 
     @property
     def waiting_for_artist(self) -> bool:
