@@ -98,20 +98,38 @@ TOP_P = _number(float, 0, 1, lo_open=True)
 THRESHOLD = _number(float, 0, 1)
 
 
+def _save(command: str, image, path, prompt: str, meta: dict) -> None:
+    """Write the image in the format its suffix names; what that format cannot keep is said on stderr."""
+    from .io.png import save_image
+    _, notes = save_image(image, path, prompt, meta)
+    for note in notes:
+        print(f"gridar {command}: {note}", file=sys.stderr)
+
+
 def _cmd_scene(args: argparse.Namespace) -> int:
-    from .io.png import save_png
     from .shapes.scene import make_scene
     img, objs = make_scene(args.prompt, args.seed, args.size)
-    save_png(img, args.output, args.prompt, {"settings": {"method": "ground truth", "seed": args.seed},
-                                             "objects": [o.__dict__ for o in objs]})
+    _save("scene", img, args.output, args.prompt, {"settings": {"method": "ground truth", "seed": args.seed},
+                                                   "objects": [o.__dict__ for o in objs]})
     print(args.output)
     return 0
 
 
+# The judge reads flat shapes whose features are scale-free; above this side an image is judged scaled down, which
+# bounds its memory (a 4000x4000 image at full size took 3.8 GB).
+JUDGE_MAX_SIDE = 1024
+EDIT_MAX_SIDE = 2048
+
+
 def _cmd_judge(args: argparse.Namespace) -> int:
-    from .io.png import load_image
+    from .io.png import check_image, load_image
     from .shapes.judge import judge
-    print(json.dumps(judge(load_image(args.image), args.prompt).to_json()))
+    w, h = check_image(args.image)
+    image = load_image(args.image, max_side=JUDGE_MAX_SIDE)
+    if image.size != (w, h):
+        print(f"gridar judge: {args.image} is {w}x{h}; judged scaled down to {image.width}x{image.height} "
+              "(object positions are in that size)", file=sys.stderr)
+    print(json.dumps(judge(image, args.prompt).to_json()))
     return 0
 
 
@@ -195,7 +213,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     from .engine.sampling import SamplingParams
     from .engine.search import Search, SearchRequest
-    from .io.png import save_png
     n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
@@ -209,7 +226,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
     meta = res.metadata()
     meta["settings"].update(model=args.model, device=str(backend.device))
-    save_png(Image.fromarray(res.images[res.best]), args.output, req.prompt, meta)
+    _save("generate", Image.fromarray(res.images[res.best]), args.output, req.prompt, meta)
     if args.json:
         print(json.dumps({"output": args.output, "prompt": req.prompt, **meta["settings"], "chosen": res.best,
                           "scores": res.scores, "load_seconds": round(load_s, 3), "cost": res.cost.to_json()}))
@@ -296,8 +313,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     from .engine.edit import edit_prompt
     from .engine.sampling import SamplingParams
     from .engine.search import Search, SearchRequest
-    from .io.png import load_image, save_png
-    image, mask = load_image(args.image), load_image(args.mask, "L")
+    from .io.png import check_image, load_image
+    check_image(args.image), check_image(args.mask)        # a bomb or a FIFO is refused before the model loads
     n = 1 if args.method == "single" else args.n
     params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
     req = SearchRequest(prompt="", method=args.method, n=n, seed=args.seed, params=params,
@@ -305,6 +322,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
                         verify_by=args.verify_by, reformulate=args.reformulate, refill=args.refill)
     req.validate()
     backend = _load(args)
+    # a huge photo is decoded scaled down (bounded memory); up to this side the edit's notes name the real sizes
+    side = max(EDIT_MAX_SIDE, backend.info.image_size)
+    image, mask = load_image(args.image, max_side=side), load_image(args.mask, "L", max_side=side)
     prompt = backend.check_prompt(edit_prompt(backend, instruction, target_prompt), edit=True)
     target = _prepare_edit(backend, image, mask, args)
     for note in target.notes:
@@ -315,7 +335,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     meta["settings"].update(model=args.model, device=str(backend.device))
     meta["settings"]["edit"].update(instruction=args.instruction, target_prompt=args.target_prompt,
                                     image=str(args.image), mask=str(args.mask), fit=args.fit)
-    save_png(Image.fromarray(res.images[res.best]), args.output, prompt, meta)
+    _save("edit", Image.fromarray(res.images[res.best]), args.output, prompt, meta)
     if args.json:
         print(json.dumps({"output": args.output, "prompt": prompt, "method": args.method, "n": n, "seed": args.seed,
                           "redrawn_tokens": target.redrawn_tokens, "notes": list(target.notes),

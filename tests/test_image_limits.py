@@ -1,5 +1,6 @@
 """Images are bounded before they are decoded: what is not a regular file, what is too large, what needs converting,
 what carries oversized text, and the output formats -o can name. Bad inputs go through the real entry points."""
+import json
 import os
 import signal
 import struct
@@ -269,3 +270,24 @@ def test_a_pnginfo_gridar_chunk_written_by_pil_reads_back(tmp_path):
     p = tmp_path / "i.png"
     Image.new("RGB", (2, 2)).save(p, pnginfo=info)
     assert read_metadata_checked(p) == ({"prompt": "un cercle rouge é"}, [])
+
+
+def test_judge_reads_a_large_image_scaled_down_and_says_so(tmp_path, capsys):
+    from gridar_desktop.cli import JUDGE_MAX_SIDE, main
+    out = tmp_path / "big.png"
+    prompt = "a red circle above a blue square"
+    assert main(["scene", prompt, "--size", "2048", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["judge", str(out), prompt]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["strict"] == 1
+    assert f"judged scaled down to {JUDGE_MAX_SIDE}x{JUDGE_MAX_SIDE}" in cap.err
+
+
+def test_scene_to_jpeg_says_what_the_format_does_not_keep(tmp_path, capsys):
+    from gridar_desktop.cli import main
+    out = tmp_path / "scene.jpg"
+    assert main(["scene", "a red circle", "-o", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert out.read_bytes()[:3] == b"\xff\xd8\xff"
+    assert cap.err.count("\n") == 1 and "gridar scene:" in cap.err
