@@ -274,22 +274,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_edit(backend, image, mask, args: argparse.Namespace):
-    """`prepare_edit`, with the one case its message cannot explain: a painted mask that resampling to the model's
-    size emptied (a tiny image or a thin stroke)."""
-    from .engine.edit import EditInputError, prepare_edit
-    try:
-        return prepare_edit(backend, image, mask, fit=args.fit, feather=args.feather)
-    except EditInputError as e:
-        size = backend.info.image_size
-        if str(e).startswith("the mask is empty") and mask.getextrema()[1] >= 128:
-            raise EditInputError(
-                f"the painted mask vanished when resampled to the model's {size}x{size} (the mask is "
-                f"{mask.width}x{mask.height}, the image {image.width}x{image.height}): the image is too small or "
-                "the stroke too thin; paint a larger area or use a larger image") from None
-        raise
-
-
 def _cmd_edit(args: argparse.Namespace) -> int:
     from .engine.errors import PromptNotUnderstood
     name, language = _model_language(args)
@@ -310,7 +294,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from .engine.edit import edit_prompt
+    from .engine.edit import edit_prompt, prepare_edit
     from .engine.sampling import SamplingParams
     from .engine.search import Search, SearchRequest
     from .io.png import check_image, load_image
@@ -326,7 +310,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     side = max(EDIT_MAX_SIDE, backend.info.image_size)
     image, mask = load_image(args.image, max_side=side), load_image(args.mask, "L", max_side=side)
     prompt = backend.check_prompt(edit_prompt(backend, instruction, target_prompt), edit=True)
-    target = _prepare_edit(backend, image, mask, args)
+    target = prepare_edit(backend, image, mask, fit=args.fit, feather=args.feather)
     for note in target.notes:
         print(f"gridar edit: {note}", file=sys.stderr)
     req = replace(req, prompt=prompt, edit=target)

@@ -208,6 +208,11 @@ def prepare_edit(backend, image: Image.Image, mask: Image.Image, fit: str = "res
     pixels, mask_notes = fit_mask(mask, size, image.size, fit)
     notes += mask_notes
     if not pixels.any():
+        if mask.convert("L").getextrema()[1] >= 128:     # painted, but resampling to the model's size emptied it
+            raise EditInputError(
+                f"the painted mask vanished when resampled to the model's {size}x{size} (the mask is "
+                f"{mask.width}x{mask.height}, the image {image.width}x{image.height}): the image is too small or "
+                "the stroke too thin; paint a larger area or use a larger image")
         raise EditInputError("the mask is empty: paint over the part of the image that should change (white = "
                              "redraw)")
     tm = token_mask(pixels, rows, cols).flatten()
