@@ -154,3 +154,32 @@ def test_after_running_out_of_memory_the_run_is_freed_and_the_next_works(qtbot, 
     gridar(w)
     result = wait(qtbot, w.start_generation())
     assert result is not None and len(result.images) == 4 and errors[-1] == ""
+
+
+def test_the_selftest_starts_its_busy_processes_and_kills_them():
+    from gridar_desktop.app.main import busy_processes, parse
+    assert parse(["--selftest", "--busy", "2"]).busy == 2 and parse([]).busy == 0
+    with busy_processes(2) as procs:
+        assert len(procs) == 2 and all(p.is_alive() for p in procs)
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_on_the_cpu_torch_leaves_a_core_to_the_window(monkeypatch):
+    import os
+
+    import torch
+
+    from gridar_desktop.app.studio import use_cpu_threads
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+        torch.set_num_threads(4)
+        assert use_cpu_threads() == 3
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+        assert use_cpu_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")          # the user's own setting stands
+        torch.set_num_threads(4)
+        assert use_cpu_threads() == 4
+    finally:
+        torch.set_num_threads(before)

@@ -8,6 +8,8 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..logs import setup_logging
 
@@ -21,6 +23,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--theme", default="system", choices=["system", "dark", "light"])
     ap.add_argument("--selftest", action="store_true", help="run one interactive generation offscreen and exit")
     ap.add_argument("--screenshot", help="with --selftest: save a screenshot of the window here")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="with --selftest: run N CPU-bound processes beside it (an artist's machine is rarely idle)")
     return ap.parse_args(argv)
 
 
@@ -64,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     window.resize(1280, 820)
     window.show()
     if args.selftest:
-        with loop:
+        with loop, busy_processes(args.busy):
             report = loop.run_until_complete(selftest(window, args.model, args.screenshot))
+        report["busy_processes"] = args.busy
         print(json.dumps(report))
         return 0 if report.get("ok") else 1
     if args.model != "demo":
@@ -96,8 +101,43 @@ async def _until_closed(app) -> None:
     await done.wait()
 
 
+def _spin() -> None:
+    """A CPU-bound process: what another program on the artist's machine does to the studio's timings."""
+    x = 0
+    while True:
+        x = (x * 1103515245 + 12345) % 2147483648
+
+
+@contextmanager
+def busy_processes(n: int) -> Iterator[list]:
+    """N processes that keep one core each busy while the block runs; killed at its end, whatever happens."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")           # a fresh interpreter: nothing of Qt or torch is copied
+    procs = [ctx.Process(target=_spin, daemon=True, name=f"gridar-busy-{i}") for i in range(max(0, n))]
+    for p in procs:
+        p.start()
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.join(timeout=5)
+
+
+# Where the selftest aborts a run, each at an event the GUI receives while the worker is busy with that part: a
+# band being drawn, the verifier's call, the reformulator's, the completions that give verdicts from a rollout.
+CANCEL_POINTS = {
+    "band": lambda e, ev: isinstance(e, ev.TokenProgress) and e.stage == 1,
+    "verification": lambda e, ev: isinstance(e, ev.BandCandidates) and e.stage == 0,
+    "reformulation": lambda e, ev: isinstance(e, ev.BandAccepted) and e.stage == 0,
+    "rollout": lambda e, ev: isinstance(e, ev.Completing) and e.stage == 0,
+}
+
+
 async def selftest(window, model: str, screenshot: str | None) -> dict:
-    """One GridAR generation through the interactive path, then a cancel; measures the GUI thread."""
+    """One GridAR generation through the interactive path, then a run aborted at each of `CANCEL_POINTS`;
+    measures the GUI thread's longest stall, band finished to painted, and abort to the worker stopped."""
     from ..engine import events as ev
     from .window import gui_stall_probe
     studio = window.studio
@@ -107,35 +147,49 @@ async def selftest(window, model: str, screenshot: str | None) -> dict:
     load_s = time.perf_counter() - t0
     await asyncio.sleep(0.2)
     probe = gui_stall_probe(window)
-    window.controls.prompt.setText("two red circles and a blue square")
-    window.controls.method.setCurrentIndex(window.controls.method.findData("gridar"))
-    window.controls.n.setValue(4)
+    c = window.controls
+    c.prompt.setText("two red circles and a blue square")
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.n.setValue(4)
     t1 = time.perf_counter()
-    task = window.start_generation()
-    result = await task
+    result = await window.start_generation()
     gen_s = time.perf_counter() - t1
     await asyncio.sleep(0.3)                       # let the final paint happen
-    stall = probe["max_gap_s"]
     if screenshot:
         window.grab().save(screenshot)
-    # cancel latency: abort as soon as the second band starts drawing
-    started = asyncio.get_running_loop().create_future()
+    cancels: dict[str, float | None] = {}
+    for point, hit in CANCEL_POINTS.items():
+        verify_by = c.verify_by.findData("rollout" if point == "rollout" else "view")
+        if verify_by >= 0:
+            c.verify_by.setCurrentIndex(verify_by)
+        reached = asyncio.get_running_loop().create_future()
 
-    def on_event(e) -> None:
-        if isinstance(e, ev.TokenProgress) and e.stage == 1 and not started.done():
-            started.set_result(time.perf_counter())
-    studio.engine_event.connect(on_event)
-    task = window.start_generation()
-    await started
-    t_abort = time.perf_counter()
-    studio.abort()
-    await task
-    cancel_s = time.perf_counter() - t_abort
-    studio.engine_event.disconnect(on_event)
+        def on_event(e, hit=hit, reached=reached) -> None:
+            if not reached.done() and hit(e, ev):
+                reached.set_result(None)
+                getattr(window, "abort", studio.abort)()       # as Esc does
+        studio.engine_event.connect(on_event)
+        task = window.start_generation()
+        await asyncio.wait([task, reached], return_when=asyncio.FIRST_COMPLETED)
+        t_abort = time.perf_counter()
+        await task
+        studio.engine_event.disconnect(on_event)
+        # None: the run ended before it reached the point (e.g. a model without that step)
+        cancels[point] = round(1000 * (time.perf_counter() - t_abort), 1) if reached.done() else None
+        await asyncio.sleep(0.2)
+    c.verify_by.setCurrentIndex(max(0, c.verify_by.findData("view")))
     probe["timer"].stop()
+    stall = probe["max_gap_s"]
     paint = window.paint_latencies
+    measured = [v for v in cancels.values() if v is not None]
     return {"ok": result is not None, "model": model, "load_seconds": round(load_s, 3),
             "generation_seconds": round(gen_s, 3), "max_gui_stall_ms": round(1000 * stall, 1),
             "band_paint_latency_ms": round(1000 * max(paint), 1) if paint else None,
-            "cancel_latency_ms": round(1000 * cancel_s, 1), "timer_ticks": probe["ticks"],
-            "screenshot": screenshot}
+            "cancel_latency_ms": max(measured) if measured else None,
+            "cancel_latency_ms_at": cancels,
+            "timer_ticks": probe["ticks"], "torch_threads": _torch_threads(), "screenshot": screenshot}
+
+
+def _torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
