@@ -7,8 +7,9 @@ An interactive generation is one coroutine (`generate`): it snapshots the reques
 thread and awaits it. Engine events hop to the GUI thread with `call_soon_threadsafe`. When the search reaches a
 decision point, the artist policy (on the GPU thread) posts the question to the GUI thread and blocks only the GPU
 thread on a thread-safe future until the artist answers. Abort resolves a pending question with the proposal, so the
-GPU thread wakes up, sees the cancel token and stops at the next token; this needs no event loop, so closing the
-window mid-question cannot deadlock.
+GPU thread wakes up, sees the cancel token and stops at its next check (between two layers of any forward pass,
+`engine.cancel`); this needs no event loop, so closing the window mid-question cannot deadlock. `aborting` is True
+from the request until the worker has stopped.
 """
 from __future__ import annotations
 
