@@ -15,14 +15,8 @@ os.environ.setdefault("GRIDAR_HOME", __import__("tempfile").mkdtemp(prefix="grid
 
 
 def _save_grab(window, path: str) -> None:
-    """A screenshot of the window, saved through the project's atomic writer like every file it writes."""
-    from PySide6.QtCore import QBuffer, QIODevice
-
-    from gridar_desktop.io.atomic import atomic_write_bytes
-    buf = QBuffer()
-    buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    window.grab().save(buf, "PNG")
-    atomic_write_bytes(path, bytes(buf.data()))
+    from gridar_desktop.app.main import save_screenshot
+    save_screenshot(window, path)
 
 
 async def shoot(window, out: str) -> None:

@@ -13,13 +13,12 @@ import sys
 from typing import Callable
 
 from . import __version__
-from .engine.defaults import GRIDAR_DEFAULTS, REFILL, VERIFY_BY
+from .engine.defaults import GRIDAR_DEFAULTS, GROUP as GRIDAR_GROUP, REFILL, VERIFY_BY
 from .logs import setup_logging
 
 # Candidates per run, a stated ceiling (the studio offers up to 32): an absurd -n is refused up front instead of
 # failing in the allocator after the model has loaded.
 MAX_N = 64
-GRIDAR_GROUP = 4                # GridAR works in groups of this many candidates (engine.search.GROUP)
 MAX_SEED = 2 ** 63 - 1          # seeds are 64-bit signed integers in torch
 SCENE_SIZES = (8, 2048)         # gridar scene --size, in pixels
 MAX_BATCH = 1024

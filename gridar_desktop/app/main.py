@@ -135,6 +135,17 @@ CANCEL_POINTS = {
 }
 
 
+def save_screenshot(widget, path: str) -> None:
+    """A PNG of the widget, written through the project's atomic writer like every file it writes."""
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    from ..io.atomic import atomic_write_bytes
+    buf = QBuffer()
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    widget.grab().save(buf, "PNG")
+    atomic_write_bytes(path, bytes(buf.data()))
+
+
 async def selftest(window, model: str, screenshot: str | None) -> dict:
     """One GridAR generation through the interactive path, then a run aborted at each of `CANCEL_POINTS`;
     measures the GUI thread's longest stall, band finished to painted, and abort to the worker stopped."""
@@ -156,7 +167,7 @@ async def selftest(window, model: str, screenshot: str | None) -> dict:
     gen_s = time.perf_counter() - t1
     await asyncio.sleep(0.3)                       # let the final paint happen
     if screenshot:
-        window.grab().save(screenshot)
+        save_screenshot(window, screenshot)
     cancels: dict[str, float | None] = {}
     for point, hit in CANCEL_POINTS.items():
         verify_by = c.verify_by.findData("rollout" if point == "rollout" else "view")

@@ -104,11 +104,11 @@ def describe_error(e: BaseException) -> str:
     """One line for the inline error banner."""
     if isinstance(e, EngineError):
         return str(e)
-    name = e.__class__.__name__
-    if "OutOfMemory" in name or "out of memory" in str(e).lower():
+    from ..engine.errors import out_of_memory
+    if out_of_memory(e) is not None:            # the one rule for what counts as running out of memory
         return ("The device ran out of memory. Try a smaller N, close other GPU programs, or run on the CPU. "
                 f"({e})")
-    return f"{name}: {e}"
+    return f"{e.__class__.__name__}: {e}"
 
 
 class ArtistPolicy:
@@ -221,7 +221,7 @@ class Studio(QObject):
         try:
             if edit:
                 from ..engine.edit import edit_prompt
-                text = edit_prompt(backend, text, None)
+                text = edit_prompt(backend, text, text)     # the Edit tab's prompt describes the edited image
             check = getattr(backend, "check_prompt", None)
             if check is not None:
                 check(text, edit=edit)
@@ -303,7 +303,7 @@ class Studio(QObject):
                 from ..engine.edit import edit_prompt, prepare_edit
                 target = prepare_edit(model.backend, Image.fromarray(edit.image),
                                       Image.fromarray(np.asarray(edit.mask, np.uint8) * 255), "resize", edit.feather)
-                req = replace(req, prompt=edit_prompt(model.backend, request.prompt, None), edit=target,
+                req = replace(req, prompt=edit_prompt(model.backend, request.prompt, request.prompt), edit=target,
                               context=edit.context)
             search = Search(model.backend, model.roles if req.method != "single" else None, req, policy, emit,
                             token, live_previews=live)

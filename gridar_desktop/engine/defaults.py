@@ -9,6 +9,9 @@ copying a survivor (`refill="redraw"`): on the edit benchmark that is the one Gr
 """
 from __future__ import annotations
 
+# GridAR draws, verifies and refills candidates in groups of this many (the paper's N = 4 per group).
+GROUP = 4
+
 VERIFY_BY = ("view", "rollout")
 
 # What replaces a rejected candidate: a copy of a survivor (the paper), or a fresh draw (`SearchRequest.refill`).

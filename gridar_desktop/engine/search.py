@@ -41,14 +41,13 @@ from .backend import JanusBackend
 from .cancel import CancelToken, active, install_checkpoints
 from .cost import CostRecord
 from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_mask
-from .defaults import REFILL, ROLLOUT_THRESHOLD, VERIFY_BY
+from .defaults import GROUP, REFILL, ROLLOUT_THRESHOLD, VERIFY_BY
 from .decode import (DecodeState, concat_candidates, copy_stream, decode, decode_to_row, drop_streams, fork,
                      merge_streams, new_generator, order_streams, prefill, select, start)
 from .errors import EngineError, PromptNotUnderstood
 from .roles import PartialView, Roles, validate_reformulation
 from .sampling import SamplingParams
 
-GROUP = 4
 Emit = Callable[[object], None]
 
 
