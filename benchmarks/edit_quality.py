@@ -36,7 +36,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gridar_desktop.engine.backend import JanusBackend  # noqa: E402
-from gridar_desktop.engine.bench import parse_methods  # noqa: E402
+from gridar_desktop.bench import parse_methods  # noqa: E402
 from gridar_desktop.engine.cost import CostRecord  # noqa: E402
 from gridar_desktop.engine.defaults import GRIDAR_DEFAULTS  # noqa: E402
 from gridar_desktop.engine.edit import CONTEXTS, prepare_edit  # noqa: E402

@@ -98,7 +98,7 @@ def main() -> None:
         r = json.loads(Path(args.from_file).read_text())
     else:
         from gridar_desktop.engine.backend import JanusBackend
-        from gridar_desktop.engine.bench import parse_methods, run_bench
+        from gridar_desktop.bench import parse_methods, run_bench
         from gridar_desktop.engine.janus_roles import JanusRoles
         from gridar_desktop.engine.models import resolve_model
         from gridar_desktop.io.atomic import atomic_write_text

@@ -235,7 +235,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .engine.bench import PartialResults, bench_fingerprint, parse_methods, read_bench_prompts
+    from .bench import PartialResults, bench_fingerprint, parse_methods, read_bench_prompts
     methods = parse_methods(args.methods)
     for label, req in methods:
         if req.n < 1 or req.n > MAX_N or (req.method == "gridar" and req.n % GRIDAR_GROUP):
@@ -244,7 +244,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     name, language = _model_language(args)
     read_bench_prompts(args.prompts, lambda text: _precheck_prompt(name, language, text))   # every line, no weights
     backend = _load(args)
-    from .engine.bench import run_bench
+    from .bench import run_bench
     from .io.atomic import atomic_write_text
     prompts = read_bench_prompts(args.prompts, backend.check_prompt)[:args.limit or None]
     fingerprint = bench_fingerprint(prompts, methods, args.seeds, args.batch, model=args.model,

@@ -329,7 +329,7 @@ def test_bench_keeps_finished_work_and_resumes(tiny, bench_uninterrupted, tmp_pa
 
 def test_bench_starts_over_when_the_settings_changed(tiny, bench_uninterrupted, tmp_path, capsys):
     """A partial file from a bench with other settings is not mixed in: the run starts over."""
-    from gridar_desktop.engine.bench import bench_fingerprint
+    from gridar_desktop.bench import bench_fingerprint
     prompts, full = bench_uninterrupted
     out = tmp_path / "r.json"
     stale = {"bench": bench_fingerprint([], [], [0], 2)}

@@ -61,3 +61,26 @@ def test_version_and_help():
         with pytest.raises(SystemExit) as e:
             cli_main(args)
         assert e.value.code == 0
+
+
+def test_the_engine_imports_neither_training_nor_the_judge():
+    """The engine is what the app runs: it never reaches up into the training code, and it never sees the judge
+    (which only measures; the bench harness beside the CLI uses it). Checked on the source, so an import inside a
+    function counts too."""
+    import ast
+    from pathlib import Path
+    engine = Path(__file__).resolve().parents[1] / "gridar_desktop" / "engine"
+    bad = []
+    for f in sorted(engine.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")] + \
+                        [("." * node.level) + (node.module or "") + "." + a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if "training" in name.split(".") or name.endswith("shapes.judge") or name.endswith("bench"):
+                    bad.append(f"{f.name}:{node.lineno} imports {name}")
+    assert not bad, bad

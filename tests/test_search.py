@@ -193,7 +193,7 @@ def test_one_verification_schedule(backend):
 
 
 def test_reformulate_once_schedule_and_its_bench_name(backend):
-    from gridar_desktop.engine.bench import parse_methods
+    from gridar_desktop.bench import parse_methods
     from gridar_desktop.engine.search import REFORMULATE_ONCE
     [(label, req)] = parse_methods("gridar-reformonce:4")
     assert label == "gridar-reformonce:4" and req.schedule == REFORMULATE_ONCE
@@ -370,7 +370,7 @@ def test_rollout_verdicts_are_the_scorers_reading_of_one_completion(backend):
 
 
 def test_rollout_verification_is_validated_and_named_in_the_bench():
-    from gridar_desktop.engine.bench import parse_methods
+    from gridar_desktop.bench import parse_methods
     with pytest.raises(ValueError, match="rollout"):
         SearchRequest(prompt=PROMPT, verify_by="lookahead").validate()
     (label, req), = parse_methods("gridar-rollout:4")
@@ -457,7 +457,7 @@ def test_redraw_refill_draws_fresh_bands_in_the_rejected_slots(backend):
         assert torch.equal(got.tokens, alone.tokens)
     with pytest.raises(ValueError, match="refill"):
         SearchRequest(prompt=PROMPT, refill="clone").validate()
-    from gridar_desktop.engine.bench import parse_methods
+    from gridar_desktop.bench import parse_methods
     assert parse_methods("gridar-redraw:4")[0][1].refill == "redraw"
 
 

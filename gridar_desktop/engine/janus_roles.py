@@ -109,7 +109,7 @@ class JanusRoles:
         rec = backend.meta.get("edit_value") if self.edit_verify else None
         folder = Path(backend.info.folder)
         if isinstance(rec, dict) and (folder / str(rec.get("file"))).is_file():
-            from ..training.edit_value import load_head
+            from .value_head import load_head
             w, b = load_head(folder)
             if w.shape == (self.model.config.text_config.hidden_size,):
                 self.edit_value = (w.to(backend.device), b.to(backend.device))

@@ -58,11 +58,8 @@ class Stage:
     reformulate: bool = True
 
 
-# Without a calibrated threshold of the verifier's own (`pruning_threshold`), reject a partial candidate only when
-# P(possible) < 0.25. The demo verifier learned on 40% impossible examples;
-# far fewer of the candidates a model draws are (about 1 in 5 at 2 of 8 rows), and moving the prior from 0.4 to 0.2
-# moves the even-odds point to P(possible) = 0.27. A false rejection also costs more than a false acceptance: it
-# throws away a good candidate, where a missed one only costs the compute of carrying it a band further.
+# A verifier without a calibrated threshold of its own rejects only clearly impossible candidates: a false rejection
+# throws a good candidate away (why 0.25: docs/verifier.md).
 DEFAULT_THRESHOLD = 0.25
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..training.demo_config import build_processor, janus_config, set_generation_config
+from .demo_format import build_processor, janus_config, set_generation_config
 from .backend import JanusBackend
 
 DEMO_META = {"prompt_format": "plain", "prompt_language": "shapes", "canvas_colour": [235, 233, 226]}

@@ -47,10 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine.value_head import HEAD_FILE, load_head  # noqa: F401 - the format lives in the engine
+
 log = logging.getLogger("gridar.train")
 
 VALUE_SEED = 424_243               # the edits' stream: not the benchmark's (31) nor editgen's (424242)
-HEAD_FILE = "edit_value_head.safetensors"
 PENALTIES = (0.01, 0.03, 0.1, 0.3, 1.0)
 FOLDS = 4
 
@@ -245,13 +246,6 @@ def save_head(folder: Path, w: np.ndarray, b: float) -> None:
     from ..io.atomic import atomic_write_bytes
     atomic_write_bytes(folder / HEAD_FILE, save({"weight": torch.tensor(w, dtype=torch.float32),
                                                  "bias": torch.tensor([b], dtype=torch.float32)}))
-
-
-def load_head(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight (H,), bias (1,)) float32 of a folder's value head."""
-    from safetensors.torch import load_file
-    t = load_file(str(Path(folder) / HEAD_FILE))
-    return t["weight"], t["bias"]
 
 
 def train_edit_value(folder: str | Path, work: str | Path, edits: int = 2000, seed: int = 0,

@@ -17,11 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..shapes.judge import judge
-from .backend import JanusBackend
-from .cost import CostRecord, RoleCost
-from .roles import Roles
-from .search import ONE_VERIFICATION, REFORMULATE_ONCE, Search, SearchRequest
+from .engine.backend import JanusBackend
+from .engine.cost import CostRecord, RoleCost
+from .engine.roles import Roles
+from .engine.search import ONE_VERIFICATION, REFORMULATE_ONCE, Search, SearchRequest
+from .shapes.judge import judge
 
 
 def parse_methods(spec: str) -> list[tuple[str, SearchRequest]]:
@@ -168,7 +168,7 @@ class PartialResults:
         self.units[key] = {"unit": key, "rows": rows, "cost": cost.to_json()}
         if self.path is None:
             return
-        from ..io.atomic import atomic_write_text
+        from .io.atomic import atomic_write_text
         lines = [json.dumps({"bench": self.fingerprint})] + [json.dumps(u) for u in self.units.values()]
         atomic_write_text(self.path, "\n".join(lines) + "\n")
 
