@@ -1,6 +1,6 @@
 """GridAR's settings per task, where the CLI and the studio start (no torch: the CLI's parser reads them).
 
-The README's tables measure them. A generation verifies partial views and reformulates through three-way guidance.
+docs/benchmarks.md and docs/editing.md measure them. A generation verifies partial views and reformulates through three-way guidance.
 An edit reformulates by prompt replacement, as the paper did, but reads its verdicts off one completion of each
 candidate (`SearchRequest.verify_by="rollout"`) and redraws a rejected candidate from the prompt rows instead of
 copying a survivor (`refill="redraw"`): on the edit benchmark that is the one GridAR variant above Best-of-N 4
