@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -77,6 +77,11 @@ def read_bench_prompts(path: str | Path, check: Callable[[str], str] | None = No
     """A bench prompt file: JSONL, one {"prompt": text, "category": name} per line (blank lines skipped). Every
     line is checked before any model work, and `check` (the model's prompt check, returning the normalised text)
     runs on every prompt; a problem is a `ValueError` naming the file and the line."""
+    return [row for _, row in read_prompt_file(path, check)]
+
+
+def read_prompt_file(path: str | Path, check: Callable[[str], str] | None = None) -> list[tuple[int, dict]]:
+    """`read_bench_prompts` with each row's line number (`gridar batch` names the line of a job that failed)."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file")
@@ -113,7 +118,7 @@ def read_bench_prompts(path: str | Path, check: Callable[[str], str] | None = No
                 row = {**row, "prompt": check(row["prompt"])}
             except (ValueError, RuntimeError) as e:
                 raise ValueError(f"{where}: {e}") from None
-        rows.append(row)
+        rows.append((i, row))
     if not rows:
         raise ValueError(f"{path} holds no prompts; each line is {{\"prompt\": \"...\"}} (gridar prompts writes one)")
     return rows
@@ -177,43 +182,85 @@ class PartialResults:
             self.path.unlink(missing_ok=True)
 
 
-def run_bench(backend: JanusBackend, roles: Roles, prompts: list[dict], methods: list[tuple[str, SearchRequest]],
-              seeds: list[int], progress: Callable[[str], None] | None = None, batch: int = 16,
-              partial: PartialResults | None = None) -> dict:
-    """Each method over every prompt and seed; `batch` prompts run as one batched search (each keeps its own seed
-    and draws, see `engine.search`). Job seeds: seed * 100003 + prompt index. With `partial`, each finished unit
-    (method, seed, batch) is recorded there as it ends, and units already there are not run again."""
+@dataclass(frozen=True)
+class BenchUnit:
+    """One method, one seed, one batch of prompts: run as one batched search, recorded as one partial line."""
+    key: str
+    label: str
+    seed: int
+    at: int                             # index of the batch's first prompt
+    requests: tuple[SearchRequest, ...]
+    categories: tuple[str, ...]
+
+
+def bench_units(prompts: list[dict], methods: list[tuple[str, SearchRequest]], seeds: list[int],
+                batch: int) -> list[BenchUnit]:
+    """The units of a bench in report order; a run here and a run on a cluster cut the same batches. Job seeds:
+    seed * 100003 + prompt index."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    report: dict = {"prompts": len(prompts), "seeds": seeds, "batch": batch, "methods": {}}
+    units = []
     for label, template in methods:
-        per_seed: dict[int, list[tuple[str, int, float]]] = {}
-        cost = CostRecord()
         for seed in seeds:
-            rows = []
             for at in range(0, len(prompts), batch):
-                key = f"{label}|seed {seed}|prompts {at}-{min(at + batch, len(prompts)) - 1}"
-                done = partial.get(key) if partial is not None else None
-                if done is not None:
-                    rows += [tuple(r) for r in done["rows"]]
-                    cost.merge(_cost_from_json(done["cost"]))
-                    continue
                 chunk = prompts[at:at + batch]
-                reqs = [replace(template, prompt=row["prompt"], seed=seed * 100_003 + at + i)
-                        for i, row in enumerate(chunk)]
-                results = Search(backend, roles, reqs).run_all()
-                unit_rows = []
-                for row, res in zip(chunk, results):
-                    j = judge(res.images[res.best], row["prompt"])
-                    unit_rows.append((row.get("category", "all"), j.strict, j.partial))
-                cost.merge(results[0].cost)                     # one record for the whole batch
-                rows += unit_rows
-                if partial is not None:
-                    partial.add(key, [list(r) for r in unit_rows], results[0].cost)
-            per_seed[seed] = rows
-            if progress:
-                progress(f"{label} seed {seed}: strict {np.mean([r[1] for r in rows]):.3f} "
-                         f"({cost.wall_seconds:.0f} s so far)")
+                reqs = tuple(replace(template, prompt=row["prompt"], seed=seed * 100_003 + at + i)
+                             for i, row in enumerate(chunk))
+                units.append(BenchUnit(f"{label}|seed {seed}|prompts {at}-{at + len(chunk) - 1}", label, seed, at,
+                                       reqs, tuple(row.get("category", "all") for row in chunk)))
+    return units
+
+
+def run_bench_unit(backend: JanusBackend, roles: Roles, unit: BenchUnit) -> tuple[list[tuple[str, int, float]],
+                                                                                   CostRecord]:
+    """A unit's judged rows (category, strict, partial) and its cost (one record for the whole batch)."""
+    results = Search(backend, roles, list(unit.requests)).run_all()
+    rows = []
+    for cat, req, res in zip(unit.categories, unit.requests, results):
+        j = judge(res.images[res.best], req.prompt)
+        rows.append((cat, j.strict, j.partial))
+    return rows, results[0].cost
+
+
+# Runs units and yields (unit, rows, cost as JSON) as each finishes, in any order (`cluster.Cluster.bench_units`).
+Execute = Callable[[list[BenchUnit]], Iterator[tuple[BenchUnit, list, dict]]]
+
+
+def run_bench(backend: JanusBackend | None, roles: Roles | None, prompts: list[dict],
+              methods: list[tuple[str, SearchRequest]], seeds: list[int],
+              progress: Callable[[str], None] | None = None, batch: int = 16, partial: PartialResults | None = None,
+              execute: Execute | None = None) -> dict:
+    """Each method over every prompt and seed; `batch` prompts run as one batched search (each keeps its own seed
+    and draws, see `engine.search`). Each finished unit (method, seed, batch) is recorded in `partial` as it ends,
+    and units already there are not run again. `execute` runs the units elsewhere (a Ray cluster); without it they
+    run here, on `backend`, in order. The report is assembled in unit order from the recorded units, so it is the
+    same JSON however and wherever the units ran."""
+    units = bench_units(prompts, methods, seeds, batch)
+    partial = partial if partial is not None else PartialResults(None, {})
+    if execute is None:
+        def execute(todo: list[BenchUnit]):
+            for u in todo:
+                rows, cost = run_bench_unit(backend, roles, u)
+                yield u, [list(r) for r in rows], cost.to_json()
+    left = {}                           # (label, seed) -> units not finished yet, for the per-seed progress line
+    for u in units:
+        if partial.get(u.key) is None:
+            left[(u.label, u.seed)] = left.get((u.label, u.seed), 0) + 1
+    for u, rows, cost in execute([u for u in units if partial.get(u.key) is None]):
+        partial.add(u.key, rows, _cost_from_json(cost))
+        left[(u.label, u.seed)] -= 1
+        if progress and not left[(u.label, u.seed)]:
+            done = [r for v in units if (v.label, v.seed) == (u.label, u.seed) for r in partial.get(v.key)["rows"]]
+            progress(f"{u.label} seed {u.seed}: strict {np.mean([r[1] for r in done]):.3f}")
+    report: dict = {"prompts": len(prompts), "seeds": seeds, "batch": batch, "methods": {}}
+    for label, _ in methods:
+        per_seed: dict[int, list[tuple[str, int, float]]] = {seed: [] for seed in seeds}
+        cost = CostRecord()
+        for u in units:
+            if u.label == label:
+                done = partial.get(u.key)
+                per_seed[u.seed] += [tuple(r) for r in done["rows"]]
+                cost.merge(_cost_from_json(done["cost"]))
         report["methods"][label] = summarize(per_seed, cost, len(prompts) * len(seeds))
     return report
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from typing import Callable
 
@@ -242,34 +243,133 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError(f"gridar bench: argument --methods: '{label}': N must be 1..{MAX_N}"
                              + (f" and a multiple of {GRIDAR_GROUP} for gridar" if req.method == "gridar" else ""))
     name, language = _model_language(args)
-    read_bench_prompts(args.prompts, lambda text: _precheck_prompt(name, language, text))   # every line, no weights
-    backend = _load(args)
+    precheck = lambda text: _precheck_prompt(name, language, text)  # noqa: E731
+    read_bench_prompts(args.prompts, precheck)                     # every line, no weights
+    from contextlib import ExitStack
+
     from .bench import run_bench
     from .io.atomic import atomic_write_text
-    prompts = read_bench_prompts(args.prompts, backend.check_prompt)[:args.limit or None]
-    fingerprint = bench_fingerprint(prompts, methods, args.seeds, args.batch, model=args.model,
-                                    device=str(backend.device), dtype=args.dtype)
     partial_path = f"{args.out}.partial.jsonl"
     progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    partial = PartialResults(partial_path, fingerprint, progress)
-    try:
-        report = run_bench(backend, _roles(backend), prompts, methods, args.seeds, progress=progress,
-                           batch=args.batch, partial=partial)
-    except KeyboardInterrupt:
-        print(f"gridar bench: interrupted; {len(partial.units)} finished unit(s) kept in {partial_path}: run the "
-              "same command again to resume", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - said in one line, with where the finished work is
-        from .engine.errors import EngineError, out_of_memory
-        reason = out_of_memory(e) or e
-        if not isinstance(reason, (EngineError, ValueError, OSError)):
-            raise
-        raise EngineError(f"{reason} ({len(partial.units)} finished unit(s) kept in {partial_path}: the same "
-                          "command resumes)") from None
+    partial = None
+    with ExitStack() as stack:
+        try:
+            if args.cluster:
+                # the workers check each prompt's length against the model when they run it
+                cluster = stack.enter_context(_cluster(args))
+                prompts = read_bench_prompts(args.prompts, precheck)[:args.limit or None]
+                backend = roles = None
+                device, execute = cluster.device, cluster.bench_units
+            else:
+                backend = _load(args)
+                prompts = read_bench_prompts(args.prompts, backend.check_prompt)[:args.limit or None]
+                roles, device, execute = _roles(backend), str(backend.device), None
+            fingerprint = bench_fingerprint(prompts, methods, args.seeds, args.batch, model=args.model,
+                                            device=device, dtype=args.dtype)
+            partial = PartialResults(partial_path, fingerprint, progress)
+            report = run_bench(backend, roles, prompts, methods, args.seeds, progress=progress, batch=args.batch,
+                               partial=partial, execute=execute)
+        except KeyboardInterrupt:
+            kept = len(partial.units) if partial is not None else 0
+            print(f"gridar bench: interrupted; {kept} finished unit(s) kept in {partial_path}: run the "
+                  "same command again to resume", file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001 - said in one line, with where the finished work is
+            from .engine.errors import EngineError, out_of_memory
+            reason = out_of_memory(e) or e
+            if not isinstance(reason, (EngineError, ValueError, OSError)) or partial is None:
+                raise
+            raise EngineError(f"{reason} ({len(partial.units)} finished unit(s) kept in {partial_path}: the same "
+                              "command resumes)") from None
     report.update(model=args.model, prompts_file=args.prompts)
     atomic_write_text(args.out, json.dumps(report, indent=1))
     partial.discard()
     print(args.out)
+    return 0
+
+
+def _cluster(args: argparse.Namespace):
+    """The Ray workers for --cluster (Ray is imported here and nowhere else); what happens to them is said on
+    stderr."""
+    from .cluster import Cluster
+
+    def observe(event: str, info: dict) -> None:
+        if event == "lost":
+            w = info["worker"]
+            who = f"worker {w['pid']} on {w['host']}" if w else "a worker"
+            print(f"gridar {args.command}: {who} was lost ({info['reason']}); its unit goes to another worker "
+                  f"(try {info['try'] + 1} of {info['of']})", file=sys.stderr)
+    print(f"gridar {args.command}: starting workers on the Ray cluster ({args.cluster}) ...", file=sys.stderr)
+    c = Cluster(args.cluster, args.model, args.device, args.dtype, workers=args.workers, retries=args.retries,
+                observe=observe)
+    print(f"gridar {args.command}: {len(c.workers())} worker(s) on {c.device}, "
+          f"{len({w['host'] for w in c.workers()})} machine(s)", file=sys.stderr)
+    return c
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench import read_prompt_file
+    name, language = _model_language(args)
+    rows = read_prompt_file(args.prompts, lambda text: _precheck_prompt(name, language, text))  # no weights
+    from .batch import (BatchFolder, BatchSummary, Progress, UnitRunner, expected_settings, plan_jobs, plan_units,
+                        run_batch, run_local)
+    from .engine.sampling import SamplingParams
+    from .engine.search import SearchRequest
+    n = 1 if args.method == "single" else args.n
+    params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    template = SearchRequest(prompt="", method=args.method, n=n, params=params, strategy=args.strategy,
+                             threshold=args.threshold, verify_by=args.verify_by, reformulate=args.reformulate,
+                             refill=args.refill)
+    template.validate()
+    jobs, notes = plan_jobs(rows, args.seeds)
+    for note in notes:
+        print(f"gridar batch: {args.prompts}: {note}", file=sys.stderr)
+    folder = Path(args.out).expanduser()
+    folder.mkdir(exist_ok=True)
+    out = BatchFolder(folder, jobs, expected_settings(template, args.model), str(args.prompts))
+    pending = out.pending()
+    if not pending:
+        out.close()
+        print(f"gridar batch: all {len(jobs)} images are already in {folder}", file=sys.stderr)
+        print(folder)
+        return 0
+    if out.complete:
+        print(f"gridar batch: {len(out.complete)} of {len(jobs)} images are already in {folder}; rendering the "
+              f"other {len(pending)}", file=sys.stderr)
+    units = plan_units(jobs, template, args.batch, set(pending))
+    summary = BatchSummary(len(jobs), len(out.complete), [], [])
+    progress = Progress(len(jobs), len(out.complete))
+
+    def failed(job, message: str) -> None:
+        line = f"gridar batch: {args.prompts}:{job.line} (seed {job.seed}): {message}"
+        if progress.bar is not None:
+            progress.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+    try:
+        if args.cluster:
+            with _cluster(args) as cluster:
+                run_batch(out, cluster.render_units(units), progress, failed, summary)
+        else:
+            run_batch(out, run_local(UnitRunner(args.model, args.device, args.dtype), units), progress, failed,
+                      summary)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"gridar batch: interrupted; {len(out.complete)} of {len(jobs)} images are in {folder}: run the same "
+              "command again to render the rest", file=sys.stderr)
+        return 130
+    finally:
+        progress.close()
+        out.close()
+    if summary.failed:
+        lines = ", ".join(str(j.line) for j in sorted({j for j, _ in summary.failed}, key=lambda j: j.line))
+        print(f"gridar batch: {len(summary.failed)} of {len(jobs)} images failed (line {lines}, said above); the "
+              f"other {len(out.complete)} are in {folder}; run the same command again to retry the failed ones",
+              file=sys.stderr)
+        return 2
+    print(folder)
     return 0
 
 
@@ -339,9 +439,60 @@ VERIFY_BY_HELP = ("what GridAR's verdicts read: 'view' (the verifier reads the p
                   "candidate is decoded at each verified band)")
 
 
+def _cluster_address(text: str) -> str:
+    """An argparse `type=` for --cluster: 'auto' or a Ray address (HOST:PORT or ray://HOST:PORT)."""
+    if text != "auto" and not re.fullmatch(r"(ray://)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}", text):
+        raise argparse.ArgumentTypeError(f"must be 'auto' or the address `ray start --head` printed, e.g. "
+                                         f"10.0.0.5:6379, got {text!r}")
+    return text
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", type=_cluster_address, default=None, metavar="auto|ADDRESS",
+                   help="run on a Ray cluster: one worker per GPU (or per CPU on a cluster without GPUs), each "
+                        "loading the model once; 'auto' joins the cluster this machine is part of, or starts one "
+                        "on this machine alone (needs the cluster extra)")
+    p.add_argument("--workers", type=_number(int, 1, 4096), default=None,
+                   help="with --cluster: at most this many workers (default: one per GPU, else one per CPU)")
+    p.add_argument("--retries", type=_number(int, 0, 100), default=2,
+                   help="with --cluster: how often a unit whose worker died is given to another worker "
+                        "(default 2)")
+
+
+def _check_cluster(args: argparse.Namespace) -> None:
+    """--cluster needs Ray; found without importing it (nothing imports Ray unless --cluster is given)."""
+    if getattr(args, "cluster", None) is None:
+        if getattr(args, "workers", None) is not None:
+            raise UsageError(f"gridar {args.command}: argument --workers: only with --cluster")
+        return
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError(f"gridar {args.command}: argument --cluster: Ray is not installed; install the cluster "
+                         "extra: pip install 'gridar-desktop[cluster]' (or make install EXTRAS=cluster)")
+
+
+def _check_out_folder(args: argparse.Namespace) -> None:
+    """batch --out is a folder: it may be new (its parent must exist) or a folder; results.jsonl in it must be a
+    file we may replace."""
+    from pathlib import Path
+
+    from .io.atomic import check_output_path
+    folder = Path(args.out).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"gridar batch: argument --out: '{folder}' is not a folder; give a folder for the images")
+    if not folder.exists() and not folder.parent.is_dir():
+        raise UsageError(f"gridar batch: argument --out: the folder '{folder.parent}' does not exist; create it "
+                         "or choose another path")
+    try:
+        check_output_path(folder / "results.jsonl")
+    except OSError as e:
+        raise UsageError(f"gridar batch: argument --out: {e}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="gridar", description="GridAR Desktop on the command line: render and judge "
-                                 "shapes-world scenes, generate images with GridAR, benchmark methods.")
+                                 "shapes-world scenes, generate images with GridAR, render prompt lists, benchmark "
+                                 "methods.")
     ap.add_argument("--version", action="version", version=f"gridar {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -445,7 +596,40 @@ def build_parser() -> argparse.ArgumentParser:
                         "beyond float rounding)")
     p.add_argument("--out", required=True, help="the JSON report; finished work is kept in OUT.partial.jsonl "
                    "meanwhile, and the same command resumes an interrupted bench from it")
+    _cluster_options(p)
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("batch", help="render every prompt of a file for every seed into a folder (resumable)")
+    p.add_argument("prompts", help='JSONL, one {"prompt": ...} per line (a "category" is kept in results.jsonl)')
+    p.add_argument("--out", required=True, help="the folder for the images and results.jsonl (created if missing); "
+                   "the same command again renders only what is not there yet")
+    p.add_argument("--model", default="demo", help="'demo' (the bundled shapes model) or a local model folder")
+    p.add_argument("--method", default="gridar", choices=["single", "best-of-n", "gridar"],
+                   help="single: one sample; best-of-n: N samples, the scorer picks; gridar: the search "
+                        "(default: %(default)s)")
+    p.add_argument("-n", type=CANDIDATES, default=4,
+                   help=f"candidates for best-of-n and gridar, 1 to {MAX_N} (gridar: a multiple of {GRIDAR_GROUP})")
+    p.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds, one image per prompt and seed "
+                   "(default 0); `gridar generate PROMPT --seed S` draws the same image")
+    p.add_argument("--strategy", default="three-way", choices=["three-way", "replace"],
+                   help="how GridAR uses a reformulated prompt")
+    p.add_argument("--cfg", type=CFG, default=2.0, help="guidance scale, 0 to 100 (default 2)")
+    p.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="above 0 (default 1)")
+    p.add_argument("--top-k", type=TOP_K, default=0, help="keep the k likeliest tokens; 0: off")
+    p.add_argument("--top-p", type=TOP_P, default=1.0, help="nucleus sampling, in (0, 1]; 1: off")
+    p.add_argument("--threshold", type=THRESHOLD, default=None, help=THRESHOLD_HELP)
+    p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["generate"]["verify_by"], choices=VERIFY_BY,
+                   help=VERIFY_BY_HELP + " (default: %(default)s)")
+    p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
+                   default=GRIDAR_DEFAULTS["generate"]["reformulate"], help=REFORMULATE_HELP)
+    p.add_argument("--refill", default=GRIDAR_DEFAULTS["generate"]["refill"], choices=REFILL,
+                   help=REFILL_HELP + " (default: %(default)s)")
+    p.add_argument("--batch", type=_number(int, 1, MAX_BATCH), default=16,
+                   help=f"prompts run together in one batched search, 1 to {MAX_BATCH} (default 16)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    _cluster_options(p)
+    p.set_defaults(func=_cmd_batch)
 
     p = sub.add_parser("prompts", help="write a seeded benchmark prompt set (JSONL) by category")
     p.add_argument("-n", type=_number(int, 1, MAX_PROMPT_SET), default=300,
@@ -464,7 +648,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "func", None):
             if getattr(args, "method", None) and hasattr(args, "n"):
                 _check_candidates(args)
-            _check_output(args)
+            if args.command == "batch":
+                _check_out_folder(args)
+            else:
+                _check_output(args)
+            _check_cluster(args)
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
