@@ -82,11 +82,20 @@ def _int_field(file: Path, where: str, value, lo: int, hi: int, required: bool =
     return value
 
 
+def original_layout_hint(folder: str | Path) -> str:
+    """The one line for a folder in DeepSeek's original Janus layout (model_type "multi_modality"), which the app
+    reads only after `gridar import-model` has converted it."""
+    return (f"'{folder}' is in the original Janus layout (DeepSeek's own files): import it once with "
+            f"`gridar import-model '{folder}' NEW_FOLDER` and load the new folder")
+
+
 def check_config(cfg: object, file: Path) -> dict:
     """A Janus config.json's content -> the dict, or `ModelLoadError` naming the field that is wrong."""
     if not isinstance(cfg, dict):
         raise ModelLoadError(f"'{file}' holds a JSON {type(cfg).__name__}, not an object; the folder may be damaged")
     mtype = cfg.get("model_type")
+    if mtype == "multi_modality":
+        raise ModelLoadError(original_layout_hint(file.parent))
     if mtype != "janus":
         raise ModelLoadError(f"'{file.parent}' holds a '{mtype}' model; GridAR Desktop generates with Janus-family "
                              "models (model_type 'janus', e.g. Janus-Pro-1B or Janus-Pro-7B)")

@@ -1,0 +1,32 @@
+"""`gridar import-model SRC DST`: DeepSeek's original-layout Janus / Janus-Pro folders to the transformers format.
+
+The official `deepseek-ai/Janus-Pro-1B` / `-7B` folders hold a `MultiModalityCausalLM` (model_type
+"multi_modality") with DeepSeek's own module names and processor files; the app loads transformers'
+`JanusForConditionalGeneration`. The import renames every tensor, derives the transformers configuration from the
+original one and the tensors' shapes, converts the processor, and writes a new folder shard by shard.
+
+Modules:
+- `layout`:  what a folder is (original, transformers, another family) and its weight files; torch-free.
+- `keymap`:  original tensor names -> transformers names (and the qkv split).
+- `janus_config`: the `JanusConfig` and generation settings from the original config.json and the tensors.
+- `processor`: the tokenizer, image processor and chat template as a `JanusProcessor`.
+- `shards`:  reading source shards one at a time; the streamed safetensors writer; the sha256 manifest.
+- `run`:     `import_model`, which ties them together.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .layout import MANIFEST, ModelImportError, detect_layout, original_layout_hint
+
+__all__ = ["MANIFEST", "ModelImportError", "detect_layout", "import_model", "original_layout_hint"]
+
+
+def import_model(src: str | Path, dst: str | Path, progress: Callable[[str, int, int], None] | None = None,
+                 verify: bool = True, max_shard_bytes: int = 2 << 30) -> Path:
+    """Import the original-layout folder `src` into a new transformers-format folder `dst`; returns `dst`.
+    `progress(stage, done, total)` is called as work advances (bytes for the tensor and checksum stages). Every
+    refusal is a `ModelImportError` (a `ModelLoadError`) with one line naming what is wrong and what to do."""
+    from .run import import_model as _run
+    return _run(src, dst, progress=progress, verify=verify, max_shard_bytes=max_shard_bytes)
