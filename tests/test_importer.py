@@ -402,3 +402,80 @@ def test_an_occupied_destination_is_refused(made, tmp_path):
     with pytest.raises(ModelImportError, match="already holds files"):
         import_model(made[2], tmp_path / "out")
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_safetensors_source_in_bfloat16_keeps_every_tensor_exactly(tmp_path, tok):
+    """Original folders may ship safetensors; the dtype is kept (bf16 here) and every tensor arrives unchanged."""
+    from safetensors.torch import save_file
+    from gridar_desktop.engine.backend import JanusBackend
+    model, _ = reference(tok, seed=1)
+    model = model.to(torch.bfloat16)
+    src = write_original(tmp_path / "st", model, tok, shards=1)
+    for f in src.glob("pytorch_model*"):
+        f.unlink()
+    save_file({k: v.contiguous() for k, v in to_original(model.state_dict()).items()}, str(src / "model.safetensors"),
+              metadata={"format": "pt"})
+    dst = import_model(src, tmp_path / "out")
+    assert (dst / "model.safetensors").is_file()                          # small enough for one file
+    assert json.loads((dst / "config.json").read_text())["dtype"] == "bfloat16"
+    loaded = JanusBackend.load(dst, device="cpu", dtype="bfloat16").model.state_dict()
+    for key, value in model.state_dict().items():
+        assert loaded[key].dtype == torch.bfloat16 and torch.equal(loaded[key], value), key
+
+
+JANUS_PRO = {  # the official folders' config.json (deepseek-ai/Janus-Pro-1B and -7B), sizes only
+    "1B": {"hidden": 2048, "inter": 5632, "layers": 24, "heads": 16},
+    "7B": {"hidden": 4096, "inter": 11008, "layers": 30, "heads": 32},
+}
+
+
+@pytest.mark.parametrize("size", sorted(JANUS_PRO))
+def test_real_janus_pro_shapes_give_the_official_configuration(size):
+    """At Janus-Pro's real shapes (tensors on the meta device: nothing allocated) the derived configuration is the
+    one transformers' own Janus-Pro folders hold, and every tensor finds its place."""
+    from transformers import JanusConfig, JanusForConditionalGeneration, LlamaConfig
+    from gridar_desktop.engine.importer.janus_config import derive_config
+    from gridar_desktop.engine.importer.run import _plan
+    s = JANUS_PRO[size]
+    official = JanusConfig(text_config=LlamaConfig(vocab_size=102400, hidden_size=s["hidden"],
+                                                   intermediate_size=s["inter"], num_hidden_layers=s["layers"],
+                                                   num_attention_heads=s["heads"], num_key_value_heads=s["heads"],
+                                                   max_position_embeddings=16384),
+                           vision_config={"projection_dim": s["hidden"]},
+                           vq_config={"projection_dim": s["hidden"], "image_token_embed_dim": s["hidden"]},
+                           tie_word_embeddings=False)
+    with torch.device("meta"):
+        state = JanusForConditionalGeneration(official).state_dict()
+        original = to_original(state)
+        original["vision_model.vision_tower.attn_pool.kv.weight"] = torch.empty(2048, 1024)
+    shapes = {k: (tuple(v.shape), v.dtype) for k, v in original.items()}
+    cfg = {
+        "model_type": "multi_modality",
+        "language_config": {"hidden_size": s["hidden"], "intermediate_size": s["inter"],
+                            "max_position_embeddings": 16384, "model_type": "llama", "num_attention_heads": s["heads"],
+                            "num_hidden_layers": s["layers"], "num_key_value_heads": s["heads"],
+                            "torch_dtype": "bfloat16", "vocab_size": 102400},
+        "vision_config": {"cls": "CLIPVisionTower", "params": {"image_size": 384,
+                                                               "model_name": "siglip_large_patch16_384",
+                                                               "select_feature": "same", "select_layer": -1}},
+        "aligner_config": {"cls": "MlpProjector", "params": {"depth": 2, "input_dim": 1024, "n_embed": s["hidden"],
+                                                             "projector_type": "mlp_gelu"}},
+        "gen_vision_config": {"cls": "VQ-16", "params": {"image_token_size": 16384, "n_embed": 8}},
+        "gen_aligner_config": {"cls": "MlpProjector", "params": {"depth": 2, "input_dim": 8, "n_embed": s["hidden"],
+                                                                 "projector_type": "mlp_gelu"}},
+        "gen_head_config": {"cls": "vision_head", "params": {"image_token_embed": s["hidden"],
+                                                             "image_token_size": 16384, "n_embed": s["hidden"]}},
+    }
+    tokens = {"bos": 100000, "eos": 100001, "pad": 100015, "image": 100581, "boi": 100016, "eoi": 100593}
+    derived = derive_config(cfg, shapes, tokens, Path("config.json"))
+    for part in ("text_config", "vision_config", "vq_config"):
+        ours, theirs = getattr(derived, part).to_dict(), getattr(official, part).to_dict()
+        for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
+                    "image_size", "patch_size", "mlp_ratio", "projection_dim", "depth", "num_image_tokens",
+                    "embed_dim", "num_embeddings", "latent_channels", "base_channels", "channel_multiplier",
+                    "num_res_blocks", "image_token_embed_dim", "num_patches", "tie_word_embeddings"):
+            if key in theirs:
+                assert ours[key] == theirs[key], (part, key)
+    assert derived.vision_config.num_image_tokens == 576 and derived.vq_config.num_patches == 24
+    plan = _plan({k: (shape, dtype, 0) for k, (shape, dtype) in shapes.items()}, derived, Path("src"))
+    assert len(plan) == len(state)

@@ -20,7 +20,11 @@ from typing import Callable
 
 from .layout import MANIFEST, ModelImportError, detect_layout, original_layout_hint
 
-__all__ = ["MANIFEST", "ModelImportError", "detect_layout", "import_model", "original_layout_hint"]
+__all__ = ["MANIFEST", "STAGES", "ModelImportError", "detect_layout", "import_model", "original_layout_hint"]
+
+# The stages `progress` reports, in plain words for the CLI and the studio.
+STAGES = {"reading": "reading the original files", "converting": "writing the new folder",
+          "checking": "checking the written files", "loading": "loading the new folder to test it"}
 
 
 def import_model(src: str | Path, dst: str | Path, progress: Callable[[str, int, int], None] | None = None,

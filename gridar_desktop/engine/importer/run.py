@@ -151,7 +151,7 @@ def import_model(src: str | Path, dst: str | Path, progress: Progress | None = N
     lm_dtype = found.get("language_model.model.embed_tokens.weight", (None, torch.float32))[1]
     config.dtype = _DTYPE_NAMES.get(lm_dtype, "float32")
     total = sum(tensor_bytes(p.shape, p.dtype) for p in plan)
-    parent = dst.parent if dst.parent.exists() else Path(".")
+    parent = next(p for p in (dst.absolute(), *dst.absolute().parents) if p.exists())
     free = shutil.disk_usage(parent).free
     if free < total + (64 << 20):
         raise ModelImportError(f"the imported model needs {total / 2**30:.1f} GiB and '{parent.resolve()}' has "
