@@ -352,7 +352,15 @@ class Search:
             raise ValueError("run() is for one job; use run_all() for a batch")
         return self.run_all()[0]
 
+    def check_memory(self):
+        """The run's memory plan, checked against what the device has free before any work
+        (`engine.memory_plan`): a run that cannot fit raises `DoesNotFit` naming its need, the free memory and
+        the largest N that fits. Returns the plan (None where it cannot be made)."""
+        from .memory_plan import check_search
+        return check_search(self)
+
     def run_all(self) -> list[SearchResult]:
+        self.check_memory()
         self.cost.start()
         try:
             with active(self.cancel):

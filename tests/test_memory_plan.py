@@ -1,0 +1,215 @@
+"""The memory plan: its numbers against real tensors on the CPU and hand-computed values at Janus-Pro's shape, and a
+run that does not fit refused before any work."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gridar_desktop.engine import memory_plan as mp
+from gridar_desktop.engine.decode import decode, merge_streams, prefill, start
+from gridar_desktop.engine.memory_plan import GIB, DoesNotFit, RunShape, kv_bytes, model_shape, plan
+from gridar_desktop.engine.sampling import SamplingParams
+from gridar_desktop.engine.search import Search, SearchRequest
+from gridar_desktop.engine.tiny import tiny_backend
+
+PROMPT = "a red circle above a blue square"
+
+
+def janus_pro(size: str) -> dict:
+    """Janus-Pro-1B / -7B's config.json content as the planner reads it (published dimensions; see
+    benchmarks/memory_table.py for where each value comes from)."""
+    hidden, inter, layers, heads = {"1B": (2048, 5632, 24, 16), "7B": (4096, 11008, 30, 32)}[size]
+    return {"model_type": "janus", "tie_word_embeddings": False,
+            "text_config": {"model_type": "llama", "hidden_size": hidden, "intermediate_size": inter,
+                            "num_hidden_layers": layers, "num_attention_heads": heads,
+                            "num_key_value_heads": heads, "vocab_size": 102400,
+                            "max_position_embeddings": 16384},
+            "vision_config": {"projection_dim": hidden},
+            "vq_config": {"projection_dim": hidden, "image_token_embed_dim": hidden}}
+
+
+def cache_bytes(cache) -> int:
+    return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+
+
+def peak_allocated(fn) -> int:
+    """The most bytes torch's CPU allocator held at once while `fn` ran, above what it held before (read from the
+    profiler's allocation events)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+# -- the KV cache ------------------------------------------------------------------------------------------------
+
+def test_kv_formula_equals_a_real_cache_after_prefill_and_decoding():
+    b = tiny_backend(seed=0)
+    shape = model_shape(b.model.config, b.model)
+    state = start(b, PROMPT, n=4)
+    assert cache_bytes(state.cache) == kv_bytes(shape, torch.float32, state.rows, state.mask.shape[1])
+    state = decode(b, state, 5, SamplingParams(cfg=2.0), generator=torch.Generator().manual_seed(0))
+    assert cache_bytes(state.cache) == kv_bytes(shape, torch.float32, 8, state.mask.shape[1])
+    # a third (layout) stream, left-padded to the longest row: rows x the padded width
+    ids = b.prompt_ids(PROMPT + ", with the red circle at the top")
+    layout = prefill(b, {"layout": [ids] * 4}, state.tokens)
+    joined = merge_streams(state, layout)
+    assert cache_bytes(joined.cache) == kv_bytes(shape, torch.float32, 12, joined.mask.shape[1])
+
+
+def test_kv_cache_by_hand_at_janus_pro_7b():
+    shape = model_shape(janus_pro("7B"))
+    per_position = 30 * 2 * 32 * 128 * 2                # layers x (K, V) x heads x head size x bf16
+    assert mp.kv_bytes_per_position(shape, "bf16") == per_position == 491_520
+    p = plan(shape, "bf16", method="gridar", n=4, prompt_tokens=40, clause_tokens=24)
+    assert p.positions == 40 + 24 + 576
+    full = per_position * 4 * 3 * 640
+    assert p.phases["decoding the last row"] >= full
+    # the cache at the peak is the finished candidates' (the final pick runs beside it)
+    assert p.kv_cache == full
+    # issue 27's figure: N=4 x 3 rows x 1,176 positions (600-token prompts) = 6.9 GB
+    assert abs(kv_bytes(shape, "bf16", 12, 1176) / 1e9 - 6.94) < 0.01
+
+
+def test_rollouts_hold_a_second_cache():
+    shape = model_shape(janus_pro("1B"))
+    view = plan(shape, "bf16", method="gridar", n=4)
+    rollout = plan(shape, "bf16", method="gridar", n=4, verify_by="rollout")
+    band = kv_bytes(shape, "bf16", 12, 64 + 288)
+    assert rollout.kv_cache == view.kv_cache + band
+    assert rollout.total > view.total
+
+
+def test_guidance_rows_by_method():
+    shape = model_shape(janus_pro("1B"))
+    assert plan(shape, "bf16", method="gridar").run.rows_per_candidate == 3
+    assert plan(shape, "bf16", method="gridar", strategy="replace").run.rows_per_candidate == 2
+    assert plan(shape, "bf16", method="best-of-n", n=8).run.rows_per_candidate == 2
+    two = plan(shape, "bf16", method="gridar", guidance_rows=2)
+    assert two.kv_cache * 3 == plan(shape, "bf16", method="gridar").kv_cache * 2
+
+
+# -- the weights -------------------------------------------------------------------------------------------------
+
+def test_weights_counted_on_the_architecture_equal_the_loaded_model():
+    b = tiny_backend(seed=0)
+    loaded = model_shape(b.model.config, b.model).params
+    from_config = model_shape(b.model.config.to_dict()).params
+    assert loaded == from_config
+    # a tied head is counted once
+    assert sum(loaded.values()) == sum(p.numel() for p in b.model.parameters())
+
+
+@pytest.mark.parametrize("size,lm,total", [
+    # language model by hand: embeddings + untied head (2 x vocab x hidden), per layer 4 h^2 (attention) +
+    # 3 h x intermediate (MLP) + 2 h (norms), a final norm
+    ("1B", 2 * 102400 * 2048 + 24 * (4 * 2048 ** 2 + 3 * 2048 * 5632 + 2 * 2048) + 2048, 2.08e9),
+    ("7B", 2 * 102400 * 4096 + 30 * (4 * 4096 ** 2 + 3 * 4096 * 11008 + 2 * 4096) + 4096, 7.41e9),
+])
+def test_weights_by_hand_at_janus_pro_shape(size, lm, total):
+    shape = model_shape(janus_pro(size))
+    assert shape.params["language model"] == lm
+    assert abs(sum(shape.params.values()) - total) / total < 0.005
+    # SigLIP-L/16 at 384 px: about 0.30B parameters, plus the aligner into the language model's width
+    assert 0.30e9 < shape.params["vision encoder"] < 0.33e9
+    assert plan(shape, "bf16").weights["language model"] == 2 * lm
+
+
+# -- the VQ decoder ----------------------------------------------------------------------------------------------
+
+def test_vq_decode_estimate_matches_a_measured_decode():
+    """Janus-Pro's VQ decoder (real channel widths) on a smaller token grid, measured by the allocator."""
+    from transformers import JanusVQVAE, JanusVQVAEConfig
+    torch.manual_seed(0)
+    cfg = JanusVQVAEConfig(num_patches=6)                              # 6 x 6 tokens -> 96 px
+    vq = JanusVQVAE(cfg).eval()
+    codes = torch.randint(0, cfg.num_embeddings, (4, 36))
+    shape = model_shape({"vision_config": {"image_size": 96, "patch_size": 16, "num_image_tokens": 36},
+                         "vq_config": cfg.to_dict()})
+    with torch.inference_mode():
+        measured = peak_allocated(lambda: vq.decode(codes))
+    estimate = mp.vq_decode_bytes(shape, torch.float32, 4)
+    assert 0.9 * measured <= estimate <= 1.3 * measured, (estimate, measured)
+
+
+# -- a whole run -------------------------------------------------------------------------------------------------
+
+def test_a_tiny_run_stays_within_its_plan():
+    b = tiny_backend(seed=0)
+    req = SearchRequest(prompt=PROMPT, method="gridar", n=4, seed=0)
+    search = Search(b, None, req)
+    p = search.check_memory()
+    measured = peak_allocated(lambda: Search(b, None, req).run())
+    # within the plan without its fixed margin, and the plan is not a wild overestimate either
+    assert 0.5 * (p.run_bytes - p.margin) <= measured <= p.run_bytes - mp.MARGIN_FIXED, (measured, p.parts())
+
+
+def test_largest_n_fits_and_the_next_does_not():
+    shape = model_shape(janus_pro("7B"))
+    p = plan(shape, "bf16", method="gridar", n=4)
+    free = 24 * GIB
+    n = p.largest_n(free)
+    assert n % 4 == 0 and n >= 4
+    assert p.with_n(n).fits(free) and not p.with_n(n + 4).fits(free)
+    # nothing at all fits in less than the weights
+    assert p.largest_n(p.weight_bytes) == 0
+    bon = plan(shape, "bf16", method="best-of-n", n=8)
+    k = bon.largest_n(free)
+    assert bon.with_n(k).fits(free) and not bon.with_n(k + 1).fits(free)
+
+
+def test_a_batch_is_bounded_by_the_plan():
+    shape = model_shape(janus_pro("7B"))
+    p = plan(shape, "bf16", method="gridar", n=4)
+    beside = 20 * GIB
+    k = p.largest_batch(beside)
+    assert k >= 1
+    assert p.with_n(4, k).fits(beside, weights_loaded=True)
+    assert not p.with_n(4, k + 1).fits(beside, weights_loaded=True)
+
+
+# -- the refusal ---------------------------------------------------------------------------------------------
+
+def test_a_run_that_does_not_fit_is_refused_before_any_work(monkeypatch):
+    b = tiny_backend(seed=0)
+    req = SearchRequest(prompt=PROMPT, method="gridar", n=16, seed=0)
+    need = Search(b, None, req).check_memory()
+    four = need.with_n(4)
+    free = (four.run_bytes + need.run_bytes) // 2             # N=4 fits, N=16 does not
+    monkeypatch.setattr(mp, "free_memory", lambda device: free)
+    events = []
+    search = Search(b, None, req, emit=events.append)
+    with pytest.raises(DoesNotFit) as e:
+        search.run()
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert mp.gb(need.run_bytes) in msg and mp.gb(free) in msg
+    n = need.largest_n(free, weights_loaded=True)
+    assert 4 <= n < 16 and f"the largest N that fits is {n}" in msg
+    assert events == [] and search.cost.image_tokens == 0
+    # the N it names runs
+    Search(b, None, SearchRequest(prompt=PROMPT, method="gridar", n=n, seed=0)).run()
+
+
+def test_a_refusal_with_nothing_that_fits_says_so(monkeypatch):
+    b = tiny_backend(seed=0)
+    monkeypatch.setattr(mp, "free_memory", lambda device: 1)
+    with pytest.raises(DoesNotFit, match="not even one candidate fits"):
+        Search(b, None, SearchRequest(prompt=PROMPT, method="single", n=1)).run()
+
+
+def test_unknown_free_memory_does_not_block(monkeypatch):
+    b = tiny_backend(seed=0)
+    monkeypatch.setattr(mp, "free_memory", lambda device: None)
+    assert Search(b, None, SearchRequest(prompt=PROMPT, method="single", n=1)).check_memory() is not None
+
+
+def test_free_memory_on_the_cpu_is_the_available_ram():
+    free = mp.free_memory("cpu")
+    assert free is None or free > 0
