@@ -277,7 +277,7 @@ def test_a_damaged_byte_fails_the_manifest(made, tmp_path):
 
 
 def test_shards_are_read_one_at_a_time(made, tmp_path, monkeypatch):
-    from gridar_desktop.engine.importer import run, shards
+    from gridar_desktop.engine.importer import shards
     open_now, most = [0], [0]
     real_init, real_close = shards.Shard.__init__, shards.Shard.close
 

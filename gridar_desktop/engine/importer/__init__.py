@@ -18,7 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .layout import MANIFEST, ModelImportError, detect_layout, original_layout_hint
+from ..models import original_layout_hint
+from .layout import MANIFEST, ModelImportError, detect_layout
 
 __all__ = ["MANIFEST", "STAGES", "ModelImportError", "detect_layout", "import_model", "original_layout_hint"]
 

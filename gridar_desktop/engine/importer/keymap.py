@@ -76,7 +76,7 @@ def _vision(rest: str) -> list[Target] | None:
     m = re.fullmatch(rf"norm\.{_P}", rest)
     if m:
         return [Target(f"{out}post_layernorm.{m[1]}")]
-    m = re.fullmatch(rf"blocks\.(\d+)\.(.+)", rest)
+    m = re.fullmatch(r"blocks\.(\d+)\.(.+)", rest)
     if not m:
         return None
     layer, inner = f"{out}encoder.layers.{m[1]}.", m[2]

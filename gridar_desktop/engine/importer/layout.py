@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelLoadError
-from ..models import original_layout_hint, read_json_file
+from ..models import read_json_file
 
 MANIFEST = "gridar-manifest.json"
 ORIGINAL_TYPE = "multi_modality"          # DeepSeek's MultiModalityConfig.model_type

@@ -59,7 +59,7 @@ def _token(value) -> str | None:
 def read_processor_parts(path: Path, max_length: int | None):
     """(image processor, tokenizer, token ids {bos, eos, pad, image, boi, eoi}, processor_config.json's content)
     from an original folder's files; `max_length` is the fallback context length."""
-    from transformers import JanusImageProcessorPil, JanusProcessor, PreTrainedTokenizerFast
+    from transformers import JanusImageProcessorPil, PreTrainedTokenizerFast
 
     if not (path / "tokenizer.json").is_file():
         raise ModelImportError(f"'{path}' has no tokenizer.json; copy the whole model folder, tokenizer files "

@@ -91,8 +91,9 @@ def _inventory(source, report: Progress) -> dict[str, tuple[tuple[int, ...], tor
 def _plan(found: dict, config, src: Path) -> list[Planned]:
     unknown = [k for k in found if map_key(k) is None]
     if unknown:
-        raise ModelImportError(f"'{src}' holds the tensor '{unknown[0][:120]}'{f' and {len(unknown) - 1} more' if len(unknown) > 1 else ''} "
-                               "that an original Janus / Janus-Pro model does not have; it cannot be imported")
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        raise ModelImportError(f"'{src}' holds the tensor '{unknown[0][:120]}'{more} that an original Janus / "
+                               "Janus-Pro model does not have; it cannot be imported")
     expected = expected_shapes(config)
     plan: dict[str, Planned] = {}
     for name, (shape, dtype, shard) in found.items():
