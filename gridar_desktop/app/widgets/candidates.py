@@ -5,7 +5,7 @@ work whatever widget has the focus: the prompt box would otherwise take "2k" as 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton,
                                QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
@@ -135,6 +135,15 @@ class _ReviewKeys(QObject):
         return True
 
 
+class _CardScroll(QScrollArea):
+    """Asks for the height of the cards plus a sideways scroll bar, but can be squeezed (it then scrolls)."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        content = self.widget().sizeHint()
+        return QSize(super().sizeHint().width(), content.height() + self.horizontalScrollBar().sizeHint().height()
+                     + 2 * self.frameWidth())
+
+
 class CandidateStrip(QWidget):
     """Shows candidates; in review it edits a PruneDecision. `continue_clicked` carries the decision."""
 
@@ -162,12 +171,13 @@ class CandidateStrip(QWidget):
         self.row.setContentsMargins(0, 0, 0, 0)
         self.row.setSpacing(6)
         self.row.addStretch(1)
-        self.scroll = QScrollArea()
+        self.scroll = _CardScroll()
         self.scroll.setWidget(cards)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # on a short screen the cards scroll rather than hold the window taller than the screen
+        self.scroll.setMinimumHeight(90)
         outer.addWidget(self.scroll)
         self._keys = _ReviewKeys(self)
         self._filtering = False
@@ -191,10 +201,7 @@ class CandidateStrip(QWidget):
             self.cards.append(card)
         for i, c in enumerate(self.cards):
             c.setVisible(i < n)
-        # tall enough for the cards and a sideways scroll bar
-        if self.cards:
-            self.scroll.setMinimumHeight(self.cards[0].sizeHint().height()
-                                         + self.scroll.horizontalScrollBar().sizeHint().height())
+        self.scroll.updateGeometry()
 
     def clear(self) -> None:
         self._ensure(0)

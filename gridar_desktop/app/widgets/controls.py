@@ -310,6 +310,7 @@ class Controls(QWidget):
         text, pos = self.prompt.text(), self.prompt.cursorPosition()
         start = pos - len(self._current_word())
         rest = text[pos:]
+        rest = rest[len(re.match(r"[A-Za-z-]*", rest).group(0)):]      # the typed word's tail, if any, goes too
         joined = text[:start] + word + ("" if rest.startswith(" ") else " ") + rest
         self.prompt.setText(joined.rstrip() + (" " if not rest else ""))
         self.prompt.setCursorPosition(start + len(word) + 1)
