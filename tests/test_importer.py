@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from gridar_desktop.engine.errors import ModelLoadError
-from gridar_desktop.engine.importer import MANIFEST, ModelImportError, detect_layout, import_model
+from gridar_desktop.engine.importer import (MANIFEST, ModelImportError, detect_layout, import_model,
+                                            suggested_destination)
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 SPECIAL = [BOS, EOS, PAD, "<image_placeholder>", "<begin_of_image>", "<end_of_image>", "<|User|>", "<|Assistant|>",
@@ -37,7 +38,7 @@ def bpe_tokenizer():
     return tok
 
 
-def reference(tok, seed=0):
+def reference(tok, seed=0, tied=False):
     """(model, processor) in the transformers format, shaped like Janus-Pro in miniature (untied head, SigLIP with
     16 heads, a 3-level VQ with attention in its last level, two-layer aligners)."""
     from transformers import (JanusConfig, JanusForConditionalGeneration, JanusImageProcessorPil, JanusProcessor,
@@ -46,7 +47,7 @@ def reference(tok, seed=0):
     text = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
                        bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], pad_token_id=vocab[PAD],
-                       tie_word_embeddings=False)
+                       tie_word_embeddings=tied)
     grid = IMAGE_SIZE // PATCH
     vision = JanusVisionConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=16, image_size=IMAGE_SIZE,
                                patch_size=PATCH, mlp_ratio=2.0, projection_dim=64, depth=2,
@@ -57,7 +58,7 @@ def reference(tok, seed=0):
     torch.manual_seed(seed)
     model = JanusForConditionalGeneration(JanusConfig(text_config=text, vision_config=vision, vq_config=vq,
                                                       image_token_id=vocab["<image_placeholder>"],
-                                                      tie_word_embeddings=False)).eval()
+                                                      tie_word_embeddings=tied)).eval()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    extra_special_tokens={"image_token": "<image_placeholder>",
                                                          "boi_token": "<begin_of_image>",
@@ -132,7 +133,7 @@ def original_config(model) -> dict:
                             "num_attention_heads": t.num_attention_heads,
                             "num_key_value_heads": t.num_key_value_heads,
                             "max_position_embeddings": t.max_position_embeddings, "vocab_size": t.vocab_size,
-                            "torch_dtype": "float32"},
+                            "torch_dtype": "float32", "tie_word_embeddings": t.tie_word_embeddings},
         "vision_config": {"cls": "CLIPVisionTower", "model_type": "vision",
                           "params": {"image_size": v.image_size, "model_name": "siglip_large_patch16_384",
                                      "select_feature": "same", "select_layer": -1}},
@@ -479,3 +480,32 @@ def test_real_janus_pro_shapes_give_the_official_configuration(size):
     assert derived.vision_config.num_image_tokens == 576 and derived.vq_config.num_patches == 24
     plan = _plan({k: (shape, dtype, 0) for k, (shape, dtype) in shapes.items()}, derived, Path("src"))
     assert len(plan) == len(state)
+
+
+def test_single_legacy_pickle_with_tied_embeddings(tmp_path, tok):
+    """One pytorch_model.bin in torch's old (pre-zip) format, which cannot be memory-mapped, and a language model
+    whose output head is its input embedding (both names saved, as a torch state_dict holds them)."""
+    model, processor = reference(tok, seed=2, tied=True)
+    src = write_original(tmp_path / "legacy", model, tok, shards=1)
+    (src / "pytorch_model.bin.index.json").unlink()
+    state = torch.load(src / "pytorch_model-00001-of-00001.bin", weights_only=True)
+    assert "language_model.lm_head.weight" in state
+    torch.save(state, src / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    (src / "pytorch_model-00001-of-00001.bin").unlink()
+    dst = import_model(src, tmp_path / "out")
+    from safetensors import safe_open
+    with safe_open(str(dst / "model.safetensors"), "pt") as f:
+        assert "lm_head.weight" not in f.keys()
+    from gridar_desktop.engine.backend import JanusBackend
+    imp = JanusBackend.load(dst, device="cpu", dtype="float32")
+    x = torch.tensor([JanusBackend(model, processor, "cpu").prompt_ids(PROMPT)])
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=x).logits, imp.model(input_ids=x).logits)
+
+
+def test_suggested_destination_is_a_free_sibling(tmp_path):
+    src = tmp_path / "Janus-Pro-1B"
+    src.mkdir()
+    assert suggested_destination(src) == tmp_path / "Janus-Pro-1B-transformers"
+    (tmp_path / "Janus-Pro-1B-transformers").mkdir()
+    assert suggested_destination(src) == tmp_path / "Janus-Pro-1B-transformers-2"

@@ -21,7 +21,8 @@ from typing import Callable
 from ..models import original_layout_hint
 from .layout import MANIFEST, ModelImportError, detect_layout
 
-__all__ = ["MANIFEST", "STAGES", "ModelImportError", "detect_layout", "import_model", "original_layout_hint"]
+__all__ = ["MANIFEST", "STAGES", "ModelImportError", "detect_layout", "import_model", "original_layout_hint",
+           "suggested_destination"]
 
 # The stages `progress` reports, in plain words for the CLI and the studio.
 STAGES = {"reading": "reading the original files", "converting": "writing the new folder",
@@ -35,3 +36,14 @@ def import_model(src: str | Path, dst: str | Path, progress: Callable[[str, int,
     refusal is a `ModelImportError` (a `ModelLoadError`) with one line naming what is wrong and what to do."""
     from .run import import_model as _run
     return _run(src, dst, progress=progress, verify=verify, max_shard_bytes=max_shard_bytes)
+
+
+def suggested_destination(src: str | Path) -> Path:
+    """A free folder beside `src` for its imported copy: '<name>-transformers', else '<name>-transformers-2', ..."""
+    src = Path(src).expanduser()
+    base = src.parent / f"{src.name}-transformers"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
