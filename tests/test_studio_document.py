@@ -226,6 +226,17 @@ def test_a_gridar_png_opened_from_the_edit_tab_opens_for_editing(qtbot, window, 
     qtbot.mouseClick(w.edit_panel.open, Qt.MouseButton.LeftButton)
     assert c.editing and c.cfg.value() == 2.0 and c.seed.value() == 11
     assert np.array_equal(w.edit_source, made) and w.edit_panel.source.text().startswith("made.png")
+    # a drop on the Edit tab does the same
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+    dropped = tmp_path / "dropped.png"
+    other = scene_png(dropped, "a blue square", {"seed": 7, "cfg": 9.0}, seed=8)
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(dropped))])
+    w.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
+                           Qt.KeyboardModifier.NoModifier))
+    assert c.editing and c.cfg.value() == 2.0 and c.seed.value() == 11
+    assert np.array_equal(w.edit_source, other) and not w.mask.mask.any()
 
 
 def test_use_these_settings_changes_only_what_the_file_records(qtbot, window, tmp_path):

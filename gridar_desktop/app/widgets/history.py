@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
 from ...io.png import ImageFileError, read_metadata
@@ -74,10 +74,12 @@ class HistoryPanel(QListWidget):
             self._append(f)
 
     def _thumb(self, path: Path) -> QPixmap | None:
-        pm = QPixmap(str(path))
-        if pm.isNull():
+        # read through QImage: QPixmap's file cache keys on the modification second and would show the old
+        # thumbnail of an entry rewritten within the same second
+        img = QImage(str(path))
+        if img.isNull():
             return None
-        return pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+        return QPixmap.fromImage(img).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
 
     def _append(self, path: Path, front: bool = False) -> None:
         pm = self._thumb(path)
