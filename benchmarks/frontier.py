@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+MAX_CANDIDATES = 160                  # per batched search (--batch prompts x N candidates, at most)
 METHODS = "best-of-n:1,best-of-n:2,best-of-n:4,best-of-n:8,best-of-n:16,gridar:4,gridar:8"
 
 
@@ -92,6 +93,8 @@ def run_method(backend, base, prompts: list[dict], label: str, seeds: list[int],
     kind, spec = split_kind(label)
     [(_, req)] = parse_methods(spec)
     method = [(label, req)]
+    # a batch of many candidates runs slower per image on a CPU (the caches outgrow the caches): cap the candidates
+    batch = min(batch, max(1, MAX_CANDIDATES // req.n))
     fp = bench_fingerprint(prompts, method, seeds, batch, roles=kind,
                            cheap_head=cheap_head if kind == "cheap" else None)
     safe = label.replace(":", "_")
