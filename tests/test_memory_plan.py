@@ -213,3 +213,19 @@ def test_unknown_free_memory_does_not_block(monkeypatch):
 def test_free_memory_on_the_cpu_is_the_available_ram():
     free = mp.free_memory("cpu")
     assert free is None or free > 0
+
+
+def test_the_memory_table_states_its_assumptions_and_marks_every_card():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "memory_table", Path(__file__).resolve().parents[1] / "benchmarks" / "memory_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    t = table.table("bf16", 40)
+    assert {r["model"] for r in t["rows"]} == {"Janus-Pro-1B", "Janus-Pro-7B"}
+    seven = next(r for r in t["rows"] if r["model"] == "Janus-Pro-7B" and r["run"] == "GridAR N=4")
+    assert abs(seven["parameters"] / 1e9 - 7.41) < 0.01        # 14.8 GB in bf16, as issue 27 measured
+    assert not seven["fits"]["12"] and seven["fits"]["80"]
+    md = table.markdown(t)
+    assert md.count("\n| Janus-Pro-") == 6 and "Assumed:" in md and "40 tokens" in md
