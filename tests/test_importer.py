@@ -254,6 +254,9 @@ def test_output_folder_is_sharded_with_a_manifest_and_the_processor(made):
     proc = AutoProcessor.from_pretrained(dst, local_files_only=True)
     assert type(proc).__name__ == "JanusProcessor" and proc.use_default_system_prompt
     assert proc.num_image_tokens == (IMAGE_SIZE // PATCH) ** 2
+    # the original's Llama tokenizer starts every text with BOS (add_bos_token defaults to true)
+    assert proc.tokenizer("a red circle").input_ids[0] == proc.tokenizer.bos_token_id
+    assert proc.tokenizer("a red circle", add_special_tokens=False).input_ids[0] != proc.tokenizer.bos_token_id
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is it red?"}]}]
     assert proc.apply_chat_template(messages, add_generation_prompt=True) == \
         "<|User|>: <image_placeholder>\nIs it red?\n\n<|Assistant|>:"

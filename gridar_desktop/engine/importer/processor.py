@@ -93,6 +93,7 @@ def read_processor_parts(path: Path, max_length: int | None):
                                "tokenizer has them all (the folder is another model or its tokenizer files are "
                                "damaged)")
     ids = {k: vocab[v] for k, v in wanted.items()}
+    _keep_bos_rule(fast, tok_cfg, names["bos"], ids["bos"])
 
     size = pre.get("image_size", 384)
     if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 4096:
@@ -105,6 +106,20 @@ def read_processor_parts(path: Path, max_length: int | None):
         raise ModelImportError(f"'{path / 'preprocessor_config.json'}' is not a Janus image processor's settings "
                                f"({str(e).splitlines()[0][:200]})") from None
     return improc, fast, ids, proc_cfg
+
+
+def _keep_bos_rule(fast, tok_cfg: dict, bos: str, bos_id: int) -> None:
+    """The original loads its tokenizer as a Llama tokenizer, which starts every encoded text with BOS unless
+    add_bos_token is false; tokenizer.json alone may not say so, so the rule is written into it (the app's own
+    prompts add BOS themselves, but the processor's understanding path relies on this)."""
+    from tokenizers import processors
+    llama = str(tok_cfg.get("tokenizer_class", "")).startswith("LlamaTokenizer")
+    if not tok_cfg.get("add_bos_token", llama):
+        return
+    if fast("a").input_ids[:1] == [bos_id]:
+        return                                  # tokenizer.json already adds it
+    fast.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)])
 
 
 def make_processor(improc, fast, num_image_tokens: int):
