@@ -229,3 +229,50 @@ def test_the_memory_table_states_its_assumptions_and_marks_every_card():
     assert not seven["fits"]["12"] and seven["fits"]["80"]
     md = table.markdown(t)
     assert md.count("\n| Janus-Pro-") == 6 and "Assumed:" in md and "40 tokens" in md
+
+
+# -- defaults that belong to the model ---------------------------------------------------------------------------
+
+def test_a_janus_pro_folder_without_gridar_json_gets_janus_pros_guidance():
+    from gridar_desktop.engine.backend import JanusBackend
+    from gridar_desktop.engine.tiny import tiny_janus
+    model, processor = tiny_janus(seed=0)
+    pro = JanusBackend(model, processor, "cpu", meta={})            # no gridar.json: a Janus-Pro folder
+    assert pro.defaults["guidance"] == 5.0 and pro.defaults["temperature"] == 1.0
+    assert tiny_backend(seed=0).defaults["guidance"] == 2.0         # the demo format keeps the demo's
+
+
+def test_gridar_json_defaults_are_read_on_load(tmp_path):
+    import json
+
+    from gridar_desktop.engine.backend import JanusBackend
+    from gridar_desktop.engine.models import model_defaults, read_model_meta
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    save_tiny_janus(tmp_path, seed=0)
+    meta = json.loads((tmp_path / "gridar.json").read_text())
+    meta["defaults"] = {"guidance": 3.5, "temperature": 0.9, "top_k": 50, "threshold": 0.3}
+    (tmp_path / "gridar.json").write_text(json.dumps(meta))
+    b = JanusBackend.load(tmp_path, device="cpu")
+    assert b.defaults == {"guidance": 3.5, "temperature": 0.9, "top_k": 50, "threshold": 0.3}
+    # torch-free, before a load (what the CLI's parser reads)
+    assert model_defaults(read_model_meta(tmp_path)) == b.defaults
+
+
+@pytest.mark.parametrize("defaults,words", [
+    ({"guidance": "high"}, "defaults.guidance must be a number at least 0"),
+    ({"guidance": -1}, "defaults.guidance must be a number"),
+    ({"temperature": 0}, "defaults.temperature must be a number above 0"),
+    ({"top_k": 2.5}, "defaults.top_k must be a whole number"),
+    ({"threshold": 1.5}, "defaults.threshold must be a number at least 0 and at most 1"),
+    ({"cfg": 5}, "defaults.cfg is not a setting GridAR knows"),
+    ([5], "defaults must be an object"),
+])
+def test_bad_defaults_are_one_line_naming_the_field(tmp_path, defaults, words):
+    import json
+
+    from gridar_desktop.engine.errors import ModelLoadError
+    from gridar_desktop.engine.models import read_model_meta
+    (tmp_path / "gridar.json").write_text(json.dumps({"defaults": defaults}))
+    with pytest.raises(ModelLoadError) as e:
+        read_model_meta(tmp_path)
+    assert words in str(e.value) and "gridar.json" in str(e.value) and "\n" not in str(e.value)

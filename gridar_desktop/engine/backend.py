@@ -206,6 +206,13 @@ class JanusBackend:
         return lang if isinstance(lang, str) else None
 
     @property
+    def defaults(self) -> dict:
+        """The settings this model is used with unless the artist chooses others (`models.model_defaults`:
+        guidance, temperature, ...; Janus-Pro's guidance 5 for a folder without gridar.json)."""
+        from .models import model_defaults
+        return model_defaults({**self.meta, "prompt_format": self.info.prompt_format})
+
+    @property
     def display_name(self) -> str:
         return self.meta.get("name") or f"the model in '{self.info.folder}'"
 

@@ -159,6 +159,45 @@ def _threshold_record(file: Path, where: str, rec) -> None:
         _probability(file, where, rec)
 
 
+# What a model is used with when its gridar.json says nothing, by prompt format: the demo model was trained and
+# measured at guidance 2 (docs/benchmarks.md); Janus-Pro's own inference uses guidance 5 at temperature 1 (the
+# library's default for Janus image generation too).
+FORMAT_DEFAULTS: dict[str, dict] = {"plain": {"guidance": 2.0, "temperature": 1.0},
+                                    "janus-pro": {"guidance": 5.0, "temperature": 1.0}}
+# gridar.json "defaults": field -> (lowest, highest, lowest excluded, whole number), the ranges the CLI accepts.
+DEFAULT_FIELDS: dict[str, tuple[float, float | None, bool, bool]] = {
+    "guidance": (0, 100, False, False), "temperature": (0, 100, True, False), "top_k": (0, None, False, True),
+    "top_p": (0, 1, True, False), "layout_scale": (0, 100, False, False), "threshold": (0, 1, False, False)}
+
+
+def _defaults(file: Path, rec) -> None:
+    if not isinstance(rec, dict):
+        raise ModelLoadError(f"'{file}': defaults must be an object such as {{\"guidance\": 5}}, got "
+                             f"{json.dumps(rec)[:40]}")
+    for key, value in rec.items():
+        if key not in DEFAULT_FIELDS:
+            raise ModelLoadError(f"'{file}': defaults.{key} is not a setting GridAR knows; use "
+                                 f"{', '.join(DEFAULT_FIELDS)}")
+        lo, hi, open_lo, whole = DEFAULT_FIELDS[key]
+        kind = "a whole number" if whole else "a number"
+        ok = (not isinstance(value, bool) and isinstance(value, int if whole else (int, float))
+              and math.isfinite(value) and (value > lo if open_lo else value >= lo) and (hi is None or value <= hi))
+        if not ok:
+            bounds = f"above {lo}" if open_lo else f"at least {lo}"
+            raise ModelLoadError(f"'{file}': defaults.{key} must be {kind} {bounds}"
+                                 + (f" and at most {hi}" if hi is not None else "") + f", got "
+                                 f"{json.dumps(value)[:40]}")
+
+
+def model_defaults(meta: dict) -> dict:
+    """The settings a model is used with unless the artist chooses others: its prompt format's
+    (`FORMAT_DEFAULTS`), overridden by its gridar.json "defaults" (checked by `check_meta`); the keys are
+    guidance, temperature and, where given, top_k, top_p, layout_scale and threshold. Torch-free: the CLI's
+    parser reads it before a model loads."""
+    fmt = meta.get("prompt_format", "janus-pro")
+    return {**FORMAT_DEFAULTS.get(fmt, FORMAT_DEFAULTS["janus-pro"]), **(meta.get("defaults") or {})}
+
+
 def check_meta(meta: object, file: Path) -> dict:
     """A gridar.json's content -> the dict, or `ModelLoadError` naming the field that is wrong. Every field the app
     reads is checked here, in one place; unknown fields (notes such as "training") are kept and ignored."""
@@ -193,6 +232,8 @@ def check_meta(meta: object, file: Path) -> dict:
     for key in ("verify_threshold", "verify_threshold_edit"):
         if key in meta:
             _threshold_record(file, key, meta[key])
+    if "defaults" in meta:
+        _defaults(file, meta["defaults"])
     if "edit_value" in meta:
         ev = meta["edit_value"]
         if not isinstance(ev, dict):
