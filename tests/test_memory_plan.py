@@ -276,3 +276,31 @@ def test_bad_defaults_are_one_line_naming_the_field(tmp_path, defaults, words):
     with pytest.raises(ModelLoadError) as e:
         read_model_meta(tmp_path)
     assert words in str(e.value) and "gridar.json" in str(e.value) and "\n" not in str(e.value)
+
+
+# -- helpers the CLI, the benchmark and the studio call ----------------------------------------------------------
+
+def test_a_benchmark_batch_is_bounded_by_free_memory(monkeypatch):
+    b = tiny_backend(seed=0)
+    req = SearchRequest(prompt=PROMPT, method="gridar", n=4, seed=0)
+    one = mp.plan_request(b, None, req)
+    three = mp.plan_request(b, None, [req] * 3)
+    assert three.run.jobs == 3 and three.kv_cache == 3 * one.kv_cache
+    monkeypatch.setattr(mp, "free_memory", lambda device: three.run_bytes)
+    k = mp.largest_batch(b, None, req, most=16)
+    assert 3 <= k < 16 and mp.plan_request(b, None, [req] * k).fits(three.run_bytes, weights_loaded=True)
+    # the batch the bound allows runs; one more prompt per batch would be refused
+    monkeypatch.setattr(mp, "free_memory", lambda device: mp.plan_request(b, None, [req] * k).run_bytes)
+    with pytest.raises(DoesNotFit, match=f"at most {k} prompts of N = 4 fit together"):
+        Search(b, None, [req] * (k + 1)).run_all()
+    monkeypatch.setattr(mp, "free_memory", lambda device: None)
+    assert mp.largest_batch(b, None, req, most=16) == 16
+
+
+def test_the_estimate_beside_n(monkeypatch):
+    b = tiny_backend(seed=0)
+    p = mp.plan_request(b, None, SearchRequest(prompt=PROMPT, method="gridar", n=8))
+    monkeypatch.setattr(mp, "free_memory", lambda device: 8 * GIB)
+    assert mp.estimate_words(p, "cpu") == f"needs about {mp.gb(p.run_bytes)} of 8.0 GB free"
+    monkeypatch.setattr(mp, "free_memory", lambda device: 1)
+    assert mp.estimate_words(p, "cpu").endswith("too much, lower N")

@@ -522,3 +522,31 @@ def check_search(search) -> Plan | None:
     if free is not None and not p.fits(free, weights_loaded=True):
         raise DoesNotFit(refusal(p, free, search.b.device))
     return p
+
+
+def plan_request(backend, roles, request) -> Plan | None:
+    """The plan of a request (or a batch of requests) before a `Search` is started, e.g. for the studio's estimate
+    beside N or a benchmark's batch size; None when the backend is not a loaded Janus model."""
+    from .search import Search
+    return plan_search(Search(backend, roles, request))
+
+
+def largest_batch(backend, roles, request, most: int) -> int:
+    """How many jobs of `request` (at most `most`) fit together beside the loaded model, for a benchmark's batch:
+    `most` when the free memory cannot be known, at least 1 (a single job that does not fit is refused by the run
+    itself, with its own message)."""
+    p = plan_request(backend, roles, request)
+    free = free_memory(backend.device)
+    if p is None or free is None:
+        return most
+    return max(1, min(most, p.largest_batch(free, weights_loaded=True, most=most)))
+
+
+def estimate_words(p: Plan, device: torch.device | str) -> str:
+    """A short line for the studio beside N: what the run needs beside the loaded model and what is free."""
+    free = free_memory(device)
+    need = gb(p.need(weights_loaded=True))
+    if free is None:
+        return f"needs about {need}"
+    return f"needs about {need} of {gb(free)} free" + ("" if p.fits(free, weights_loaded=True) else
+                                                       ": too much, lower N")
