@@ -304,3 +304,15 @@ def test_the_estimate_beside_n(monkeypatch):
     assert mp.estimate_words(p, "cpu") == f"needs about {mp.gb(p.run_bytes)} of 8.0 GB free"
     monkeypatch.setattr(mp, "free_memory", lambda device: 1)
     assert mp.estimate_words(p, "cpu").endswith("too much, lower N")
+
+
+def test_settings_not_given_take_the_models_then_the_engines():
+    from gridar_desktop.engine.models import fill_defaults
+    pro = fill_defaults({"guidance": None, "temperature": None, "top_k": None, "threshold": None}, {})
+    assert pro == {"guidance": 5.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "layout_scale": None,
+                   "threshold": None}
+    demo = fill_defaults({"guidance": None}, {"prompt_format": "plain", "defaults": {"threshold": 0.3}})
+    assert demo["guidance"] == 2.0 and demo["threshold"] == 0.3
+    # what the artist gave wins, zero included
+    mine = fill_defaults({"guidance": 0.0, "top_k": 0, "threshold": 0.1}, {"defaults": {"guidance": 7, "top_k": 9}})
+    assert mine["guidance"] == 0.0 and mine["top_k"] == 0 and mine["threshold"] == 0.1

@@ -198,6 +198,19 @@ def model_defaults(meta: dict) -> dict:
     return {**FORMAT_DEFAULTS.get(fmt, FORMAT_DEFAULTS["janus-pro"]), **(meta.get("defaults") or {})}
 
 
+# What a setting is when neither the artist nor the model says (`fill_defaults`): top-k and top-p off, the layout
+# scale the paper's (None: equal to the guidance's), the verifier's own threshold (None).
+ENGINE_DEFAULTS: dict = {"top_k": 0, "top_p": 1.0, "layout_scale": None, "threshold": None}
+
+
+def fill_defaults(given: dict, meta: dict) -> dict:
+    """Settings the artist gave (a value, or None where not given; keys as `DEFAULT_FIELDS`) completed with the
+    model's defaults (`model_defaults`), then the engine's (`ENGINE_DEFAULTS`)."""
+    own = model_defaults(meta)
+    return {key: given[key] if given.get(key) is not None else own.get(key, ENGINE_DEFAULTS.get(key))
+            for key in DEFAULT_FIELDS}
+
+
 def check_meta(meta: object, file: Path) -> dict:
     """A gridar.json's content -> the dict, or `ModelLoadError` naming the field that is wrong. Every field the app
     reads is checked here, in one place; unknown fields (notes such as "training") are kept and ignored."""
