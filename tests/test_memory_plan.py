@@ -316,3 +316,14 @@ def test_settings_not_given_take_the_models_then_the_engines():
     # what the artist gave wins, zero included
     mine = fill_defaults({"guidance": 0.0, "top_k": 0, "threshold": 0.1}, {"defaults": {"guidance": 7, "top_k": 9}})
     assert mine["guidance"] == 0.0 and mine["top_k"] == 0 and mine["threshold"] == 0.1
+
+
+def test_a_loaded_model_in_two_dtypes_is_planned_in_its_language_models():
+    b = tiny_backend(seed=0)
+    b.model.model.language_model.to(torch.bfloat16)          # the language model in bf16, the rest in float32
+    p = mp.plan_request(b, None, SearchRequest(prompt=PROMPT, method="gridar", n=4))
+    assert p.dtype == "bfloat16"
+    assert p.kv_cache == plan(p.model, "bf16", p.run).kv_cache
+    lm = {id(q): q for mod in (b.model.model.language_model, b.model.lm_head) for q in mod.parameters()}
+    assert p.weights["language model"] == sum(q.numel() * 2 for q in lm.values())
+    assert p.weights["VQ"] == sum(q.numel() * 4 for q in b.model.model.vqmodel.parameters())

@@ -83,6 +83,7 @@ class ModelShape:
     vq_latent_channels: int
     codebook: int
     params: dict = field(default_factory=dict)   # parameters per part: language model, vision encoder, VQ, image head
+    param_bytes: dict = field(default_factory=dict)   # a loaded model's bytes per part (its parts' own dtypes)
 
 
 def _text(cfg):
@@ -108,15 +109,16 @@ def _meta_params(config_json: str) -> dict:
     return params_by_part(model)
 
 
-def params_by_part(model) -> dict:
-    """A JanusForConditionalGeneration's parameters per loaded part."""
+def params_by_part(model, in_bytes: bool = False) -> dict:
+    """A JanusForConditionalGeneration's parameters per loaded part (`in_bytes`: their bytes, each in its own
+    dtype)."""
     m = model.model
     seen: set[int] = set()          # a tied head shares the embedding's tensor: counted once
 
     def count(*mods) -> int:
-        mine = [p for mod in mods for p in mod.parameters() if id(p) not in seen]
-        seen.update(id(p) for p in mine)
-        return sum(p.numel() for p in {id(p): p for p in mine}.values())
+        mine = {id(p): p for mod in mods for p in mod.parameters() if id(p) not in seen}
+        seen.update(mine)
+        return sum(p.numel() * (p.element_size() if in_bytes else 1) for p in mine.values())
     return {"language model": count(m.language_model, model.lm_head),
             "vision encoder": count(m.vision_model, m.aligner),
             "VQ": count(m.vqmodel),
@@ -132,8 +134,10 @@ def model_shape(cfg, model=None) -> ModelShape:
     kv_heads = getattr(t, "num_key_value_heads", None) or heads
     head_dim = getattr(t, "head_dim", None) or t.hidden_size // heads
     grid = v.image_size // v.patch_size
+    param_bytes: dict = {}
     if model is not None:
         params = params_by_part(model)
+        param_bytes = params_by_part(model, in_bytes=True)
     else:
         params = dict(_meta_params(json.dumps(cfg.to_dict(), sort_keys=True, default=str)))
     return ModelShape(layers=t.num_hidden_layers, kv_heads=kv_heads, head_dim=head_dim, heads=heads,
@@ -142,7 +146,7 @@ def model_shape(cfg, model=None) -> ModelShape:
                       vision_intermediate=int(v.hidden_size * v.mlp_ratio), vision_heads=v.num_attention_heads,
                       vq_latent=grid, vq_base_channels=q.base_channels,
                       vq_channel_multiplier=tuple(q.channel_multiplier), vq_latent_channels=q.latent_channels,
-                      codebook=q.num_embeddings, params=params)
+                      codebook=q.num_embeddings, params=params, param_bytes=param_bytes)
 
 
 @dataclass(frozen=True)
@@ -364,7 +368,8 @@ def plan(model, dtype: torch.dtype | str, run: RunShape | None = None, judge: Ju
     run = replace(run or RunShape(), **request)
     if run.n < 1 or run.jobs < 1:
         raise ValueError("a run has at least one candidate and one job")
-    weights = {k: v * _size(dt) for k, v in shape.params.items()}
+    # a loaded model's weights are what it holds; a configuration's are all in `dtype`
+    weights = dict(shape.param_bytes) or {k: v * _size(dt) for k, v in shape.params.items()}
     if judge is not None:
         weights[judge.name] = judge.weight_bytes
     gridar = run.method == "gridar"
@@ -478,9 +483,9 @@ def plan_search(search) -> Plan | None:
     model = getattr(b, "model", None)
     if model is None or not hasattr(getattr(model, "model", None), "vqmodel"):
         return None
-    try:
-        dtype = next(model.parameters()).dtype
-    except StopIteration:
+    try:        # the cache and the forwards are in the language model's dtype (the VQ may run in another)
+        dtype = next(model.model.language_model.parameters()).dtype
+    except (StopIteration, AttributeError):
         return None
     req, roles = search.req, search.roles
     judge = None
