@@ -408,7 +408,7 @@ def test_the_model_gives_the_controls_its_words_and_its_thresholds(qtbot, loop):
     w = MainWindow(Studio(device="cpu"))
     qtbot.addWidget(w)
     assert wait(qtbot, w.choose_model("demo"))
-    words = w.controls._words.stringList()
+    words = w.controls.completer.model().stringList()
     assert "circle" in words and "red" in words
     assert w.controls.calibration.text() and w.controls.calibration.toolTip()
     w.confirm_close = False
