@@ -183,3 +183,24 @@ def test_on_the_cpu_torch_leaves_a_core_to_the_window(monkeypatch):
         assert use_cpu_threads() == 4
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_first_window_fits_a_small_screen_and_a_saved_size_is_kept(qtbot, loop, tmp_path):
+    from PySide6.QtCore import QSize
+
+    from gridar_desktop.app.main import PREFERRED_SIZE, first_size
+    from gridar_desktop.app.studio import Studio
+    from gridar_desktop.app.window import MainWindow
+    assert first_size(QSize(2560, 1400)) == PREFERRED_SIZE
+    w, h = first_size(QSize(1366, 738))             # a 1366x768 laptop under its panel
+    assert w <= 1366 and h <= 738 - 30
+    first = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(first)
+    assert not getattr(first, "geometry_restored", False)
+    first.resize(1100, 650)
+    first.save_settings()
+    first.close()
+    again = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(again)
+    assert again.geometry_restored                   # main() then leaves its size alone
+    again.close()

@@ -28,6 +28,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+PREFERRED_SIZE = (1280, 820)
+
+
+def first_size(available) -> tuple[int, int]:
+    """The window's size at a first start: the preferred size, shrunk to fit the screen's free area (a 1366x768
+    laptop loses its panel and the title bar to it) so nothing starts off-screen."""
+    w, h = PREFERRED_SIZE
+    if available is None or available.width() <= 0:
+        return w, h
+    return min(w, available.width() - 16), min(h, available.height() - 48)
+
+
 def app_icon_path():
     """The window icon: GRIDAR_ICON (the installer's launcher sets it), else the checkout's resources/icons; None
     when neither exists."""
@@ -65,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(Studio(device=args.device))
-    window.resize(1280, 820)
+    if not getattr(window, "geometry_restored", False):     # the last session's size and place win
+        screen = app.primaryScreen()
+        window.resize(*first_size(screen.availableGeometry().size() if screen else None))
     window.show()
     if args.selftest:
         with loop, busy_processes(args.busy):

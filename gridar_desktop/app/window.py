@@ -859,7 +859,7 @@ class MainWindow(QMainWindow):
         geometry = s.get("geometry")
         if isinstance(geometry, str):
             try:
-                self.restoreGeometry(QByteArray(base64.b64decode(geometry, validate=True)))
+                self.geometry_restored = self.restoreGeometry(QByteArray(base64.b64decode(geometry, validate=True)))
             except (ValueError, TypeError):
                 pass
         if isinstance(s.get("prompt"), str):
