@@ -55,6 +55,19 @@ class CandidateCount(QSpinBox):
             return str(self.value())
 
 
+def label_tips(form: QFormLayout, row_tips: dict | None = None) -> None:
+    """Each row's label says the same as its field's tooltip: an artist hovers the word they do not know."""
+    row_tips = row_tips or {}
+    for row in range(form.rowCount()):
+        label = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
+        field = form.itemAt(row, QFormLayout.ItemRole.FieldRole)
+        if label is None or field is None or label.widget() is None:
+            continue
+        tip = row_tips.get(field.layout()) if field.layout() is not None else field.widget().toolTip()
+        if tip:
+            label.widget().setToolTip(tip)
+
+
 PROMPT_TIP = "Describe the picture. Press ? beside this box to see what the model understands"
 PROMPT_TIP_EDIT = "Describe the whole image after the edit"
 
@@ -192,6 +205,7 @@ class Controls(QWidget):
         self.calibration.setObjectName("hint")
         form.addRow("", self.calibration)
         form.addRow("", self.manual)
+        label_tips(form, {seed_row: self.seed.toolTip(), threshold_row: self.threshold.toolTip()})
         outer.addLayout(form)
         self.generate = QPushButton("Generate")
         self.generate.setObjectName("primary")

@@ -7,6 +7,9 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout,
                                QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget)
 
+from .controls import label_tips
+
+SOURCE_CHARS = 60
 NO_RESULT_TIP = "Nothing to edit yet: generate an image first"
 RESULT_TIP = "Make the image on the canvas the new image to edit"
 
@@ -96,6 +99,7 @@ class EditPanel(QWidget):
         self.token_grid.setToolTip("The model redraws whole squares (tokens): a square is redrawn when any of its "
                                    "pixels is masked. The squares your mask touches are outlined")
         form.addRow("", self.token_grid)
+        label_tips(form, {tools: "Brush (B) paints what should be redrawn, Eraser (E) takes it out again"})
         outer.addLayout(form)
         grid = QGridLayout()
         self.invert = QPushButton("Invert (I)")
@@ -151,7 +155,11 @@ class EditPanel(QWidget):
         self.use_result.setToolTip(RESULT_TIP if on else NO_RESULT_TIP)
 
     def set_source(self, text: str) -> None:
-        self.source.setText(text)
+        # a long file name cannot wrap: its middle is cut so the column keeps its width; the whole is in the tooltip
+        half = SOURCE_CHARS // 2
+        shown = text if len(text) <= SOURCE_CHARS else text[:half - 1] + "..." + text[-(half - 2):]
+        self.source.setText(shown)
+        self.source.setToolTip(text if shown != text else "")
 
     def set_state(self, can_undo: bool, can_redo: bool, coverage: float | None) -> None:
         self.undo.setEnabled(can_undo)
