@@ -327,3 +327,31 @@ def test_a_loaded_model_in_two_dtypes_is_planned_in_its_language_models():
     lm = {id(q): q for mod in (b.model.model.language_model, b.model.lm_head) for q in mod.parameters()}
     assert p.weights["language model"] == sum(q.numel() * 2 for q in lm.values())
     assert p.weights["VQ"] == sum(q.numel() * 4 for q in b.model.model.vqmodel.parameters())
+
+
+def test_the_cli_refuses_a_run_that_does_not_fit_in_one_line(tmp_path, monkeypatch, capsys):
+    from gridar_desktop import cli
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    folder = tmp_path / "model"
+    save_tiny_janus(folder, seed=0)
+    b = tiny_backend(seed=0)
+    four = mp.plan_request(b, None, SearchRequest(prompt=PROMPT, method="gridar", n=4))
+    monkeypatch.setattr(mp, "free_memory", lambda device: (four.run_bytes + four.with_n(8).run_bytes) // 2)
+    out = tmp_path / "out.png"
+    capsys.readouterr()
+    code = cli.main(["generate", PROMPT, "--model", str(folder), "--method", "gridar", "-n", "16", "--device", "cpu",
+                     "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists()
+    assert len(err.splitlines()) == 1 and "the largest N that fits is 4" in err and "Traceback" not in err
+
+
+def test_a_folder_is_checked_before_its_weights_load(tmp_path, monkeypatch):
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    save_tiny_janus(tmp_path, seed=0)
+    p = mp.check_before_load(tmp_path, "cpu", "float32", method="gridar", n=4, prompt_tokens=64)
+    b = tiny_backend(seed=0)
+    assert p.weight_bytes == sum(q.numel() * 4 for q in b.model.parameters())
+    monkeypatch.setattr(mp, "free_memory", lambda device: p.total - 1)
+    with pytest.raises(DoesNotFit, match=r"with the model loaded .* is free; not even one candidate fits"):
+        mp.check_before_load(tmp_path, "cpu", "float32", method="gridar", n=4, prompt_tokens=64)

@@ -460,7 +460,8 @@ def refusal(p: Plan, free: int, device: torch.device | str, weights_loaded: bool
     """The one-line message for a run that does not fit."""
     r = p.run
     head = (f"this run needs about {gb(p.need(weights_loaded))} on {device_words(device)} beside the loaded model "
-            if weights_loaded else f"this run needs about {gb(p.total)} ")
+            if weights_loaded else f"this run needs about {gb(p.total)} on {device_words(device)} with the model "
+            "loaded ")
     msg = head + f"({p.summary()}), but {gb(free)} is free"
     if r.jobs > 1:
         k = p.largest_batch(free, weights_loaded)
@@ -555,3 +556,21 @@ def estimate_words(p: Plan, device: torch.device | str) -> str:
         return f"needs about {need}"
     return f"needs about {need} of {gb(free)} free" + ("" if p.fits(free, weights_loaded=True) else
                                                        ": too much, lower N")
+
+
+def check_before_load(folder: str | Path, device: str = "auto", dtype: str = "auto", **run) -> Plan | None:
+    """Refuse (`DoesNotFit`) a run whose model and run together cannot fit what `device` has free, from the
+    folder's config.json alone, before the weights load (a minute at 7B); `run`: `RunShape` fields (prompt_tokens
+    is a guess before the tokenizer loads: say more rather than less). Returns the plan; None when the free memory
+    cannot be known. A folder that cannot be read is a `ModelLoadError`, as loading it would be."""
+    from .backend import resolve_device, resolve_dtype
+    from .models import check_model_folder
+    cfg = check_model_folder(folder)
+    dev = resolve_device(device)
+    p = plan(cfg, resolve_dtype(dtype, dev), **run)
+    free = free_memory(dev)
+    if free is None:
+        return None
+    if not p.fits(free):
+        raise DoesNotFit(refusal(p, free, dev, weights_loaded=False))
+    return p
