@@ -13,7 +13,12 @@ GRIDAR_TORCH ?= auto
 # the tested CPU version is written once, in the installer (the offline installer pins the same wheel)
 TORCH_CPU_VERSION ?= $(shell sed -n 's/^TORCH_CPU_VERSION = "\([^"]*\)".*/\1/p' installer/build_installer.py)
 TORCH_INDEX_URL ?=
-STAMP := $(VENV)/.installed
+# EXTRAS: optional extras installed beside the test tools, comma-separated: `make install EXTRAS=cluster` (Ray,
+# for --cluster; the test extra already brings it for the cluster tests)
+EXTRAS ?=
+comma := ,
+PIP_EXTRAS := test$(if $(EXTRAS),$(comma)$(EXTRAS))
+STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
 
 ifeq ($(GRIDAR_TORCH),auto)
   TORCH_KIND := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
@@ -35,7 +40,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	@echo "installing torch ($(TORCH_KIND) build)"
 	$(PY) -m pip install -q $(TORCH_REQ)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[$(PIP_EXTRAS)]"
 	@touch $(STAMP)
 
 install: $(STAMP)
