@@ -7,7 +7,7 @@ import torch
 
 from gridar_desktop.engine import memory_plan as mp
 from gridar_desktop.engine.decode import decode, merge_streams, prefill, start
-from gridar_desktop.engine.memory_plan import GIB, DoesNotFit, RunShape, kv_bytes, model_shape, plan
+from gridar_desktop.engine.memory_plan import GIB, DoesNotFit, kv_bytes, model_shape, plan
 from gridar_desktop.engine.sampling import SamplingParams
 from gridar_desktop.engine.search import Search, SearchRequest
 from gridar_desktop.engine.tiny import tiny_backend
@@ -355,3 +355,14 @@ def test_a_folder_is_checked_before_its_weights_load(tmp_path, monkeypatch):
     monkeypatch.setattr(mp, "free_memory", lambda device: p.total - 1)
     with pytest.raises(DoesNotFit, match=r"with the model loaded .* is free; not even one candidate fits"):
         mp.check_before_load(tmp_path, "cpu", "float32", method="gridar", n=4, prompt_tokens=64)
+
+
+def test_a_judge_folders_weights_are_read_from_the_safetensors_headers(tmp_path):
+    from gridar_desktop.engine.errors import ModelLoadError
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    model = save_tiny_janus(tmp_path, seed=0)
+    unique = {id(q): q for q in model.parameters()}.values()
+    assert mp.safetensors_bytes(tmp_path, "bf16") == sum(q.numel() * 2 for q in unique)
+    (tmp_path / "broken.safetensors").write_bytes(b"\xff" * 12)
+    with pytest.raises(ModelLoadError, match="broken.safetensors"):
+        mp.safetensors_bytes(tmp_path, "bf16")

@@ -4,9 +4,10 @@ the device has free.
 A run holds, beside the weights of every loaded model, the generator's KV cache (every layer stores a key and a
 value vector per attention head, position and cache row; the rows are candidates x guidance rows, the positions the
 prompt plus the image tokens), one forward pass's activations, the VQ decoder's activations when candidates are
-turned into pixels, and the judging calls' own cache and activations. The transient parts do not happen at the same
-moment (a decode, then the VQ decoder, then the scorer), so the peak is the cache plus the largest of them; a
-margin covers allocator rounding, fragmentation and library workspaces.
+turned into pixels, and the judging calls' own cache and activations. These do not all happen at once (a decode,
+then the VQ decoder, then the scorer), so the plan walks the moments of a run (the prompt's prefill, decoding, a
+band's previews and verdicts, the layout rows' prefill, a rollout, the final decode and pick) and takes the one that
+needs most; a margin covers allocator rounding, fragmentation and library workspaces.
 
 The numbers are estimates of what the tensors hold, element by element: the KV cache is exact (a test compares it
 with a real cache), the weights are counted on the architecture itself (a model built on the meta device, or the
@@ -53,7 +54,7 @@ def _dtype(dtype: torch.dtype | str) -> torch.dtype:
 
 
 def _size(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+    return dtype.itemsize
 
 
 def gb(n: float) -> str:
@@ -181,9 +182,15 @@ def safetensors_bytes(folder: str | Path, dtype: torch.dtype | str) -> int:
     size = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
     total = 0
     for file in sorted(Path(folder).expanduser().glob("*.safetensors")):
-        with open(file, "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            header = json.loads(f.read(n)) if n < 100 * MIB else {}
+        try:
+            with open(file, "rb") as f:
+                n = struct.unpack("<Q", f.read(8))[0]
+                header = json.loads(f.read(n)) if n < 100 * MIB else None
+        except (OSError, ValueError, struct.error):
+            header = None
+        if not isinstance(header, dict):
+            from .errors import ModelLoadError
+            raise ModelLoadError(f"'{file}' is not a safetensors file GridAR can read; the folder may be damaged")
         for key, rec in header.items():
             if key == "__metadata__" or not isinstance(rec, dict):
                 continue
