@@ -1,7 +1,7 @@
 """Build the offline installer bundle of GridAR Desktop.
 
     python installer/build_installer.py [--out dist] [--torch cpu|cuda] [--wheelhouse DIR] [--no-deps]
-                                        [--python-version 3.X] [--platform TAG]
+                                        [--python-version 3.X] [--platform TAG] [--with cluster]
 
 Run it on a machine WITH network access (or with a local wheelhouse); the result installs on a workstation
 WITHOUT any. It writes, under --out (default dist/):
@@ -28,6 +28,8 @@ no compiler and no index, so sdists are useless there):
   --wheelhouse DIR   take every wheel from DIR instead (`pip download --no-index --find-links DIR`)
   --python-version / --platform   fetch wheels for another interpreter / platform than this one
   --no-deps     only the app's wheel (the target venv must already provide the dependencies; used by the tests)
+  --with cluster   also the wheels of the optional extra `cluster` (Ray, for `gridar batch/bench --cluster`); the
+                bundle's EXTRAS file names it, and MANIFEST.json lists it under "extras"
 
 Only the standard library is used; pip runs as a subprocess of this interpreter. Expected failures (pip cannot
 find a wheel, missing demo model, ...) print one message and exit 1; no traceback.
@@ -172,9 +174,12 @@ def download_deps(app_wheel: Path, dest: Path, scratch: Path, args: argparse.Nam
         extra = ["--constraint", str(constraints)]
     else:
         extra = []
-    # --find-links dest: the app wheel and torch are already there and must be taken from there.
-    run_pip([*base, *local, "--find-links", str(dest), *extra, str(app_wheel)],
-            "downloading the dependencies of " + app_wheel.name, local_only=bool(local), hint=hint)
+    # --find-links dest: the app wheel and torch are already there and must be taken from there. An extra asked
+    # for with --with rides on the wheel's own requirement (WHEEL[extra]), so its pinned range is the one used.
+    want = f"{app_wheel}[{','.join(args.extras)}]" if args.extras else str(app_wheel)
+    run_pip([*base, *local, "--find-links", str(dest), *extra, want],
+            "downloading the dependencies of " + app_wheel.name
+            + (f" with [{','.join(args.extras)}]" if args.extras else ""), local_only=bool(local), hint=hint)
 
 
 def write_readme(path: Path, version: str, torch: str, python: str, deps: bool) -> None:
@@ -222,9 +227,11 @@ UNINSTALL
 """, encoding="utf-8")
 
 
-def write_manifest(root: Path, version: str, torch: str, python: str) -> None:
+def write_manifest(root: Path, version: str, torch: str, python: str, extras: list[str] | None = None) -> None:
     files = {p.relative_to(root).as_posix(): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
     manifest = {"name": NAME, "version": version, "torch": torch, "python": python, "files": files}
+    if extras:
+        manifest["extras"] = list(extras)
     (root / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
@@ -265,7 +272,17 @@ def build(args: argparse.Namespace) -> Path:
         shutil.copy2(REPO / "installer" / "install.sh", root / "install.sh")
         (root / "install.sh").chmod(0o755)
         write_readme(root / "README.txt", version, args.torch, python, not args.no_deps)
-        write_manifest(root, version, args.torch, python)  # last: it covers everything above
+        if args.extras:
+            # what install.sh should install beside the app: gridar-desktop[EXTRAS]
+            (root / "EXTRAS").write_text(",".join(args.extras) + "\n", encoding="utf-8")
+            with (root / "README.txt").open("a", encoding="utf-8") as f:
+                f.write(f"""
+EXTRAS
+    This bundle also holds the wheels of [{','.join(args.extras)}] (cluster: Ray, for gridar batch/bench
+    --cluster). Where install.sh installed the app alone, add them with:
+        PREFIX/venv/bin/python -m pip install --no-index --find-links wheels 'gridar-desktop[{','.join(args.extras)}]'
+""")
+        write_manifest(root, version, args.torch, python, args.extras)  # last: it covers everything above
         tmp_tar = work / f"{name}.tar.gz"
         print(f"writing {name}.tar.gz ...", flush=True)
         with tarfile.open(tmp_tar, "w:gz", compresslevel=6) as tar:
@@ -288,7 +305,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--python-version", help="target Python as 3.X (default: this interpreter's)")
     ap.add_argument("--platform", action="append", metavar="TAG",
                     help="target platform tag, e.g. manylinux_2_28_x86_64 (repeatable; default: this machine's)")
+    ap.add_argument("--with", dest="extras", action="append", choices=["cluster"], default=[],
+                    help="also bundle an optional extra: cluster (Ray, for --cluster on gridar batch and bench)")
     args = ap.parse_args(argv)
+    if args.extras and args.no_deps:
+        ap.error("--with cluster bundles the extra's wheels, which --no-deps leaves out; drop one of them")
+    args.extras = sorted(set(args.extras))
     if args.python_version and not re.fullmatch(r"3\.\d+", args.python_version):
         ap.error(f"--python-version {args.python_version!r}: expected 3.X, e.g. 3.11")
     return args
