@@ -366,3 +366,15 @@ def test_a_judge_folders_weights_are_read_from_the_safetensors_headers(tmp_path)
     (tmp_path / "broken.safetensors").write_bytes(b"\xff" * 12)
     with pytest.raises(ModelLoadError, match="broken.safetensors"):
         mp.safetensors_bytes(tmp_path, "bf16")
+
+
+@pytest.mark.parametrize("hidden,layers,heads,rows,length", [(256, 2, 4, 8, 200), (512, 4, 8, 12, 100)])
+def test_forward_estimate_bounds_a_measured_prefill(hidden, layers, heads, rows, length):
+    b = tiny_backend(seed=0, hidden=hidden, layers=layers, heads=heads)
+    shape = model_shape(b.model.config, b.model)
+    ids = [[1] + [8] * (length - 1)] * rows
+    with torch.inference_mode():
+        measured = peak_allocated(lambda: prefill(b, {"cond": ids}))
+    estimate = (mp.forward_bytes(shape.hidden, shape.intermediate, shape.heads, rows, length, torch.float32)
+                + kv_bytes(shape, torch.float32, rows, length))
+    assert measured <= estimate <= 2 * measured, (estimate, measured)
