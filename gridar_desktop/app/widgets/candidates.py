@@ -5,7 +5,7 @@ work whatever widget has the focus: the prompt box would otherwise take "2k" as 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton,
                                QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
@@ -44,6 +44,9 @@ class CandidateCard(QFrame):
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge = QLabel("")
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # a verdict in words may take two lines; the room is kept so cards do not change height
+        self.badge.setWordWrap(True)
+        self.badge.setMinimumHeight(2 * self.badge.fontMetrics().lineSpacing() + 4)
         # verdicts by rollout: the completion the scorer read, small, under the band
         self.ahead = QLabel()
         self.ahead.setFixedSize(THUMB // 2, THUMB // 2)
@@ -135,15 +138,6 @@ class _ReviewKeys(QObject):
         return True
 
 
-class _CardScroll(QScrollArea):
-    """Asks for the height of the cards plus a sideways scroll bar, but can be squeezed (it then scrolls)."""
-
-    def sizeHint(self) -> QSize:  # noqa: N802
-        content = self.widget().sizeHint()
-        return QSize(super().sizeHint().width(), content.height() + self.horizontalScrollBar().sizeHint().height()
-                     + 2 * self.frameWidth())
-
-
 class CandidateStrip(QWidget):
     """Shows candidates; in review it edits a PruneDecision. `continue_clicked` carries the decision."""
 
@@ -171,17 +165,21 @@ class CandidateStrip(QWidget):
         self.row.setContentsMargins(0, 0, 0, 0)
         self.row.setSpacing(6)
         self.row.addStretch(1)
-        self.scroll = _CardScroll()
+        self.scroll = QScrollArea()
         self.scroll.setWidget(cards)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        # on a short screen the cards scroll rather than hold the window taller than the screen
-        self.scroll.setMinimumHeight(90)
+        # the cards are never cut vertically (their keep box and refill choice are at the bottom); the canvas
+        # above gives way instead
+        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         outer.addWidget(self.scroll)
         self._keys = _ReviewKeys(self)
         self._filtering = False
         self.cards: list[CandidateCard] = []
+        # the strip keeps the height of a card under review from the start, so cards appearing move nothing
+        self._card_height = CandidateCard(0).sizeHint().height()
+        self._fit_height()
         self.review: VerdictReview | None = None
         self.current = 0
         self.set_interactive(False)
@@ -201,7 +199,12 @@ class CandidateStrip(QWidget):
             self.cards.append(card)
         for i, c in enumerate(self.cards):
             c.setVisible(i < n)
-        self.scroll.updateGeometry()
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        tallest = max([self._card_height] + [c.sizeHint().height() for c in self.cards if not c.isHidden()])
+        self._card_height = tallest
+        self.scroll.setFixedHeight(tallest + self.scroll.horizontalScrollBar().sizeHint().height())
 
     def clear(self) -> None:
         self._ensure(0)
@@ -244,6 +247,7 @@ class CandidateStrip(QWidget):
             card.source.setVisible(True)
         for g0 in range(0, n, GROUP):
             self._refresh_sources(g0, review.proposed)
+        self._fit_height()
         verb = "Review" if interactive else ("The judge's verdicts on a quick draft after"
                                              if review.verify_by == "rollout" else "The checker's verdicts after")
         self.heading.setText(f"{verb} band {review.stage + 1}: keep, drop, or choose what takes a dropped place")

@@ -146,10 +146,16 @@ class CanvasView(QWidget):
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawRect(r)
         if self.caption:
+            # on a plate of the canvas colour: readable over a light or a dark image
+            fm = p.fontMetrics()
+            text = fm.elidedText(self.caption, Qt.TextElideMode.ElideRight, self.width() - 24)
+            plate = QRectF(6, 4, fm.horizontalAdvance(text) + 12, fm.height() + 4)
+            p.setPen(Qt.PenStyle.NoPen)
+            bg = pal.window().color().darker(110)
+            p.setBrush(QColor(bg.red(), bg.green(), bg.blue(), 210))
+            p.drawRoundedRect(plate, 4, 4)
             p.setPen(pal.text().color())
-            box = self.rect().adjusted(8, 6, -8, -6)
-            p.drawText(box, Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft,
-                       p.fontMetrics().elidedText(self.caption, Qt.TextElideMode.ElideRight, box.width()))
+            p.drawText(plate, Qt.AlignmentFlag.AlignCenter, text)
         p.end()
         self.painted.emit(time.perf_counter())
 
