@@ -353,7 +353,7 @@ def test_a_folder_is_checked_before_its_weights_load(tmp_path, monkeypatch):
     b = tiny_backend(seed=0)
     assert p.weight_bytes == sum(q.numel() * 4 for q in b.model.parameters())
     monkeypatch.setattr(mp, "free_memory", lambda device: p.total - 1)
-    with pytest.raises(DoesNotFit, match=r"with the model loaded .* is free; not even one candidate fits"):
+    with pytest.raises(DoesNotFit, match=r"with the model loaded .* is free; not even N = 4, GridAR.s smallest, fits"):
         mp.check_before_load(tmp_path, "cpu", "float32", method="gridar", n=4, prompt_tokens=64)
 
 

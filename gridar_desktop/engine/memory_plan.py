@@ -346,13 +346,13 @@ class Plan:
                     "judging": self.judge, "margin": self.margin})
         return out
 
-    def summary(self) -> str:
-        """One line: the parts in words."""
+    def summary(self, weights: bool = True) -> str:
+        """One line: the parts in words (`weights`: the weights' too)."""
         r = self.run
-        out = [f"weights {gb(self.weight_bytes)}",
-               f"KV cache {gb(self.kv_cache)} ({r.candidates} candidate{'s' if r.candidates > 1 else ''} x "
-               f"{r.rows_per_candidate} guidance rows, up to {self.positions:,} positions"
-               + (", with a rollout's copy" if "rollout" in self.phase else "") + ")"]
+        out = [f"weights {gb(self.weight_bytes)}"] if weights else []
+        out += [f"KV cache {gb(self.kv_cache)} for {r.candidates} candidate{'s' if r.candidates > 1 else ''} x "
+                f"{r.rows_per_candidate} guidance rows x up to {self.positions:,} positions"
+                + (" and a rollout's copy" if "rollout" in self.phase else "")]
         out += [f"{name} {gb(v)}" for name, v in (("VQ decode", self.vq_decode), ("judging", self.judge),
                                                  ("activations", self.activations)) if v >= 0.05 * GIB]
         return ", ".join(out + [f"margin {gb(self.margin)}"])
@@ -469,15 +469,18 @@ def refusal(p: Plan, free: int, device: torch.device | str, weights_loaded: bool
     head = (f"this run needs about {gb(p.need(weights_loaded))} on {device_words(device)} beside the loaded model "
             if weights_loaded else f"this run needs about {gb(p.total)} on {device_words(device)} with the model "
             "loaded ")
-    msg = head + f"({p.summary()}), but {gb(free)} is free"
+    msg = head + f"({p.summary(weights=not weights_loaded)}), but {gb(free)} is free"
     if r.jobs > 1:
         k = p.largest_batch(free, weights_loaded)
+        if k == 1:
+            return msg + f"; one prompt at a time fits at N = {r.n}: use a batch of 1"
         return msg + (f"; at most {k} prompts of N = {r.n} fit together: use a smaller batch"
                       if k else f"; not even one prompt at N = {r.n} fits: use a smaller N")
     n = p.largest_n(free, weights_loaded)
     if r.method == "single" or n == 0:
-        return msg + ("; not even one candidate fits: close other programs using this memory, or use another "
-                      "device")
+        what = (f"not even N = {GROUP}, GridAR's smallest, fits" if r.method == "gridar" else
+                "not even one candidate fits")
+        return msg + f"; {what}: close other programs using this memory, or use another device"
     group = f" (GridAR works in groups of {GROUP})" if r.method == "gridar" else ""
     return msg + f"; the largest N that fits is {n}{group}: use N = {n}, or close other programs using this memory"
 
