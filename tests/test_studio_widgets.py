@@ -386,7 +386,7 @@ def outside_parents(w) -> list[str]:
     return bad
 
 
-def test_the_window_never_resizes_itself_and_nothing_spills(qtbot, window):
+def test_the_window_never_resizes_itself_and_nothing_spills(qtbot, window, tmp_path):
     w, c = window, window.controls
     w.resize(1280, 820)
     qtbot.waitUntil(lambda: w.width() == 1280, timeout=5000)
@@ -411,3 +411,8 @@ def test_the_window_never_resizes_itself_and_nothing_spills(qtbot, window):
         qtbot.wait(50)
         assert (w.width(), w.height()) == size, (w.size(), w.minimumSizeHint())
         assert not outside_parents(w), outside_parents(w)
+    # the edit tools, with a long file name, on the small screen
+    open_for_editing(qtbot, w, tmp_path, (90, 90, 200), name="a-long-file-name-for-the-picture-" * 3 + ".png")
+    QApplication.processEvents()
+    assert (w.width(), w.height()) == (1024, 700), (w.size(), w.minimumSizeHint())
+    assert not outside_parents(w), outside_parents(w)

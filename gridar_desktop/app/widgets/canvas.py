@@ -47,7 +47,7 @@ class CanvasView(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(200, 200)    # small enough for a 1024x700 screen beside the panels
+        self.setMinimumSize(160, 160)    # small enough for a 1024x700 screen beside the panels
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.image: QImage | None = None
         self.rows_drawn: int | None = None
