@@ -144,6 +144,8 @@ def test_n_moves_in_steps_of_four_for_gridar(qtbot, window):
     c.n.setValue(7)
     c.method.setCurrentIndex(c.method.findData("gridar"))          # the switch snaps N to a multiple of 4
     assert c.n.value() == 8 and c.request().n == 8
+    c.n.setValue(6)                                                # a restored or applied N snaps as well
+    assert c.n.value() == 8
 
 
 # -- 4. tooltips and plain words -----------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ class CandidateCount(QSpinBox):
         self.setMinimum(k)
         self.setValue(self.snapped(self.value()))
 
+    def setValue(self, v: int) -> None:  # noqa: N802 (Qt naming): a restored or applied N is snapped too
+        super().setValue(self.snapped(int(v)))
+
     def snapped(self, v: int) -> int:
         k = self.multiple
         return min(max(k, (v + k // 2) // k * k), self.maximum() // k * k)
