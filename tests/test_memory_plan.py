@@ -378,3 +378,12 @@ def test_forward_estimate_bounds_a_measured_prefill(hidden, layers, heads, rows,
     estimate = (mp.forward_bytes(shape.hidden, shape.intermediate, shape.heads, rows, length, torch.float32)
                 + kv_bytes(shape, torch.float32, rows, length))
     assert measured <= estimate <= 2 * measured, (estimate, measured)
+
+
+def test_a_plan_before_the_run_equals_the_runs_and_takes_any_prompt():
+    b = tiny_backend(seed=0)
+    req = SearchRequest(prompt=PROMPT, method="gridar", n=8)
+    assert mp.plan_request(b, None, req) == Search(b, None, req).check_memory()
+    # an empty or half-typed prompt still gets an estimate (the studio shows it while the artist types)
+    for text in ("", "a red circ", "words the demo model does not know"):
+        assert mp.plan_request(b, None, SearchRequest(prompt=text, method="gridar", n=8)).run_bytes > 0

@@ -490,15 +490,18 @@ def refusal(p: Plan, free: int, device: torch.device | str, weights_loaded: bool
 def plan_search(search) -> Plan | None:
     """The plan of a `Search` as built (its backend's model and dtype, its requests, its roles); None when the
     backend is not a loaded Janus model (a test's stand-in)."""
-    b = search.b
-    model = getattr(b, "model", None)
+    return _plan_loaded(search.b, search.roles, search.req, search.n, len(search.jobs),
+                        max(len(ids) for ids in search.prompt_ids))
+
+
+def _plan_loaded(backend, roles, req, n: int, jobs: int, prompt_tokens: int) -> Plan | None:
+    model = getattr(backend, "model", None)
     if model is None or not hasattr(getattr(model, "model", None), "vqmodel"):
         return None
     try:        # the cache and the forwards are in the language model's dtype (the VQ may run in another)
         dtype = next(model.model.language_model.parameters()).dtype
     except (StopIteration, AttributeError):
         return None
-    req, roles = search.req, search.roles
     judge = None
     rmodel = getattr(roles, "model", None)
     if rmodel is not None and rmodel is not model and hasattr(rmodel, "parameters"):
@@ -507,8 +510,7 @@ def plan_search(search) -> Plan | None:
         judge = judge_shape(cfg, wbytes, "judging model")
     vq = getattr(model.model.vqmodel, "dtype", None)
     shape = _loaded_shape(model)
-    run = RunShape(method=req.method, n=search.n, jobs=len(search.jobs),
-                   prompt_tokens=max(len(ids) for ids in search.prompt_ids), reformulate=req.reformulate,
+    run = RunShape(method=req.method, n=n, jobs=jobs, prompt_tokens=prompt_tokens, reformulate=req.reformulate,
                    strategy=req.strategy, verify_by=req.verify_by,
                    verified_until=max([s.until for s in req.schedule if s.verify and s.until < 1.0] or [0.0]),
                    clause_tokens=int(getattr(roles, "max_new_tokens", 24) or 24), judge=roles is not None,
@@ -541,10 +543,24 @@ def check_search(search) -> Plan | None:
 
 
 def plan_request(backend, roles, request) -> Plan | None:
-    """The plan of a request (or a batch of requests) before a `Search` is started, e.g. for the studio's estimate
-    beside N or a benchmark's batch size; None when the backend is not a loaded Janus model."""
-    from .search import Search
-    return plan_search(Search(backend, roles, request))
+    """The plan of a request (or a batch of requests with the same settings) before anything runs, e.g. for the
+    studio's estimate beside N or a benchmark's batch size: nothing is built but the prompts' token ids, so it is
+    cheap enough for the GUI thread. A prompt the model cannot read yet (an empty or half-typed one) is planned at
+    its length in characters. None when the backend is not a loaded Janus model."""
+    from .errors import PromptNotUnderstood
+    reqs = [request] if not isinstance(request, (list, tuple)) else list(request)
+    if not reqs:
+        raise ValueError("a plan needs at least one request")
+    req = reqs[0]
+    edit = req.edit is not None and getattr(backend, "edit_conditioned", False)
+
+    def length(text: str) -> int:
+        try:
+            return len(backend.edit_prompt_ids(text) if edit else backend.prompt_ids(text))
+        except (PromptNotUnderstood, ValueError):
+            return len(text) + 32
+    n = 1 if req.method == "single" else req.n
+    return _plan_loaded(backend, roles, req, n, len(reqs), max(length(r.prompt) for r in reqs))
 
 
 def largest_batch(backend, roles, request, most: int) -> int:
