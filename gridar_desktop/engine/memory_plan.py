@@ -519,15 +519,9 @@ def _plan_loaded(backend, roles, req, n: int, jobs: int, prompt_tokens: int) -> 
 
 
 def _loaded_shape(model) -> ModelShape:
-    """The shape of a loaded model, its parameters counted once per model object."""
-    cached = getattr(model, "_gridar_shape", None)
-    if cached is None:
-        cached = model_shape(model.config, model)
-        try:
-            model._gridar_shape = cached
-        except AttributeError:
-            pass
-    return cached
+    """The shape of a loaded model, its parameters counted on it (a walk over a few hundred tensors at 7B: cheap
+    enough to do per run, and never stale after a dtype change)."""
+    return model_shape(model.config, model)
 
 
 def check_search(search) -> Plan | None:
