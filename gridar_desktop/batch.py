@@ -160,11 +160,12 @@ class ResultsLog:
     next run's rewrite, which reads the PNGs, not this file."""
 
     def __init__(self, folder: Path, lines: Iterable[dict]) -> None:
-        from .io.atomic import atomic_write_text
+        from .io.atomic import atomic_write_text, check_output_path
         self.path = folder / RESULTS
         atomic_write_text(self.path, "".join(json.dumps(x) + "\n" for x in lines))
+        target, _ = check_output_path(self.path)         # a symlink is appended through, as it was written
         flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        self.fd = os.open(self.path, flags)
+        self.fd = os.open(target, flags)
 
     def append(self, line: dict) -> None:
         os.write(self.fd, (json.dumps(line) + "\n").encode())
@@ -231,15 +232,34 @@ def job_failure(e: BaseException) -> str | None:
 
 class UnitRunner:
     """A loaded model that runs units: in this process for a local run, or as a Ray actor (one per GPU or CPU
-    slot), which loads the model once and then serves units until the run ends."""
+    slot), which loads the model once (`start`) and then serves units until the run ends."""
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", lazy: bool = False) -> None:
+        self.model, self.device, self.dtype = model, device, dtype
+        self.backend = self.roles = None
+        if not lazy:
+            self._load()
+
+    def _load(self) -> None:
+        if self.backend is not None:
+            return
         from .engine.backend import JanusBackend
         from .engine.janus_roles import JanusRoles
         from .engine.models import resolve_model
-        self.model = model
-        self.backend = JanusBackend.load(resolve_model(model), device=device, dtype=dtype)
+        self.backend = JanusBackend.load(resolve_model(self.model), device=self.device, dtype=self.dtype)
         self.roles = JanusRoles(self.backend)
+
+    def start(self) -> dict:
+        """For a worker: load the model and say who it is, or why it could not load (one line) instead of dying
+        with a traceback the driver cannot show."""
+        try:
+            self._load()
+        except Exception as e:  # noqa: BLE001 - a bug still raises below
+            msg = job_failure(e) or (" ".join(str(e).split()) if isinstance(e, OSError) else None)
+            if msg is None:
+                raise
+            return {"error": msg}
+        return self.info()
 
     def info(self) -> dict:
         import socket
@@ -249,6 +269,7 @@ class UnitRunner:
         """Every job of the unit: a prompt the model cannot read fails its job alone; the rest run as one batched
         search. A failure of the search itself comes back as `UnitFailed` (the driver splits the unit)."""
         from .engine.search import Search
+        self._load()                    # a replacement worker loads on its first unit
         outcomes: dict[Job, Outcome] = {}
         reqs, runnable = [], []
         for job in unit.jobs:
@@ -282,6 +303,7 @@ class UnitRunner:
     def bench(self, unit) -> tuple[list[list], dict]:
         """One bench unit (`bench.BenchUnit`): the judged rows and the cost record as JSON."""
         from .bench import run_bench_unit
+        self._load()
         rows, cost = run_bench_unit(self.backend, self.roles, unit)
         return [list(r) for r in rows], cost.to_json()
 

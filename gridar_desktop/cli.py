@@ -626,8 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=REFILL_HELP + " (default: %(default)s)")
     p.add_argument("--batch", type=_number(int, 1, MAX_BATCH), default=16,
                    help=f"prompts run together in one batched search, 1 to {MAX_BATCH} (default 16)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (with --cluster: on each worker)")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     _cluster_options(p)
     p.set_defaults(func=_cmd_batch)
 

@@ -98,16 +98,20 @@ class Cluster:
         self.replaced = 0
         self.actors = [self._new_actor() for _ in range(n)]
         try:
-            infos = ray.get([a.info.remote() for a in self.actors])
+            infos = ray.get([a.start.remote() for a in self.actors])
         except RayActorError as e:
-            raise ClusterError(f"the workers could not load the model ({_one_line(e.__cause__ or e)})") from None
+            raise ClusterError(f"a worker could not start ({_one_line(e)})") from None
+        bad = [i["error"] for i in infos if "error" in i]
+        if bad:
+            raise ClusterError(f"{len(bad)} of {n} worker(s) could not load the model ({bad[0]}); on several machines "
+                               "the model must be at the same path on each")
         self.info = {a._actor_id: i for a, i in zip(self.actors, infos)}
         self.device = infos[0]["device"]
         self.idle = list(self.actors)
 
     def _new_actor(self):
         cls = ray.remote(UnitRunner).options(max_restarts=0, max_task_retries=0, **self.resources)
-        return cls.remote(*self.args)
+        return cls.remote(*self.args, lazy=True)
 
     def workers(self) -> list[dict]:
         """pid, host and device of each worker started with the cluster (replacements are not waited for)."""
