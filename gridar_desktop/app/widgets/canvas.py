@@ -13,6 +13,7 @@ from PySide6.QtCore import QMimeData, QPointF, QRect, QRectF, Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDrag, QImage, QPainter, QPainterPath, QPen, QPixmap, QRegion
 from PySide6.QtWidgets import QApplication, QSizePolicy, QWidget
 
+from ...engine.edit import token_mask
 from ..images import to_qimage
 
 MASK_RED = QColor(230, 40, 60)
@@ -28,16 +29,6 @@ def drag_folder() -> Path:
         _drag_dir = tempfile.TemporaryDirectory(prefix="gridar-drag-")
     return Path(_drag_dir.name)
 
-
-def touched_tokens(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """bool (rows, cols): the tokens the mask touches (a token is redrawn when any pixel of its patch is masked)."""
-    h, w = mask.shape
-    ys = np.minimum(np.arange(h) * rows // h, rows - 1)
-    xs = np.minimum(np.arange(w) * cols // w, cols - 1)
-    out = np.zeros((rows, cols), bool)
-    yy, xx = np.nonzero(mask)
-    out[ys[yy], xs[xx]] = True
-    return out
 
 
 class CanvasView(QWidget):
@@ -110,8 +101,11 @@ class CanvasView(QWidget):
         self.update()
 
     def _target(self) -> QRectF:
-        side = min(self.width(), self.height()) * 0.92 * self.zoom
-        c = QPointF(self.width() / 2, self.height() / 2) + self.pan
+        # the caption has a band of its own above the image, so it never hides the image's top rows
+        top = self.fontMetrics().height() + 10 if self.caption else 0
+        h = self.height() - top
+        side = min(self.width(), h) * 0.92 * self.zoom
+        c = QPointF(self.width() / 2, top + h / 2) + self.pan
         return QRectF(c.x() - side / 2, c.y() - side / 2, side, side)
 
     def paintEvent(self, _event) -> None:  # noqa: N802 (Qt naming)
@@ -212,7 +206,7 @@ class CanvasView(QWidget):
             y = r.top() + r.height() * j / rows
             p.drawLine(QPointF(r.left(), y), QPointF(r.right(), y))
         tw, th = r.width() / cols, r.height() / rows
-        for j, i in zip(*np.nonzero(touched_tokens(m, rows, cols))):
+        for j, i in zip(*np.nonzero(token_mask(m, rows, cols))):
             cell = QRectF(r.left() + i * tw, r.top() + j * th, tw, th).adjusted(1.5, 1.5, -1.5, -1.5)
             p.setPen(QPen(DARK, 3))
             p.drawRect(cell)
