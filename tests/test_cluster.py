@@ -157,3 +157,12 @@ def test_an_interrupted_cluster_batch_resumes_without_redoing_or_losing_a_job(cl
     same_images(local[0], out)
     shutil.rmtree(out)
     assert wait_for_free_cpus()
+
+
+def test_a_worker_that_cannot_load_the_model_says_why_in_one_line(cluster, prompts, tmp_path, capsys):
+    out = tmp_path / "images"
+    assert cli_main(["batch", str(prompts), "--out", str(out), *BATCH, "--dtype", "float7", "--cluster", "auto"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "could not load the model (unknown dtype 'float7'" in err[-1] and "Traceback" not in "".join(err)
+    assert not (out / "results.jsonl").read_text()
+    assert wait_for_free_cpus()
