@@ -336,6 +336,7 @@ class BatchFolder:
 
     def __init__(self, folder: Path, jobs: list[Job], settings: dict, prompts_file: str) -> None:
         self.folder, self.jobs, self.settings, self.prompts_file = folder, jobs, settings, prompts_file
+        self.lock = _lock_folder(folder)
         self.complete: dict[Job, dict] = {}
         for job in jobs:
             meta = complete_meta(job, folder / job.file_name, settings)
@@ -358,6 +359,26 @@ class BatchFolder:
 
     def close(self) -> None:
         self.log.close()
+        if self.lock >= 0:
+            os.close(self.lock)             # releases the folder's lock
+            self.lock = -1
+
+
+def _lock_folder(folder: Path) -> int:
+    """An exclusive lock on the folder itself (no file is created), held while a batch writes into it: two runs
+    into one folder would render the same images twice and interleave their results lines."""
+    try:
+        import fcntl
+    except ImportError:                     # not on this platform: one run at a time is then up to the user
+        return -1
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"another gridar batch is writing into {folder}; wait for it to end or choose another "
+                         "folder") from None
+    return fd
 
 
 def run_batch(folder: BatchFolder, results: Iterable[tuple[RenderUnit, list[Outcome]]],

@@ -223,3 +223,18 @@ def test_cluster_without_ray_installed_says_how_to_get_it(tmp_path, capsys, monk
     assert cli_main(["batch", str(prompts), "--out", str(tmp_path / "out"), "--cluster", "auto"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "gridar-desktop[cluster]" in err[0]
+
+
+def test_two_batches_into_one_folder_are_refused(tmp_path, capsys):
+    from gridar_desktop.batch import BatchFolder
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    (tmp_path / "out").mkdir()
+    running = BatchFolder(tmp_path / "out", [], {}, str(prompts))
+    try:
+        assert cli_main(["batch", str(prompts), "--out", str(tmp_path / "out"), "--method", "single"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another gridar batch is writing into" in err[0]
+    finally:
+        running.close()
+    assert cli_main(["batch", str(prompts), "--out", str(tmp_path / "out"), "--method", "single", "--seeds", "0",
+                     "--device", "cpu"]) == 0
