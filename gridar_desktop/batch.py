@@ -27,9 +27,6 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
 RESULTS = "results.jsonl"
-# Settings an image's metadata must repeat to count as complete (with the prompt); anything else may differ.
-MATCHED_SETTINGS = ("method", "n", "seed", "cfg", "temperature", "top_k", "top_p", "strategy", "threshold",
-                    "verify_by", "reformulate", "refill", "model")
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,8 @@ def split(unit: RenderUnit) -> list[RenderUnit]:
 
 
 def expected_settings(template, model: str) -> dict:
-    """The metadata settings an image of this batch must hold (besides prompt and seed)."""
+    """The metadata settings an image of this batch must hold (besides prompt and seed) to count as complete: all
+    that decides what is drawn; anything else (device, cost) may differ."""
     p = template.params
     return {"method": template.method, "n": template.n, "cfg": p.cfg, "temperature": p.temperature,
             "top_k": p.top_k, "top_p": p.top_p, "strategy": template.strategy, "threshold": template.threshold,
@@ -126,7 +124,7 @@ def complete_meta(job: Job, path: Path, settings: dict) -> dict | None:
     """The image's metadata when `path` is this job's finished image (a regular file that decodes, whose metadata
     names the job's prompt, seed and `settings`); None otherwise."""
     from .io.png import ImageFileError, load_image, read_metadata
-    if not path.is_file() or path.is_symlink():
+    if not path.is_file():
         return None
     try:
         meta = read_metadata(path)

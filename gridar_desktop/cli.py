@@ -338,6 +338,10 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if out.complete:
         print(f"gridar batch: {len(out.complete)} of {len(jobs)} images are already in {folder}; rendering the "
               f"other {len(pending)}", file=sys.stderr)
+    stale = sum((folder / j.file_name).exists() for j in pending)
+    if stale:
+        print(f"gridar batch: {stale} image(s) in {folder} under these names were made with other settings or are "
+              "damaged: they are drawn again and replaced", file=sys.stderr)
     units = plan_units(jobs, template, args.batch, set(pending))
     summary = BatchSummary(len(jobs), len(out.complete), [], [])
     progress = Progress(len(jobs), len(out.complete))
