@@ -177,15 +177,17 @@ def test_progress_is_json_lines_off_a_terminal_and_a_bar_on_one():
     assert "images/min" in tty.getvalue() and "1/3" in tty.getvalue() and "{" not in tty.getvalue()
 
 
-def test_batch_without_cluster_never_imports_ray(tmp_path):
+def test_batch_and_bench_without_cluster_never_import_ray(tmp_path):
     prompts = write_prompts(tmp_path / "p.jsonl", PROMPTS[:1])
     code = ("import sys; from gridar_desktop.cli import main; "
             f"rc = main(['batch', {str(prompts)!r}, '--out', {str(tmp_path / 'out')!r}, '--method', 'single', "
             "'--device', 'cpu']); "
-            "print(rc, 'ray' in sys.modules)")
+            f"rc2 = main(['bench', '--prompts', {str(prompts)!r}, '--methods', 'single:1', '--seeds', '0', "
+            f"'--device', 'cpu', '--out', {str(tmp_path / 'r.json')!r}]); "
+            "print(rc, rc2, 'ray' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert r.stdout.split()[-2:] == ["0", "False"], r.stderr[-2000:]
-    assert len(results(tmp_path / "out")) == 1
+    assert r.stdout.split()[-3:] == ["0", "0", "False"], r.stderr[-2000:]
+    assert len(results(tmp_path / "out")) == 1 and (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("argv, said", [
