@@ -182,6 +182,32 @@ def _model_language(args: argparse.Namespace) -> tuple[str, str | None]:
     return meta.get("name") or f"the model in '{folder}'", meta.get("prompt_language")
 
 
+def _settings(args: argparse.Namespace) -> dict:
+    """The sampling settings of a run: what the command line gave, else the model's own defaults (gridar.json's
+    "defaults", else its prompt format's: Janus-Pro guidance 5, the demo model 2), else the engine's."""
+    from .engine.models import fill_defaults, read_model_meta, resolve_model
+    given = {"guidance": args.cfg, "temperature": args.temperature, "top_k": getattr(args, "top_k", None),
+             "top_p": getattr(args, "top_p", None), "threshold": getattr(args, "threshold", None)}
+    return fill_defaults(given, read_model_meta(resolve_model(args.model)))
+
+
+def _params(s: dict):
+    from .engine.sampling import SamplingParams
+    return SamplingParams(cfg=s["guidance"], temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"],
+                          layout_scale=s["layout_scale"])
+
+
+def _check_memory_before_load(args: argparse.Namespace, req, prompt: str, edit: bool = False) -> None:
+    """Refuse a run that cannot fit the device from the folder's config.json alone: at 7B the weights take a minute
+    to load, and a refusal after that is a minute lost. The prompt's length in tokens is guessed low (a word a token,
+    plus the template), so this refuses only what cannot fit anyway; the run checks again with the real length."""
+    from .engine.memory_plan import check_before_load
+    from .engine.models import resolve_model
+    check_before_load(resolve_model(args.model), args.device, args.dtype, method=req.method, n=req.n,
+                      verify_by=req.verify_by, strategy=req.strategy, reformulate=req.reformulate,
+                      prompt_tokens=len(prompt.split()) + 8, edit=edit)
+
+
 def _precheck_prompt(name: str, language: str | None, text: str) -> str:
     """The model's prompt language applied to `text` before the model loads; the normalised prompt."""
     from .engine.errors import PromptNotUnderstood
@@ -211,14 +237,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from .engine.sampling import SamplingParams
     from .engine.search import Search, SearchRequest
     n = 1 if args.method == "single" else args.n
-    params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=params,
-                        strategy=args.strategy, threshold=args.threshold, verify_by=args.verify_by,
+    settings = _settings(args)
+    req = SearchRequest(prompt=prompt, method=args.method, n=n, seed=args.seed, params=_params(settings),
+                        strategy=args.strategy, threshold=settings["threshold"], verify_by=args.verify_by,
                         reformulate=args.reformulate, refill=args.refill)
     req.validate()
+    _check_memory_before_load(args, req, prompt)
     t0 = time.perf_counter()
     backend = _load(args)
     load_s = time.perf_counter() - t0
@@ -235,6 +261,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_that_fits(backend, roles, prompts: list[dict], methods, batch: int) -> int:
+    """The bench's batch, lowered (and said) where the memory plan says that many jobs do not fit together."""
+    from dataclasses import replace
+
+    from .engine.memory_plan import largest_batch
+    if not prompts:
+        return batch
+    longest = max(prompts, key=lambda r: len(r["prompt"]))["prompt"]
+    fits = min(largest_batch(backend, roles, replace(req, prompt=longest), batch) for _, req in methods)
+    if fits < batch:
+        print(f"gridar bench: --batch {batch} does not fit the free memory; running {fits} prompt(s) at a time",
+              file=sys.stderr)
+    return fits
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import PartialResults, bench_fingerprint, parse_methods, read_bench_prompts
     methods = parse_methods(args.methods)
@@ -245,6 +286,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     name, language = _model_language(args)
     precheck = lambda text: _precheck_prompt(name, language, text)  # noqa: E731
     read_bench_prompts(args.prompts, precheck)                     # every line, no weights
+    from dataclasses import replace
+    own = _params(_settings(argparse.Namespace(model=args.model, cfg=None, temperature=None)))
+    methods = [(label, replace(req, params=own)) for label, req in methods]   # the model's guidance, as generate
     from contextlib import ExitStack
 
     from .bench import run_bench
@@ -264,6 +308,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 backend = _load(args)
                 prompts = read_bench_prompts(args.prompts, backend.check_prompt)[:args.limit or None]
                 roles, device, execute = _roles(backend), str(backend.device), None
+                args.batch = _batch_that_fits(backend, roles, prompts, methods, args.batch)
             fingerprint = bench_fingerprint(prompts, methods, args.seeds, args.batch, model=args.model,
                                             device=device, dtype=args.dtype)
             partial = PartialResults(partial_path, fingerprint, progress)
@@ -318,9 +363,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from .engine.sampling import SamplingParams
     from .engine.search import SearchRequest
     n = 1 if args.method == "single" else args.n
-    params = SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    template = SearchRequest(prompt="", method=args.method, n=n, params=params, strategy=args.strategy,
-                             threshold=args.threshold, verify_by=args.verify_by, reformulate=args.reformulate,
+    settings = _settings(args)
+    template = SearchRequest(prompt="", method=args.method, n=n, params=_params(settings), strategy=args.strategy,
+                             threshold=settings["threshold"], verify_by=args.verify_by, reformulate=args.reformulate,
                              refill=args.refill)
     template.validate()
     jobs, notes = plan_jobs(rows, args.seeds)
@@ -403,11 +448,12 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     from .io.png import check_image, load_image
     check_image(args.image), check_image(args.mask)        # a bomb or a FIFO is refused before the model loads
     n = 1 if args.method == "single" else args.n
-    params = SamplingParams(cfg=args.cfg, temperature=args.temperature)
-    req = SearchRequest(prompt="", method=args.method, n=n, seed=args.seed, params=params,
-                        strategy=args.strategy, threshold=args.threshold, context=args.context,
+    settings = _settings(args)
+    req = SearchRequest(prompt="", method=args.method, n=n, seed=args.seed, params=_params(settings),
+                        strategy=args.strategy, threshold=settings["threshold"], context=args.context,
                         verify_by=args.verify_by, reformulate=args.reformulate, refill=args.refill)
     req.validate()
+    _check_memory_before_load(args, req, target_prompt or instruction, edit=True)
     backend = _load(args)
     # a huge photo is decoded scaled down (bounded memory); up to this side the edit's notes name the real sizes
     side = max(EDIT_MAX_SIDE, backend.info.image_size)
@@ -432,6 +478,30 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_model(args: argparse.Namespace) -> int:
+    from .engine.importer import STAGES, import_model
+    shown: dict[str, int] = {}
+    tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        # a live percentage on a terminal only: a log or a pipe gets no progress lines
+        pct = 100 * done // total if total else 100
+        if tty and shown.get(stage) != pct:
+            shown[stage] = pct
+            print(f"\r\033[Kgridar import-model: {STAGES.get(stage, stage)} {pct}%", end="", file=sys.stderr,
+                  flush=True)
+    try:
+        out = import_model(args.src, args.dst, progress=progress, verify=not args.no_verify)
+    finally:
+        if tty and shown:
+            print(file=sys.stderr)
+    print(out)
+    return 0
+
+
+CFG_HELP = ("guidance scale, Janus convention, 0 to 100 (default: the model's own, from its gridar.json or its "
+            "format: 2 for the demo model, 5 for Janus-Pro)")
+TEMPERATURE_HELP = "above 0 (default: the model's own, 1 unless its gridar.json says otherwise)"
 THRESHOLD_HELP = ("GridAR rejects a partial candidate when P(possible) is below this, at every band (default: the "
                   "thresholds calibrated for the verifier's model, one per band, for edits one of their own; else "
                   "0.25; with --verify-by rollout, 0.5 on the scorer's P)")
@@ -524,12 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="three-way", choices=["three-way", "replace"],
                    help="how GridAR uses a reformulated prompt")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--cfg", type=CFG, default=2.0,
-                   help="guidance scale, Janus convention, 0 to 100 (default 2, the demo model's best; Janus-Pro "
-                        "uses 5)")
-    p.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="above 0 (default 1)")
-    p.add_argument("--top-k", type=TOP_K, default=0, help="keep the k likeliest tokens; 0: off")
-    p.add_argument("--top-p", type=TOP_P, default=1.0, help="nucleus sampling, in (0, 1]; 1: off")
+    p.add_argument("--cfg", type=CFG, default=None, help=CFG_HELP)
+    p.add_argument("--temperature", type=TEMPERATURE, default=None, help=TEMPERATURE_HELP)
+    p.add_argument("--top-k", type=TOP_K, default=None, help="keep the k likeliest tokens; 0: off (default)")
+    p.add_argument("--top-p", type=TOP_P, default=None, help="nucleus sampling, in (0, 1]; 1: off (default)")
     p.add_argument("--threshold", type=THRESHOLD, default=None, help=THRESHOLD_HELP)
     p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["generate"]["verify_by"], choices=VERIFY_BY,
                    help=VERIFY_BY_HELP + " (default: %(default)s)")
@@ -576,8 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "right) is below the chance a fresh draw ends right (default for edits: "
                                       "%(default)s)")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--cfg", type=CFG, default=2.0)
-    p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
+    p.add_argument("--cfg", type=CFG, default=None, help=CFG_HELP)
+    p.add_argument("--temperature", type=TEMPERATURE, default=None, help=TEMPERATURE_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("-o", "--output", default="edit.png")
@@ -617,10 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 0); `gridar generate PROMPT --seed S` draws the same image")
     p.add_argument("--strategy", default="three-way", choices=["three-way", "replace"],
                    help="how GridAR uses a reformulated prompt")
-    p.add_argument("--cfg", type=CFG, default=2.0, help="guidance scale, 0 to 100 (default 2)")
-    p.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="above 0 (default 1)")
-    p.add_argument("--top-k", type=TOP_K, default=0, help="keep the k likeliest tokens; 0: off")
-    p.add_argument("--top-p", type=TOP_P, default=1.0, help="nucleus sampling, in (0, 1]; 1: off")
+    p.add_argument("--cfg", type=CFG, default=None, help=CFG_HELP)
+    p.add_argument("--temperature", type=TEMPERATURE, default=None, help=TEMPERATURE_HELP)
+    p.add_argument("--top-k", type=TOP_K, default=None, help="keep the k likeliest tokens; 0: off (default)")
+    p.add_argument("--top-p", type=TOP_P, default=None, help="nucleus sampling, in (0, 1]; 1: off (default)")
     p.add_argument("--threshold", type=THRESHOLD, default=None, help=THRESHOLD_HELP)
     p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["generate"]["verify_by"], choices=VERIFY_BY,
                    help=VERIFY_BY_HELP + " (default: %(default)s)")
@@ -634,6 +702,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     _cluster_options(p)
     p.set_defaults(func=_cmd_batch)
+
+    p = sub.add_parser("import-model", help="convert an official Janus / Janus-Pro folder (deepseek-ai, original "
+                                            "layout) into a folder GridAR loads")
+    p.add_argument("src", help="the downloaded folder (config.json of model_type multi_modality, the weights, the "
+                               "tokenizer files)")
+    p.add_argument("dst", help="a new (or empty) folder for the imported model")
+    p.add_argument("--no-verify", action="store_true", help="skip the final check (re-reading every file and loading "
+                   "the model; a 7B model needs about 15 GB of memory for it)")
+    p.set_defaults(func=_cmd_import_model)
 
     p = sub.add_parser("prompts", help="write a seeded benchmark prompt set (JSONL) by category")
     p.add_argument("-n", type=_number(int, 1, MAX_PROMPT_SET), default=300,

@@ -512,3 +512,16 @@ def test_suggested_destination_is_a_free_sibling(tmp_path):
     assert suggested_destination(src) == tmp_path / "Janus-Pro-1B-transformers"
     (tmp_path / "Janus-Pro-1B-transformers").mkdir()
     assert suggested_destination(src) == tmp_path / "Janus-Pro-1B-transformers-2"
+
+
+def test_gridar_import_model_then_generate(made, tmp_path, capsys):
+    """The command line end to end: import the original folder, then generate with what it wrote."""
+    from gridar_desktop.cli import main
+    dst = tmp_path / "imported"
+    assert main(["import-model", str(made[2]), str(dst)]) == 0
+    assert capsys.readouterr().out.strip() == str(dst)
+    out = tmp_path / "out.png"
+    assert main(["generate", "a red fox in the snow", "--model", str(dst), "--device", "cpu", "-o", str(out)]) == 0
+    assert out.is_file()
+    assert main(["import-model", str(made[2]), str(dst)]) == 2           # the destination now holds files
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

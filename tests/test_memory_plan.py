@@ -336,7 +336,12 @@ def test_the_cli_refuses_a_run_that_does_not_fit_in_one_line(tmp_path, monkeypat
     save_tiny_janus(folder, seed=0)
     b = tiny_backend(seed=0)
     four = mp.plan_request(b, None, SearchRequest(prompt=PROMPT, method="gridar", n=4))
-    monkeypatch.setattr(mp, "free_memory", lambda device: (four.run_bytes + four.with_n(8).run_bytes) // 2)
+    # what is free between a run of 4 and one of 8 once the model is loaded; before it loads, its weights' worth more
+    from gridar_desktop.engine.backend import JanusBackend
+    loaded, load = [], JanusBackend.load.__func__
+    monkeypatch.setattr(JanusBackend, "load", classmethod(lambda cls, *a, **k: loaded.append(1) or load(cls, *a, **k)))
+    monkeypatch.setattr(mp, "free_memory", lambda device: (four.run_bytes + four.with_n(8).run_bytes) // 2
+                        + (0 if loaded else four.weight_bytes))
     out = tmp_path / "out.png"
     capsys.readouterr()
     code = cli.main(["generate", PROMPT, "--model", str(folder), "--method", "gridar", "-n", "16", "--device", "cpu",
@@ -387,3 +392,31 @@ def test_a_plan_before_the_run_equals_the_runs_and_takes_any_prompt():
     # an empty or half-typed prompt still gets an estimate (the studio shows it while the artist types)
     for text in ("", "a red circ", "words the demo model does not know"):
         assert mp.plan_request(b, None, SearchRequest(prompt=text, method="gridar", n=8)).run_bytes > 0
+
+
+def test_the_cli_refuses_before_loading_what_cannot_fit_at_all(tmp_path, monkeypatch, capsys):
+    from gridar_desktop import cli
+    from gridar_desktop.engine.backend import JanusBackend
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    folder = tmp_path / "model"
+    save_tiny_janus(folder, seed=0)
+    capsys.readouterr()                                       # the library's progress while saving the test model
+    monkeypatch.setattr(mp, "free_memory", lambda device: 1024)
+    monkeypatch.setattr(JanusBackend, "load", classmethod(lambda cls, *a, **k: pytest.fail("the weights loaded")))
+    code = cli.main(["generate", PROMPT, "--model", str(folder), "--method", "gridar", "-n", "4", "--device", "cpu",
+                     "-o", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "is free" in err
+
+
+def test_the_cli_takes_the_models_guidance_unless_given(tmp_path):
+    import argparse
+
+    from gridar_desktop import cli
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    save_tiny_janus(tmp_path, seed=0)
+    (tmp_path / "gridar.json").unlink()                      # a Janus-Pro folder carries none
+    args = lambda model, cfg: argparse.Namespace(model=model, cfg=cfg, temperature=None)  # noqa: E731
+    assert cli._settings(args("demo", None))["guidance"] == 2.0
+    assert cli._settings(args(str(tmp_path), None))["guidance"] == 5.0
+    assert cli._settings(args(str(tmp_path), 3.5))["guidance"] == 3.5
