@@ -119,7 +119,13 @@ upgrade=()
 if [[ -f $marker ]]; then upgrade=(--upgrade); fi  # a reinstall: take newer wheels from this bundle
 echo "installing GridAR Desktop from the bundled wheels (offline) ..."
 venv_py=$("$venv/bin/python" -c 'import sys; print(*sys.version_info[:2], sep=".")')
-"${pip[@]}" ${upgrade[@]+"${upgrade[@]}"} gridar-desktop \
+# a bundle built with --with cluster names its extras in EXTRAS (e.g. "cluster"): install them with the app
+req=gridar-desktop
+if [[ -s $here/EXTRAS ]]; then
+    extras=$(tr -cd 'a-z0-9,_-' <"$here/EXTRAS")
+    [[ -n $extras ]] && req="gridar-desktop[$extras]"
+fi
+"${pip[@]}" ${upgrade[@]+"${upgrade[@]}"} "$req" \
     || die "pip could not install from $here/wheels (see pip's message above). The wheels are for Python" \
            "${bundle_py:-?}; $venv has Python $venv_py"
 # Then (re)install the app's own wheel into this venv, whatever pip believes is already there: a rebuilt bundle of
