@@ -22,6 +22,7 @@ log-FLOPs between the two Best-of-N points around the method's cost.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -95,8 +96,9 @@ def run_method(backend, base, prompts: list[dict], label: str, seeds: list[int],
     method = [(label, req)]
     # a batch of many candidates runs slower per image on a CPU (the caches outgrow the caches): cap the candidates
     batch = min(batch, max(1, MAX_CANDIDATES // req.n))
-    fp = bench_fingerprint(prompts, method, seeds, batch, roles=kind,
-                           cheap_head=cheap_head if kind == "cheap" else None)
+    head_sha = hashlib.sha256(Path(cheap_head).read_bytes()).hexdigest() if kind == "cheap" and cheap_head \
+        and Path(cheap_head).is_file() else None      # a retrained head is another method: never resumed
+    fp = bench_fingerprint(prompts, method, seeds, batch, roles=kind, cheap_head=head_sha)
     safe = label.replace(":", "_")
     partial = PartialResults(folder / f"{safe}.partial.jsonl", fp, progress)
     roles = make_roles(kind, backend, base, cheap_head)

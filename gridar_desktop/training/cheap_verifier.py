@@ -13,8 +13,12 @@ never sees a candidate at choice time) and the partial truth of its view (`shape
 the visible part already contradict the prompt?).
 
 Fit. Per band, L2 logistic regression on the standardised hidden state (`training.edit_value.fit_logistic`), the
-penalty by 4-fold cross-validation grouped by prompt; the threshold by simulated GridAR success on the out-of-fold
-predictions (`training.edit_value.choose_threshold`: a survivor's copy taken to end like it; 0 prunes nothing).
+penalty by 4-fold cross-validation grouped by prompt. Threshold: the head rejects the same share of candidates as
+the verifier does at its own calibrated threshold for the band (on the training candidates, out-of-fold), so the
+two prune equally often and differ only in which candidates they reject. The edit head's rule (simulated success
+where a survivor's copy ends like it, `training.edit_value.choose_threshold`) is reported too, but it cannot see
+what pruning buys a generation: a copy continues with fresh draws, which that simulation assumes away, so it
+chooses 0 (no pruning) here.
 
 Measure. On the test stream: AUROC of the head and of the current verifier's P(possible) against both labels, per
 band, and the FLOPs of one verdict of each.
@@ -132,8 +136,10 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, penalty: float
     return p
 
 
-def fit_head(train: dict[str, np.ndarray], progress=None) -> tuple[CheapHead, dict]:
-    """One head per verified band: penalty by grouped cross-validated AUROC, threshold by simulated success."""
+def fit_head(train: dict[str, np.ndarray], verifier_thresholds: dict[int, float],
+             progress=None) -> tuple[CheapHead, dict]:
+    """One head per verified band: penalty by grouped cross-validated AUROC; threshold at the verifier's rejection
+    rate for the band (`verifier_thresholds`: rows -> the verifier's calibrated threshold; a band without one: 0)."""
     head, info = CheapHead(), {}
     for rows in sorted(set(int(r) for r in train["rows"])):
         m = train["rows"] == rows
@@ -142,17 +148,26 @@ def fit_head(train: dict[str, np.ndarray], progress=None) -> tuple[CheapHead, di
         cv = {pen: auroc(y, p) or 0.0 for pen, p in tried.items()}
         pen = max(cv, key=cv.get)
         data = {"edit": g, "band": np.zeros(len(y), int), "ok": y, "score": train["score"][m]}
-        t, sim = choose_threshold(data, tried[pen])
+        t_sim, sim = choose_threshold(data, tried[pen])
+        rate = float((train["p_verifier"][m] < verifier_thresholds[rows]).mean()) if rows in verifier_thresholds \
+            else 0.0
+        t = float(np.quantile(tried[pen], rate)) if rate > 0 else 0.0
         w, b = fit_logistic(x, y, pen)
-        head.weights[rows], head.biases[rows], head.thresholds[rows] = w, b, float(t)
-        info[str(rows)] = {"penalty": pen, "cv_auroc": cv, "threshold": t,
-                           "simulated_no_pruning": sim["no_pruning"], "simulated_at_threshold": sim["at_threshold"]}
+        head.weights[rows], head.biases[rows], head.thresholds[rows] = w, b, t
+        info[str(rows)] = {"penalty": pen, "cv_auroc": cv, "threshold": t, "verifier_rejection_rate": rate,
+                           "simulated_threshold": t_sim, "simulated_no_pruning": sim["no_pruning"],
+                           "simulated_at_simulated_threshold": sim["at_threshold"]}
         if progress:
             progress(f"band at {rows} rows: cross-validated AUROC {cv[pen]:.3f} (penalty {pen}), threshold {t}")
     return head, info
 
 
-def measure(head: CheapHead, test: dict[str, np.ndarray], hidden_size: int) -> dict:
+def _share(ok: np.ndarray, rejected: np.ndarray) -> float | None:
+    return float(ok[rejected].mean()) if rejected.any() else None
+
+
+def measure(head: CheapHead, test: dict[str, np.ndarray], hidden_size: int,
+            verifier_thresholds: dict[int, float]) -> dict:
     """AUROC of the head and of the verifier against both labels, per band, on held-out candidates."""
     out = {}
     for rows in sorted(set(int(r) for r in test["rows"])):
@@ -163,7 +178,13 @@ def measure(head: CheapHead, test: dict[str, np.ndarray], hidden_size: int) -> d
             "candidates": int(m.sum()), "ok_rate": float(ok.mean()), "possible_rate": float(possible.mean()),
             "auroc_final_strict": {"cheap_head": auroc(ok, p_head), "verifier": auroc(ok, p_ver)},
             "auroc_partial_truth": {"cheap_head": auroc(possible, p_head), "verifier": auroc(possible, p_ver)},
-            "rejected_at_threshold": {"cheap_head": float((p_head < head.thresholds.get(rows, 0.0)).mean())},
+            "rejected_at_threshold": {"cheap_head": float((p_head < head.thresholds.get(rows, 0.0)).mean()),
+                                      **({"verifier": float((p_ver < verifier_thresholds[rows]).mean())}
+                                         if rows in verifier_thresholds else {})},
+            # of the candidates each rejects, the share that would have ended strictly correct (false rejections)
+            "correct_among_rejected": {
+                "cheap_head": _share(ok, p_head < head.thresholds.get(rows, 0.0)),
+                **({"verifier": _share(ok, p_ver < verifier_thresholds[rows])} if rows in verifier_thresholds else {})},
         }
     out["flops_per_verdict"] = {"cheap_head": 2.0 * hidden_size,
                                 "verifier": float(np.mean(test["verifier_flops"])) if len(test["verifier_flops"])
@@ -192,12 +213,15 @@ def main(argv: list[str] | None = None) -> None:
                     work / f"train_s{TRAIN_SEED}_n{args.train_n}", batch=args.batch, progress=log)
     test = collect(backend, roles, make_prompt_set(args.test_n, TEST_SEED),
                    work / f"test_s{TEST_SEED}_n{args.test_n}", batch=args.batch, progress=log)
-    head, info = fit_head(train, log)
+    from ..engine.search import pruning_threshold
+    thresholds = {int(r): pruning_threshold(roles, rows=int(r)) for r in np.unique(train["rows"])}
+    head, info = fit_head(train, thresholds, log)
     out = Path(args.out or work / "cheap_head.safetensors")
     save_cheap_head(out, head)
     report = {"head": str(out), "train": {"prompts": args.train_n, "seed": TRAIN_SEED, "fit": info},
               "test": {"prompts": args.test_n, "seed": TEST_SEED,
-                       **measure(head, test, backend.model.config.text_config.hidden_size)}}
+                       **measure(head, test, backend.model.config.text_config.hidden_size, thresholds)},
+              "verifier_thresholds": thresholds}
     print(json.dumps(report, indent=1))
 
 
