@@ -102,3 +102,29 @@ def test_gridar_with_cheap_verdicts_prunes_by_the_head_and_counts_a_dot_product(
     assert verifier.flops == pytest.approx(2.0 * hsize * 4 * verifier.calls)
     with pytest.raises(RuntimeError, match="CheapVerdictSearch"):       # a plain Search cannot hand it the state
         roles.verify("a red circle", [PartialView(np.zeros((8, 8, 3), np.uint8), 2, 8)], CostRecord())
+
+
+def test_the_cheap_head_learns_the_outcome_and_prunes_as_often_as_the_verifier():
+    """On synthetic candidates whose outcome is written in one direction of the hidden state, the head ranks them
+    (held-out AUROC well above chance) and its threshold rejects the verifier's share of candidates."""
+    from gridar_desktop.training.cheap_verifier import fit_head, measure
+    rng = np.random.default_rng(0)
+
+    def data(n_prompts: int) -> dict:
+        m = n_prompts * 4 * 2
+        ok = rng.random(m) < 0.4
+        hidden = rng.normal(size=(m, 6)).astype(np.float32)
+        hidden[:, 0] += 1.5 * ok
+        return {"hidden": hidden, "ok": ok, "possible": ok | (rng.random(m) < 0.5),
+                "p_verifier": rng.random(m).astype(np.float32), "rows": np.repeat([2, 4], m // 2),
+                "prompt": np.tile(np.repeat(np.arange(n_prompts), 4), 2), "score": rng.random(m).astype(np.float32),
+                "verifier_flops": np.array([1e6, 1e6])}
+    train, test = data(60), data(30)
+    head, info = fit_head(train, {2: 0.2, 4: 0.5})
+    assert info["2"]["verifier_rejection_rate"] == pytest.approx((train["p_verifier"][:240] < 0.2).mean())
+    for rows, lo in ((2, 0), (4, 240)):
+        rejected = (head.probability(rows, train["hidden"][lo:lo + 240]) < head.thresholds[rows]).mean()
+        assert abs(rejected - info[str(rows)]["verifier_rejection_rate"]) < 0.1
+    report = measure(head, test, hidden_size=6, verifier_thresholds={2: 0.2, 4: 0.5})
+    assert report["2"]["auroc_final_strict"]["cheap_head"] > 0.75
+    assert report["flops_per_verdict"] == {"cheap_head": 12.0, "verifier": 1e6}
