@@ -204,3 +204,24 @@ def test_the_first_window_fits_a_small_screen_and_a_saved_size_is_kept(qtbot, lo
     qtbot.addWidget(again)
     assert again.geometry_restored                   # main() then leaves its size alone
     again.close()
+
+
+def test_a_model_brings_its_guidance_unless_the_artist_chose_one(qtbot, loop, model_dir, tmp_path):
+    import shutil
+
+    from conftest import wait
+    from gridar_desktop.app.studio import Studio
+    from gridar_desktop.app.window import MainWindow
+    janus_pro = tmp_path / "janus-pro-like"
+    shutil.copytree(model_dir, janus_pro)
+    (janus_pro / "gridar.json").unlink()                    # a Janus-Pro folder carries none: Janus-Pro's guidance
+    w = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(w)
+    assert wait(qtbot, w.choose_model(model_dir)) is True
+    assert w.controls.cfg.value() == 2.0
+    assert wait(qtbot, w.choose_model(str(janus_pro))) is True
+    assert w.controls.cfg.value() == 5.0
+    w.controls.cfg.setValue(3.5)                            # the artist's own value survives a model change
+    assert wait(qtbot, w.choose_model(model_dir)) is True
+    assert w.controls.cfg.value() == 3.5
+    w.close()

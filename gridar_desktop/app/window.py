@@ -78,6 +78,8 @@ class MainWindow(QMainWindow):
         self._aborting = False
 
         self.controls = Controls()
+        # the guidance and temperature the loaded model came with, the ones its controls show unless the artist chose
+        self._model_defaults = {"guidance": self.controls.cfg.value(), "temperature": self.controls.temperature.value()}
         self.edit_panel = EditPanel()
         self.edit_panel.setVisible(False)
         self.mask: MaskState | None = None
@@ -246,6 +248,8 @@ class MainWindow(QMainWindow):
         e.undo_clicked.connect(lambda: self._mask_op("undo"))
         e.redo_clicked.connect(lambda: self._mask_op("redo"))
         e.show_mask_clicked.connect(self.show_mask)
+        e.mask_visible_changed.connect(self.canvas.set_mask_visible)
+        e.token_grid_changed.connect(self.canvas.set_token_grid_visible)
         self.canvas.mask_changed.connect(self._mask_state_shown)
 
     def _spawn(self, coro) -> asyncio.Task:
@@ -490,24 +494,28 @@ class MainWindow(QMainWindow):
 
     def _on_model_changed(self, spec: str) -> None:
         s, c = self.studio, self.controls
-        details = getattr(s, "threshold_details", None)
-        try:
-            c.set_calibration(s.threshold_summary(), details() if details else "")
-        except TypeError:                   # controls that take the words alone
-            c.set_calibration(s.threshold_summary())
-        set_vocabulary = getattr(c, "set_vocabulary", None)
-        if set_vocabulary is not None:
-            try:
-                from ..engine.prompt_language import language_vocabulary
-                set_vocabulary(language_vocabulary(self._prompt_language()))
-            except ImportError:
-                pass
+        c.set_calibration(s.threshold_summary(), s.threshold_details())
+        from ..engine.prompt_language import language_vocabulary
+        c.set_vocabulary(language_vocabulary(self._prompt_language()))
+        backend = s.model.backend
+        self.canvas.set_token_grid(backend.info.rows, backend.info.cols)
+        self._take_model_defaults(getattr(backend, "defaults", None) or {})
         if self.edit_original is not None and self.mask is not None and self.mask.size != self._model_size():
             self._refit()               # another resolution: the source is refitted, the mask starts empty
         if spec == "demo":
             c.model.setCurrentIndex(0)
         else:
             c.add_model_folder(spec)
+
+    def _take_model_defaults(self, defaults: dict) -> None:
+        """A model comes with its guidance and temperature (Janus-Pro 5, the demo 2): the controls take them, except
+        where the artist set a value of their own (one that differs from the last model's default)."""
+        c, before = self.controls, self._model_defaults
+        for key, box in (("guidance", c.cfg), ("temperature", c.temperature)):
+            if key in defaults and abs(box.value() - before.get(key, box.value())) < 1e-9:
+                box.setValue(float(defaults[key]))
+        self._model_defaults = {**before, **{k: float(v) for k, v in defaults.items()
+                                             if k in ("guidance", "temperature")}}
 
     def _prompt_language(self) -> str | None:
         m = self.studio.model
