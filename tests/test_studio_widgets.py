@@ -104,9 +104,11 @@ def test_a_refill_choice_offers_only_survivors_and_follows_the_keep_flags(qtbot,
                     assert settled.sources[i] == shown == d.sources[i] and settled.keep[shown]
     assert offered(2) == [0, 3, "redraw"] and cards[2].source.currentData() == 3     # never "from 2" (rejected)
     shows_what_is_decided()
+    # a kept card takes nothing in its place: it shows no refill choice at all (a greyed "copy of 3" read as one)
+    assert [c.source.isVisible() for c in cards] == [False, True, True, False]
     # the artist drops candidate 4: slot 3 cannot copy it any more, and nothing offers it
     click_keep(cards[3])
-    assert not cards[3].keep.isChecked()
+    assert not cards[3].keep.isChecked() and cards[3].source.isVisible()
     assert offered(2) == [0, "redraw"] and cards[2].source.currentData() == 0
     assert offered(1) == [0, "redraw"] and 3 not in offered(3) and offered(3) == [0, "redraw"]
     shows_what_is_decided()

@@ -60,6 +60,10 @@ class CandidateCard(QFrame):
         self.source = QComboBox()
         self.source.setToolTip("What takes this place if dropped: a copy of a kept candidate of its group, or a "
                                "fresh draw")
+        # a kept candidate takes nothing in its place: its refill choice is hidden (the card keeps its height)
+        policy = self.source.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.source.setSizePolicy(policy)
         for w in (self.title, self.thumb, self.badge, self.ahead, self.keep, self.source):
             lay.addWidget(w)
         lay.setAlignment(self.ahead, Qt.AlignmentFlag.AlignHCenter)
@@ -68,6 +72,7 @@ class CandidateCard(QFrame):
 
     def _on_keep(self, on: bool) -> None:
         self.source.setEnabled(not on)
+        self.source.setVisible(not on)
         self.changed.emit()
 
     def mousePressEvent(self, _e) -> None:  # noqa: N802
@@ -282,6 +287,7 @@ class CandidateStrip(QWidget):
             card.source.setCurrentIndex(k if k >= 0 else 0)
             card.source.blockSignals(False)
             card.source.setEnabled(self.continue_btn.isEnabled() and not card.keep.isChecked())
+            card.source.setVisible(not card.keep.isChecked())
         self.update()
 
     def set_interactive(self, on: bool) -> None:
