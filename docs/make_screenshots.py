@@ -46,7 +46,7 @@ async def shoot(window, out: str) -> None:
     _save_grab(window, f"{out}/studio-final.png")
     c.manual.setChecked(False)
     c.prompt.setText("a red dragon above a blue castle")
-    await window.start_generation()
+    assert window.start_generation() is None        # refused before any work: the banner says why
     await asyncio.sleep(0.3)
     _save_grab(window, f"{out}/studio-error.png")
     await edit_shots(window, out)
@@ -72,7 +72,7 @@ async def edit_shots(window, out: str) -> None:
     c.seed.setValue(3)
     await asyncio.sleep(0.3)
     _save_grab(window, f"{out}/studio-edit-mask.png")
-    await window.start_generation()
+    await window.start_generation()                 # an edit the model reads: a task
     await asyncio.sleep(0.3)
     _save_grab(window, f"{out}/studio-edit-result.png")
     # the same edit reviewed band by band, its verdicts read off one completion of each candidate

@@ -429,3 +429,21 @@ def test_a_wrong_type_in_settings_json_does_not_stop_the_start(qtbot, loop):
     w3 = MainWindow(Studio(device="cpu"))
     qtbot.addWidget(w3)
     assert w3.controls.temperature.value() == 0.5 and w3.controls.n.value() == 8
+
+
+def test_an_image_opened_for_editing_leaves_nothing_of_the_last_run(qtbot, window):
+    """Seen in the screenshots: a scene set as the edit source kept the last run's cards, ranking and an old
+    error banner beside it."""
+    from conftest import wait
+    from gridar_desktop.shapes.scene import make_scene
+    w = window
+    w.controls.prompt.setText("two red circles")
+    assert wait(qtbot, w.start_generation()) is not None
+    w.controls.prompt.setText("a red dragon")
+    assert w.start_generation() is None and w.banner.isVisible()
+    assert w.final.count() == 4 and w.strip.cards
+    img, _ = make_scene("a red circle and a blue square", 4, 64)
+    w.set_edit_source(img, "scene.png")
+    assert not w.banner.isVisible()
+    assert w.final.count() == 0 and not any(c.isVisible() for c in w.strip.cards)
+    assert w.layouts.heading.text() == "Layout"

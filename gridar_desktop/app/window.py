@@ -424,8 +424,9 @@ class MainWindow(QMainWindow):
         """Open an image (PIL) for editing: fitted to the model's resolution with the chosen fit, shown with an
         empty mask (or `mask`, bool at the model's resolution)."""
         self.edit_original, self.edit_name = image.convert("RGB"), name
-        if not self.studio.busy:            # a running job's layouts (maybe awaiting review) stay
-            self.layouts.clear()            # the last job's layouts say nothing about this image
+        if not self.studio.busy:            # a running job's views (maybe awaiting review) stay
+            self._clear_views()             # the last job's strip, ranking and layouts say nothing about this image
+            self.banner.show_message("")
             self.statusBar().showMessage(f"Editing {name}: paint over what should change")
         self.mask = None                    # a new image starts with an empty mask (or the one given)
         self._refit(mask)
