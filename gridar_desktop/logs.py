@@ -55,7 +55,16 @@ class _FileHandler(_QuietOnError, logging.handlers.RotatingFileHandler):
 
 
 class _StreamHandler(_QuietOnError, logging.StreamHandler):
-    pass
+    """Writes to whatever sys.stderr is when a record comes, not the stream it was created with: a replaced or
+    redirected stderr (a test's capture, an embedding host) must not be written after it closed."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def _check_log_file(path: Path) -> None:

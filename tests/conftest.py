@@ -6,8 +6,19 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
-    """Every test gets its own platform folders (logs, settings, history)."""
-    monkeypatch.setenv("GRIDAR_HOME", str(tmp_path / "home"))
+    """Every test gets its own platform folders (logs, settings, history), beside its tmp_path rather than in it:
+    tests that check a folder is left unchanged snapshot tmp_path, and the log file is not theirs."""
+    monkeypatch.setenv("GRIDAR_HOME", str(tmp_path.parent / f"{tmp_path.name}-home"))
+    yield
+    # logging is set up once per process: forget it, so the next test logs into its own home and its own stderr
+    import logging
+
+    from gridar_desktop import logs
+    root = logging.getLogger("gridar")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    logs._configured = False
 
 
 # -- the studio: a window on a tiny random Janus model, driven through qasync (Qt imported lazily: most tests are

@@ -420,13 +420,14 @@ class MainWindow(QMainWindow):
     def _model_size(self) -> int:
         return self.studio.model.backend.info.image_size if self.studio.model else 64
 
-    def set_edit_source(self, image, name: str, mask=None) -> None:
+    def set_edit_source(self, image, name: str, mask=None, note: str = "") -> None:
         """Open an image (PIL) for editing: fitted to the model's resolution with the chosen fit, shown with an
-        empty mask (or `mask`, bool at the model's resolution)."""
+        empty mask (or `mask`, bool at the model's resolution). `note`: what the banner says about this image (an
+        older message is stale)."""
         self.edit_original, self.edit_name = image.convert("RGB"), name
         if not self.studio.busy:            # a running job's views (maybe awaiting review) stay
             self._clear_views()             # the last job's strip, ranking and layouts say nothing about this image
-            self.banner.show_message("")
+            self.banner.show_message(note)
             self.statusBar().showMessage(f"Editing {name}: paint over what should change")
         self.mask = None                    # a new image starts with an empty mask (or the one given)
         self._refit(mask)
@@ -717,11 +718,11 @@ class MainWindow(QMainWindow):
         d = self.doc.show_history(path, arr, meta) if history else self.doc.show_file(path, arr, meta)
         self._document_changed()
         self._last_dir = path.parent if not history else self._last_dir
-        self.banner.show_message(f"{path.name} opened, but its GridAR metadata has problems: "
-                                 f"{'; '.join(problems)}. The image is fine; its settings may be incomplete."
-                                 if problems else "")
+        note = (f"{path.name} opened, but its GridAR metadata has problems: {'; '.join(problems)}. The image is "
+                "fine; its settings may be incomplete." if problems else "")
+        self.banner.show_message(note)
         if self.controls.editing or not d.has_settings:
-            self.set_edit_source(img, path.name)
+            self.set_edit_source(img, path.name, note=note)
             self.statusBar().showMessage(f"Opened {path.name} for editing: paint over what should change")
         else:
             self.canvas.set_image(arr, None, 1, self._caption(d))

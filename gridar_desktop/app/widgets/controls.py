@@ -75,6 +75,29 @@ PROMPT_TIP = "Describe the picture. Press ? beside this box to see what the mode
 PROMPT_TIP_EDIT = "Describe the whole image after the edit"
 
 
+class SeedBox(QLineEdit):
+    """The seed: any whole number from 0 to 2**63 - 1, as torch takes it and the CLI writes it (a QSpinBox stops at
+    2**31 - 1, so a file's seed could not be shown). The spin box's value() / setValue() are kept."""
+
+    MAX = 2**63 - 1
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("0", parent)
+        from PySide6.QtCore import QRegularExpression
+        from PySide6.QtGui import QRegularExpressionValidator
+        self.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{1,19}"), self))
+        self.editingFinished.connect(lambda: self.setValue(self.value()))
+
+    def value(self) -> int:
+        try:
+            return min(int(self.text() or 0), self.MAX)
+        except ValueError:
+            return 0
+
+    def setValue(self, seed: int) -> None:  # noqa: N802 (the spin box's name)
+        self.setText(str(max(0, min(int(seed), self.MAX))))
+
+
 class Controls(QWidget):
     generate_clicked = Signal()
     stop_band_clicked = Signal()
@@ -126,8 +149,7 @@ class Controls(QWidget):
         self.n.setValue(4)
         self.n.setToolTip(f"How many candidates are drawn side by side; more gives better odds and takes "
                           f"longer. GridAR works in groups of {GROUP}")
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        self.seed = SeedBox()
         self.seed.setToolTip("The same seed and settings give the same picture again")
         self.random_seed = QCheckBox("random")
         self.random_seed.setChecked(True)
@@ -363,7 +385,7 @@ class Controls(QWidget):
     def request(self) -> SearchRequest:
         """A frozen snapshot of the form; a random seed is drawn here and shown."""
         if self.random_seed.isChecked():
-            self.seed.setValue(random.randrange(2**31 - 1))
+            self.seed.setValue(random.randrange(2**31 - 1))    # short to read back; any 64-bit seed is accepted
         method = self.method.currentData()
         return SearchRequest(prompt=self.prompt.text().strip(), method=method,
                              n=1 if method == "single" else self.n.value(), seed=self.seed.value(),
