@@ -180,8 +180,10 @@ async def selftest(window, model: str, screenshot: str | None) -> dict:
     result = await window.start_generation()
     gen_s = time.perf_counter() - t1
     await asyncio.sleep(0.3)                       # let the final paint happen
-    if screenshot:
+    if screenshot:                                 # grabbing and encoding the window is not generation work
+        probe["timer"].stop()
         save_screenshot(window, screenshot)
+        probe["resume"]()
     cancels: dict[str, float | None] = {}
     for point, hit in CANCEL_POINTS.items():
         verify_by = c.verify_by.findData("rollout" if point == "rollout" else "view")

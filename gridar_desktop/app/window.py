@@ -938,4 +938,9 @@ def gui_stall_probe(window: MainWindow, interval_ms: int = 5) -> dict:
     timer.timeout.connect(tick)
     timer.start(interval_ms)
     stats["timer"] = timer
+
+    def resume() -> None:               # after a pause (e.g. a screenshot, which is not generation work)
+        last[0] = time.perf_counter()
+        timer.start(interval_ms)
+    stats["resume"] = resume
     return stats

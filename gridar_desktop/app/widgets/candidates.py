@@ -188,6 +188,13 @@ class CandidateStrip(QWidget):
         self.review: VerdictReview | None = None
         self.current = 0
         self.set_interactive(False)
+        # the first band's cards are built and styled with the window: built mid-run, on the GUI thread, they were
+        # the largest stall of a run (20-30 ms for four)
+        self._ensure(GROUP)
+        for card in self.cards:
+            for w in [card, *card.findChildren(QWidget)]:
+                w.ensurePolished()
+        self._ensure(0)
         self.accept_btn.clicked.connect(self._accept)
         self.continue_btn.clicked.connect(self._continue)
         for i in range(8):
