@@ -87,6 +87,8 @@ class SeedBox(QLineEdit):
         from PySide6.QtGui import QRegularExpressionValidator
         self.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{1,19}"), self))
         self.editingFinished.connect(lambda: self.setValue(self.value()))
+        # room for a drawn seed (10 digits) without scrolling; longer ones scroll in the box
+        self.setMinimumWidth(self.fontMetrics().horizontalAdvance("0" * 11) + 16)
 
     def value(self) -> int:
         try:
