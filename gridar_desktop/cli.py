@@ -360,7 +360,6 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     rows = read_prompt_file(args.prompts, lambda text: _precheck_prompt(name, language, text))  # no weights
     from .batch import (BatchFolder, BatchSummary, Progress, UnitRunner, expected_settings, plan_jobs, plan_units,
                         run_batch, run_local)
-    from .engine.sampling import SamplingParams
     from .engine.search import SearchRequest
     n = 1 if args.method == "single" else args.n
     settings = _settings(args)
@@ -443,7 +442,6 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .engine.edit import edit_prompt, prepare_edit
-    from .engine.sampling import SamplingParams
     from .engine.search import Search, SearchRequest
     from .io.png import check_image, load_image
     check_image(args.image), check_image(args.mask)        # a bomb or a FIFO is refused before the model loads
@@ -563,6 +561,21 @@ def _check_out_folder(args: argparse.Namespace) -> None:
         raise UsageError(f"gridar batch: argument --out: {e}") from None
 
 
+def _add_generation_options(p: argparse.ArgumentParser) -> None:
+    """Sampling and GridAR options that `generate` and `batch` share (a generation's defaults)."""
+    p.add_argument("--cfg", type=CFG, default=None, help=CFG_HELP)
+    p.add_argument("--temperature", type=TEMPERATURE, default=None, help=TEMPERATURE_HELP)
+    p.add_argument("--top-k", type=TOP_K, default=None, help="keep the k likeliest tokens; 0: off (default)")
+    p.add_argument("--top-p", type=TOP_P, default=None, help="nucleus sampling, in (0, 1]; 1: off (default)")
+    p.add_argument("--threshold", type=THRESHOLD, default=None, help=THRESHOLD_HELP)
+    p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["generate"]["verify_by"], choices=VERIFY_BY,
+                   help=VERIFY_BY_HELP + " (default: %(default)s)")
+    p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
+                   default=GRIDAR_DEFAULTS["generate"]["reformulate"], help=REFORMULATE_HELP)
+    p.add_argument("--refill", default=GRIDAR_DEFAULTS["generate"]["refill"], choices=REFILL,
+                   help=REFILL_HELP + " (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="gridar", description="GridAR Desktop on the command line: render and judge "
                                  "shapes-world scenes, generate images with GridAR, render prompt lists, benchmark "
@@ -594,17 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="three-way", choices=["three-way", "replace"],
                    help="how GridAR uses a reformulated prompt")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--cfg", type=CFG, default=None, help=CFG_HELP)
-    p.add_argument("--temperature", type=TEMPERATURE, default=None, help=TEMPERATURE_HELP)
-    p.add_argument("--top-k", type=TOP_K, default=None, help="keep the k likeliest tokens; 0: off (default)")
-    p.add_argument("--top-p", type=TOP_P, default=None, help="nucleus sampling, in (0, 1]; 1: off (default)")
-    p.add_argument("--threshold", type=THRESHOLD, default=None, help=THRESHOLD_HELP)
-    p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["generate"]["verify_by"], choices=VERIFY_BY,
-                   help=VERIFY_BY_HELP + " (default: %(default)s)")
-    p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
-                   default=GRIDAR_DEFAULTS["generate"]["reformulate"], help=REFORMULATE_HELP)
-    p.add_argument("--refill", default=GRIDAR_DEFAULTS["generate"]["refill"], choices=REFILL,
-                   help=REFILL_HELP + " (default: %(default)s)")
+    _add_generation_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("-o", "--output", default="out.png")
@@ -685,17 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 0); `gridar generate PROMPT --seed S` draws the same image")
     p.add_argument("--strategy", default="three-way", choices=["three-way", "replace"],
                    help="how GridAR uses a reformulated prompt")
-    p.add_argument("--cfg", type=CFG, default=None, help=CFG_HELP)
-    p.add_argument("--temperature", type=TEMPERATURE, default=None, help=TEMPERATURE_HELP)
-    p.add_argument("--top-k", type=TOP_K, default=None, help="keep the k likeliest tokens; 0: off (default)")
-    p.add_argument("--top-p", type=TOP_P, default=None, help="nucleus sampling, in (0, 1]; 1: off (default)")
-    p.add_argument("--threshold", type=THRESHOLD, default=None, help=THRESHOLD_HELP)
-    p.add_argument("--verify-by", default=GRIDAR_DEFAULTS["generate"]["verify_by"], choices=VERIFY_BY,
-                   help=VERIFY_BY_HELP + " (default: %(default)s)")
-    p.add_argument("--reformulate", action=argparse.BooleanOptionalAction,
-                   default=GRIDAR_DEFAULTS["generate"]["reformulate"], help=REFORMULATE_HELP)
-    p.add_argument("--refill", default=GRIDAR_DEFAULTS["generate"]["refill"], choices=REFILL,
-                   help=REFILL_HELP + " (default: %(default)s)")
+    _add_generation_options(p)
     p.add_argument("--batch", type=_number(int, 1, MAX_BATCH), default=16,
                    help=f"prompts run together in one batched search, 1 to {MAX_BATCH} (default 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (with --cluster: on each worker)")

@@ -224,11 +224,8 @@ class MainWindow(QMainWindow):
                                                                          original=self._running_prompt))
         s.question_closed.connect(self._question_closed)
         s.result_ready.connect(self.on_result)
-        if hasattr(s, "aborting"):
-            s.aborting.connect(self._on_aborting)
-        help_clicked = getattr(c, "language_help_clicked", None)
-        if help_clicked is not None:
-            help_clicked.connect(self.show_language_help)
+        s.aborting.connect(self._on_aborting)
+        c.language_help_clicked.connect(self.show_language_help)
         self.strip.continue_clicked.connect(s.answer)
         self.strip.selected.connect(self.select_candidate)
         self.layouts.continue_clicked.connect(s.answer)
@@ -296,9 +293,7 @@ class MainWindow(QMainWindow):
         for a in (self.act_save, self.act_save_as, self.act_export, self.act_copy):
             a.setEnabled(d is not None)
         self.act_use_settings.setEnabled(d is not None and d.has_settings)
-        available = getattr(self.edit_panel, "set_result_available", None)
-        if available is not None:
-            available(d is not None)
+        self.edit_panel.set_result_available(d is not None)
 
     def _clear_views(self) -> None:
         """What is shown changes: the candidate strip, ranking and layouts of an earlier run say nothing about it."""
@@ -352,13 +347,7 @@ class MainWindow(QMainWindow):
         return self._spawn(self.studio.generate(req, edit))
 
     def _check_prompt(self, text: str, edit: bool) -> str | None:
-        check = getattr(self.studio, "check_prompt", None)
-        if check is None:
-            return None
-        try:
-            return check(text, edit=edit)
-        except TypeError:                   # a check that takes the text alone
-            return check(text)
+        return self.studio.check_prompt(text, edit=edit)
 
     def abort(self) -> None:
         """Esc / Abort: say so at once; the worker stops at its next check."""
@@ -368,9 +357,7 @@ class MainWindow(QMainWindow):
 
     def _on_aborting(self, on: bool) -> None:
         self._aborting = on
-        set_aborting = getattr(self.controls, "set_aborting", None)
-        if set_aborting is not None:
-            set_aborting(on)
+        self.controls.set_aborting(on)
         if on:
             self.statusBar().showMessage("Aborting...")
 
@@ -562,8 +549,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"Band {e.stage + 1}: completing each of the {e.n} candidates once, "
                                              f"so the scorer can read how it ends")
         elif isinstance(e, ev.BandStarted):
-            total = getattr(e, "total", 0)
-            of = f" of {total}" if total else ""
+            of = f" of {e.total}" if e.total else ""
             if not quiet:
                 self.statusBar().showMessage(f"Drawing band {e.stage + 1}{of} for {e.n} candidates")
             self.progress.setRange(0, 100)
@@ -685,9 +671,8 @@ class MainWindow(QMainWindow):
             return None
         meta, problems = {}, []
         if path.suffix.lower() == ".png":
-            checked = getattr(png, "read_metadata_checked", None)
             try:
-                meta, problems = checked(path) if checked else (png.read_metadata(path), [])
+                meta, problems = png.read_metadata_checked(path)
             except ImageFileError as e:         # the metadata is broken; the image itself is fine
                 meta, problems = {}, [str(e)]
         if not isinstance(meta, dict):

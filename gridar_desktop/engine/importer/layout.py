@@ -70,6 +70,18 @@ def _read_index(path: Path, index_file: Path) -> tuple[dict[str, str], list[Path
     return wmap, [path / n for n in names]
 
 
+def read_json_object(file: Path) -> dict:
+    """A JSON object from a file of the folder being imported, or `ModelImportError` naming the file."""
+    try:
+        data = read_json_file(file)
+    except ModelLoadError as e:
+        raise ModelImportError(str(e)) from None
+    if not isinstance(data, dict):
+        raise ModelImportError(f"'{file}' holds a JSON {type(data).__name__}, not an object; the folder may be "
+                               "damaged")
+    return data
+
+
 def read_source(folder: str | Path) -> SourceFolder:
     """Check an original-layout folder (config, weights present, tokenizer) without reading any tensor."""
     path = Path(folder).expanduser()
@@ -81,13 +93,7 @@ def read_source(folder: str | Path) -> SourceFolder:
     if not cfg_file.is_file():
         raise ModelImportError(f"'{path}' has no config.json: it is neither an original Janus folder nor a "
                                "transformers model folder; choose the folder you downloaded the model into")
-    try:
-        cfg = read_json_file(cfg_file)
-    except ModelLoadError as e:
-        raise ModelImportError(str(e)) from None
-    if not isinstance(cfg, dict):
-        raise ModelImportError(f"'{cfg_file}' holds a JSON {type(cfg).__name__}, not an object; the folder may be "
-                               "damaged")
+    cfg = read_json_object(cfg_file)
     mtype = cfg.get("model_type")
     if mtype == "janus":
         raise ModelImportError(f"'{path}' is already in the transformers format: load it directly (--model "

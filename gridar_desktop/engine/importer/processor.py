@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from ..models import read_json_file
-from .layout import ModelImportError
+from .layout import ModelImportError, read_json_object
 
 # DeepSeek's "deepseek" conversation format (janus/utils/conversation.py), written as a chat template:
 # "<|User|>: <image_placeholder>\n{text}\n\n<|Assistant|>: {reply}<end of sentence>...", a system text first.
@@ -40,14 +38,7 @@ def _json(path: Path, name: str, required: bool) -> dict:
             raise ModelImportError(f"'{path}' has no {name}; copy the whole model folder, tokenizer and processor "
                                    "files included")
         return {}
-    try:
-        data = read_json_file(file)
-    except ModelLoadError as e:
-        raise ModelImportError(str(e)) from None
-    if not isinstance(data, dict):
-        raise ModelImportError(f"'{file}' holds a JSON {type(data).__name__}, not an object; the folder may be "
-                               "damaged")
-    return data
+    return read_json_object(file)
 
 
 def _token(value) -> str | None:
