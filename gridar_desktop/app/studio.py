@@ -430,17 +430,6 @@ class Studio(QObject):
         if self.result is not None and 0 <= index < len(self.result.images):
             self.chosen = index
 
-    def save(self, path: str | Path) -> Path:
-        from PIL import Image
-
-        from ..io.png import save_png
-        if self.result is None or self.chosen is None:
-            raise ValueError("nothing to save yet: generate an image first")
-        meta = self.result.metadata()
-        meta["chosen"] = self.chosen
-        meta["settings"]["model"] = self.model.spec if self.model else ""
-        return save_png(Image.fromarray(self.result.images[self.chosen]), path, self.result.request.prompt, meta)
-
 
 def request_from_metadata(meta: dict) -> SearchRequest:
     """Rebuild the request snapshot stored in a PNG's metadata (to restore settings). `meta` is what
