@@ -200,12 +200,27 @@ def _params(s: dict):
 def _check_memory_before_load(args: argparse.Namespace, req, prompt: str, edit: bool = False) -> None:
     """Refuse a run that cannot fit the device from the folder's config.json alone: at 7B the weights take a minute
     to load, and a refusal after that is a minute lost. The prompt's length in tokens is guessed low (a word a token,
-    plus the template), so this refuses only what cannot fit anyway; the run checks again with the real length."""
+    plus the template), so this refuses only what cannot fit anyway; the run checks again with the real length.
+    A separate judge (--judge FOLDER) counts with its weights and its batch of questions."""
     from .engine.memory_plan import check_before_load
     from .engine.models import resolve_model
     check_before_load(resolve_model(args.model), args.device, args.dtype, method=req.method, n=req.n,
                       verify_by=req.verify_by, strategy=req.strategy, reformulate=req.reformulate,
-                      prompt_tokens=len(prompt.split()) + 8, edit=edit)
+                      prompt_tokens=len(prompt.split()) + 8, edit=edit, judge=_judge_shape(args, req.method))
+
+
+def _judge_shape(args: argparse.Namespace, method: str):
+    """The memory plan's shape of --judge FOLDER (None for the generator's own judging, or a single image, which
+    loads no judge), in the dtype the judge will load in."""
+    from .engine.judges import is_self, judge_shape_for
+    if method == "single" or is_self(getattr(args, "judge", None)):
+        return None
+    from .engine.backend import resolve_device, resolve_dtype
+    from .engine.models import check_model_folder, resolve_model
+    cfg = check_model_folder(resolve_model(args.model))
+    vision = cfg.get("vision_config") if isinstance(cfg.get("vision_config"), dict) else {}
+    size = vision.get("image_size", 384) if isinstance(vision.get("image_size", 384), int) else 384
+    return judge_shape_for(args.judge, resolve_dtype(args.dtype, resolve_device(args.device)), image_size=size)
 
 
 def _precheck_prompt(name: str, language: str | None, text: str) -> str:
@@ -224,9 +239,15 @@ def _load(args: argparse.Namespace):
     return JanusBackend.load(resolve_model(args.model), device=args.device, dtype=args.dtype)
 
 
-def _roles(backend):
-    from .engine.janus_roles import JanusRoles
-    return JanusRoles(backend)
+def _roles(backend, args: argparse.Namespace):
+    """The verifier, scorer and reformulator of --judge (default: the generator's own understanding path); the
+    verifier's calibration note, where the roles have one and GridAR prunes with it, goes to stderr once."""
+    from .engine.judges import load_judge
+    roles = load_judge(getattr(args, "judge", None), backend, device=args.device, dtype=args.dtype)
+    note = getattr(roles, "calibration_note", None)
+    if note and getattr(args, "method", "gridar") == "gridar" and getattr(args, "threshold", None) is None:
+        print(f"gridar {args.command}: note: {note}", file=sys.stderr)
+    return roles
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -249,9 +270,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     backend = _load(args)
     load_s = time.perf_counter() - t0
     req = replace(req, prompt=backend.check_prompt(prompt))       # the tokenizer and the context length
-    res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
+    res = Search(backend, _roles(backend, args) if args.method != "single" else None, req).run()
     meta = res.metadata()
-    meta["settings"].update(model=args.model, device=str(backend.device))
+    meta["settings"].update(model=args.model, device=str(backend.device), **_judge_setting(args))
     _save("generate", Image.fromarray(res.images[res.best]), args.output, req.prompt, meta)
     if args.json:
         print(json.dumps({"output": args.output, "prompt": req.prompt, **meta["settings"], "chosen": res.best,
@@ -307,10 +328,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             else:
                 backend = _load(args)
                 prompts = read_bench_prompts(args.prompts, backend.check_prompt)[:args.limit or None]
-                roles, device, execute = _roles(backend), str(backend.device), None
+                roles, device, execute = _roles(backend, args), str(backend.device), None
                 args.batch = _batch_that_fits(backend, roles, prompts, methods, args.batch)
             fingerprint = bench_fingerprint(prompts, methods, args.seeds, args.batch, model=args.model,
-                                            device=device, dtype=args.dtype)
+                                            device=device, dtype=args.dtype,
+                                            **_judge_setting(args))
             partial = PartialResults(partial_path, fingerprint, progress)
             report = run_bench(backend, roles, prompts, methods, args.seeds, progress=progress, batch=args.batch,
                                partial=partial, execute=execute)
@@ -326,7 +348,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 raise
             raise EngineError(f"{reason} ({len(partial.units)} finished unit(s) kept in {partial_path}: the same "
                               "command resumes)") from None
-    report.update(model=args.model, prompts_file=args.prompts)
+    report.update(model=args.model, prompts_file=args.prompts, **_judge_setting(args))
     atomic_write_text(args.out, json.dumps(report, indent=1))
     partial.discard()
     print(args.out)
@@ -461,9 +483,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     for note in target.notes:
         print(f"gridar edit: {note}", file=sys.stderr)
     req = replace(req, prompt=prompt, edit=target)
-    res = Search(backend, _roles(backend) if args.method != "single" else None, req).run()
+    res = Search(backend, _roles(backend, args) if args.method != "single" else None, req).run()
     meta = res.metadata()
-    meta["settings"].update(model=args.model, device=str(backend.device))
+    meta["settings"].update(model=args.model, device=str(backend.device), **_judge_setting(args))
     meta["settings"]["edit"].update(instruction=args.instruction, target_prompt=args.target_prompt,
                                     image=str(args.image), mask=str(args.mask), fit=args.fit)
     _save("edit", Image.fromarray(res.images[res.best]), args.output, prompt, meta)
@@ -529,6 +551,41 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=_number(int, 0, 100), default=2,
                    help="with --cluster: how often a unit whose worker died is given to another worker "
                         "(default 2)")
+
+
+JUDGE_HELP = ("who verifies, scores and reformulates: 'self' (the generator's own understanding path, the default) "
+              "or a local image-text-to-text model folder (Qwen2.5-VL class), loaded beside the generator")
+
+
+def _judge_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge", default="self", metavar="self|FOLDER", help=JUDGE_HELP)
+
+
+def _is_self(spec) -> bool:
+    from .engine.judges import is_self
+    return is_self(spec)
+
+
+def _judge_setting(args: argparse.Namespace) -> dict:
+    """{"judge": FOLDER} for a run judged by a separate model, recorded with its results; nothing for 'self' (the
+    records of runs judged as before stay as they were)."""
+    return {} if _is_self(getattr(args, "judge", None)) else {"judge": str(args.judge)}
+
+
+def _check_judge(args: argparse.Namespace) -> None:
+    """--judge FOLDER, right after parsing: the folder's small files (no weights); --cluster workers judge with
+    the generator's own path, so a folder there is refused."""
+    if _is_self(getattr(args, "judge", None)):
+        return
+    if getattr(args, "cluster", None) is not None:
+        raise UsageError(f"gridar {args.command}: argument --judge: a separate judge does not run on --cluster "
+                         "workers yet; drop --cluster, or judge with 'self'")
+    from .engine.errors import ModelLoadError
+    from .engine.judges import judge_folder
+    try:
+        judge_folder(args.judge)
+    except ModelLoadError as e:
+        raise UsageError(f"gridar {args.command}: argument --judge: {e}") from None
 
 
 def _check_cluster(args: argparse.Namespace) -> None:
@@ -608,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how GridAR uses a reformulated prompt")
     p.add_argument("--seed", type=SEED, default=0)
     _add_generation_options(p)
+    _judge_option(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("-o", "--output", default="out.png")
@@ -649,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--cfg", type=CFG, default=None, help=CFG_HELP)
     p.add_argument("--temperature", type=TEMPERATURE, default=None, help=TEMPERATURE_HELP)
+    _judge_option(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("-o", "--output", default="edit.png")
@@ -663,6 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "gridar-redraw; variants combine, e.g. gridar-rollout-redraw")
     p.add_argument("--seeds", type=_seeds, default=[0, 1], help="comma-separated seeds (default 0,1)")
     p.add_argument("--model", default="demo")
+    _judge_option(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--limit", type=_number(int, 0), default=0, help="use only the first N prompts (0: all)")
@@ -727,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 _check_output(args)
             _check_cluster(args)
+            _check_judge(args)
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2

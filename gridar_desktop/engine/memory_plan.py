@@ -507,7 +507,7 @@ def _plan_loaded(backend, roles, req, n: int, jobs: int, prompt_tokens: int) -> 
     if rmodel is not None and rmodel is not model and hasattr(rmodel, "parameters"):
         cfg = rmodel.config.to_dict() if hasattr(rmodel.config, "to_dict") else {}
         wbytes = sum(p.numel() * p.element_size() for p in rmodel.parameters())
-        judge = judge_shape(cfg, wbytes, "judging model")
+        judge = judge_shape(cfg, wbytes, "judging model", _judge_image_tokens(backend, roles))
     vq = getattr(model.model.vqmodel, "dtype", None)
     shape = _loaded_shape(model)
     run = RunShape(method=req.method, n=n, jobs=jobs, prompt_tokens=prompt_tokens, reformulate=req.reformulate,
@@ -516,6 +516,18 @@ def _plan_loaded(backend, roles, req, n: int, jobs: int, prompt_tokens: int) -> 
                    clause_tokens=int(getattr(roles, "max_new_tokens", 24) or 24), judge=roles is not None,
                    edit=req.edit is not None)
     return plan(shape, dtype, run, judge, vq if isinstance(vq, torch.dtype) else None)
+
+
+def _judge_image_tokens(backend, roles) -> int:
+    """Positions one of the generator's images takes in a separate judge's questions, from the judge folder's
+    processor configuration (`engine.judges`); the stated guess where the folder is not known."""
+    from .judges import DEFAULT_IMAGE_TOKENS, judge_image_tokens
+    folder = getattr(roles, "folder", None) or getattr(getattr(getattr(roles, "b", None), "info", None), "folder",
+                                                        None)
+    size = getattr(getattr(backend, "info", None), "image_size", None)
+    if folder is None or not isinstance(size, int) or not Path(folder).is_dir():
+        return DEFAULT_IMAGE_TOKENS
+    return judge_image_tokens(Path(folder), size)
 
 
 def _loaded_shape(model) -> ModelShape:
@@ -578,16 +590,18 @@ def estimate_words(p: Plan, device: torch.device | str) -> str:
                                                        ": too much, lower N")
 
 
-def check_before_load(folder: str | Path, device: str = "auto", dtype: str = "auto", **run) -> Plan | None:
+def check_before_load(folder: str | Path, device: str = "auto", dtype: str = "auto",
+                      judge: JudgeShape | None = None, **run) -> Plan | None:
     """Refuse (`DoesNotFit`) a run whose model and run together cannot fit what `device` has free, from the
     folder's config.json alone, before the weights load (a minute at 7B); `run`: `RunShape` fields (prompt_tokens
-    is a guess before the tokenizer loads: say more rather than less). Returns the plan; None when the free memory
-    cannot be known. A folder that cannot be read is a `ModelLoadError`, as loading it would be."""
+    is a guess before the tokenizer loads: say more rather than less); `judge`: a separate judging model
+    (`engine.judges.judge_shape_for`), counted with its weights and its questions' batch. Returns the plan; None when
+    the free memory cannot be known. A folder that cannot be read is a `ModelLoadError`, as loading it would be."""
     from .backend import resolve_device, resolve_dtype
     from .models import check_model_folder
     cfg = check_model_folder(folder)
     dev = resolve_device(device)
-    p = plan(cfg, resolve_dtype(dtype, dev), **run)
+    p = plan(cfg, resolve_dtype(dtype, dev), judge=judge, **run)
     free = free_memory(dev)
     if free is None:
         return None

@@ -5,6 +5,13 @@ No trust_remote_code: an architecture transformers does not know gets a clear er
 Probabilities come from the raw logits of one forward pass at the first answer position (P("yes") + P("Yes"), and
 likewise "possible"); reformulations are greedy generations, validated against the original prompt.
 Cost: 2 x all parameters x (batch x padded input length) per call, plus generated rows for reformulation.
+
+Qwen2-VL / Qwen2.5-VL processors carry a video processor, which transformers builds only with torchvision. The
+set-up installs the torchvision build matching torch; where it is missing or does not load (a build for another
+torch), a processor whose class takes a video processor is built without one, with the image processor's PIL
+backend: judging sends images only, and the PIL backend is transformers' own (its resizing may differ from the
+torchvision one by rounding). Any other processor that needs torchvision is refused in one line saying how to
+install it.
 """
 from __future__ import annotations
 
@@ -46,14 +53,11 @@ class VLMRoles:
         if not any(path.glob("*.safetensors")):
             raise ModelLoadError(f"'{path}' has no .safetensors weights; GridAR loads safetensors only (a .bin file "
                                  "is a pickle that can run code)")
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         from .backend import _first_line, quiet_transformers
         quiet_transformers()
-        try:
-            self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"could not load the processor of '{path}' ({mtype}): {_first_line(e)}") from None
+        self.processor = _load_processor(path, mtype)
         template = getattr(self.processor, "chat_template", None) or getattr(
             getattr(self.processor, "tokenizer", None), "chat_template", None)
         if not template:
@@ -76,6 +80,13 @@ class VLMRoles:
         self.params = sum(p.numel() for p in self.model.parameters())
         self.max_new_tokens = max_new_tokens
         self.answers = {w: answer_token_ids(self.tok, w) for w in ("yes", "possible")}
+        self.name = path.name
+        self.folder = path
+        # no threshold has been calibrated for this judge: GridAR prunes at the engine's default (`engine.search`)
+        self.calibrated = False
+        self.prune_threshold: float | None = None
+        self.calibration_note = (f"the verifier '{path.name}' is not calibrated for GridAR: it prunes at the "
+                                 "default threshold (set --threshold to choose one)")
 
     def _batch(self, questions: list[str], images: list[np.ndarray]):
         texts = [self.processor.apply_chat_template(
@@ -119,3 +130,75 @@ class VLMRoles:
         self._count(cost, "reformulator", batch, int(new.numel()))
         texts = self.processor.batch_decode(new, skip_special_tokens=True)
         return [validate_reformulation(p, t.strip().splitlines()[0] if t.strip() else "") for p, t in zip(prompts, texts)]
+
+
+def _load_processor(path: Path, mtype):
+    """The folder's processor through AutoProcessor; where that fails and torchvision cannot be used, a processor
+    built without its video processor (see the module's notes), else one `ModelLoadError` line."""
+    from transformers import AutoProcessor
+
+    from .backend import _first_line
+    from .judges import torchvision_hint, torchvision_problem
+    try:
+        return AutoProcessor.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - said in one line below
+        first = _first_line(e)
+    problem = torchvision_problem()
+    if problem is None:
+        raise ModelLoadError(f"could not load the processor of '{path}' ({mtype}): {first}")
+    proc = _processor_without_video(path)
+    if proc is None:
+        raise ModelLoadError(f"could not load the processor of '{path}' ({mtype}): it needs torchvision, and "
+                             f"{problem}; {torchvision_hint()}")
+    return proc
+
+
+def _processor_without_video(path: Path):
+    """The folder's processor class built from its image processor (PIL backend) and tokenizer only, when the
+    class takes a video processor (Qwen2-VL family); None when it does not apply or cannot be built."""
+    import inspect
+    import json
+
+    import transformers
+    from transformers import AutoImageProcessor, AutoTokenizer
+    name = None
+    for file in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((path / file).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("processor_class"), str):
+            name = data["processor_class"]
+            break
+    cls = getattr(transformers, name, None) if name else None
+    if not isinstance(cls, type) or "video_processor" not in inspect.signature(cls.__init__).parameters:
+        return None
+    base = cls
+
+    class WithoutVideo(base):
+        """The processor without its video processor (`ProcessorMixin` skips a sub-processor it does not list)."""
+
+        @classmethod
+        def get_attributes(klass):
+            return [a for a in base.get_attributes() if a != "video_processor"]
+    WithoutVideo.__name__ = WithoutVideo.__qualname__ = base.__name__
+    template = None
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    else:
+        for file in ("chat_template.json", "processor_config.json"):
+            try:
+                data = json.loads((path / file).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("chat_template"), str):
+                template = data["chat_template"]
+                break
+    try:
+        image = AutoImageProcessor.from_pretrained(path, local_files_only=True, backend="pil")
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return WithoutVideo(image_processor=image, tokenizer=tok,
+                            chat_template=template or getattr(tok, "chat_template", None))
+    except Exception:  # noqa: BLE001 - the caller says the processor could not load, and why
+        return None
