@@ -45,6 +45,69 @@ class LoadedModel:
     spec: str
     backend: object
     roles: object
+    judge: str = "self"            # who verifies, scores and reformulates: "self" or an image-text-to-text folder
+    dtype: str = "auto"            # the dtype asked for when it loaded (the choice in force until the next load)
+    judge_error: str = ""          # why the chosen judging folder did not load, when it did not
+
+
+SELF_JUDGE = "self"
+# the dtype choices when the backend does not list its own (`backend.DTYPE_CHOICES`): what `resolve_dtype` accepts
+FALLBACK_DTYPES = ("auto", "float32", "bfloat16", "float16")
+# where each import stage's progress falls in the whole (the tensors are most of the work)
+IMPORT_SPAN = {"reading": (0.0, 0.05), "converting": (0.05, 0.75), "checking": (0.75, 0.85), "loading": (0.85, 1.0)}
+
+
+def dtype_choices() -> tuple[str, ...]:
+    """The dtypes the studio offers: the backend's own list once it has one, else the names `resolve_dtype` takes."""
+    from ..engine import backend
+    return tuple(getattr(backend, "DTYPE_CHOICES", None) or FALLBACK_DTYPES)
+
+
+def load_judge(spec: str, backend, device: str, dtype: str):
+    """The roles that verify, score and reformulate: the generator's own understanding path ("self") or a local
+    image-text-to-text folder. One function, so the judges module (`engine.judges.load_judge`) replaces the direct
+    construction below as soon as it exists."""
+    try:
+        from ..engine.judges import load_judge as engine_load_judge
+    except ImportError:
+        engine_load_judge = None
+    if engine_load_judge is not None:
+        return engine_load_judge(spec, backend, device, dtype)
+    if spec == SELF_JUDGE:
+        from ..engine.janus_roles import JanusRoles
+        return JanusRoles(backend)
+    from ..engine.vlm_roles import VLMRoles
+    return VLMRoles(spec, device=device, dtype=dtype)
+
+
+def judge_words(spec: str) -> str:
+    return "the generator's own understanding" if spec == SELF_JUDGE else f"the model in {Path(spec).name or spec}"
+
+
+def verifier_calibration(roles) -> tuple[bool, str]:
+    """(calibrated, note) of the roles' pruning verdicts. The roles say so themselves (`calibrated`,
+    `calibration_note`); roles that do not are calibrated when they carry a threshold measured for their weights."""
+    if roles is None:
+        return True, ""
+    calibrated = getattr(roles, "calibrated", None)
+    if calibrated is None:
+        calibrated = bool(getattr(roles, "prune_thresholds_by_rows", None)) or (
+            getattr(roles, "prune_threshold", None) is not None)
+    note = getattr(roles, "calibration_note", "") or ""
+    if not calibrated and not note:
+        from ..engine.search import pruning_threshold
+        note = (f"No pruning threshold was measured for this verifier, so the general default "
+                f"({pruning_threshold(roles):.2f}) is used: it may drop good candidates or keep poor ones. "
+                "`gridar calibrate` measures one for a Janus-format folder from a set of prompts.")
+    return bool(calibrated), note
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The studio's estimate beside N: a short line, whether it fits, the details for the tooltip."""
+    text: str
+    fits: bool
+    details: str
 
 
 def device_words(device) -> str:
@@ -77,8 +140,10 @@ def use_cpu_threads() -> int:
     return torch.get_num_threads()
 
 
-def _load(spec: str, device: str, step=lambda text, frac: None) -> LoadedModel:
-    """GPU thread: load a model folder in steps, reporting each (text, fraction done) in plain words."""
+def _load(spec: str, device: str, step=lambda text, frac: None, dtype: str = "auto",
+          judge: str = SELF_JUDGE) -> LoadedModel:
+    """GPU thread: load a model folder in steps, reporting each (text, fraction done) in plain words. A judging
+    folder that fails to load leaves the generator judging itself: the failure is the model's `judge_error`."""
     from ..engine.backend import JanusBackend, resolve_device
     from ..engine.janus_roles import JanusRoles
     from ..engine.models import resolve_model
@@ -90,14 +155,43 @@ def _load(spec: str, device: str, step=lambda text, frac: None) -> LoadedModel:
     if dev.type == "cpu":
         use_cpu_threads()
     step(f"Loading {name} on {where}", 0.15)
-    backend = JanusBackend.load(folder, device=device)
-    step("Preparing the helpers that check, score and describe the drawings", 0.8)
-    roles = JanusRoles(backend)
+    backend = JanusBackend.load(folder, device=device, dtype=dtype)
     install_checkpoints(backend.model)          # an abort stops any forward pass between two layers
+    judge_error = ""
+    if judge != SELF_JUDGE:
+        step(f"Loading the judging model ({judge_words(judge)})", 0.7)
+        try:
+            roles = load_judge(judge, backend, device, dtype)
+        except EngineError as e:
+            judge_error = (f"The judging model could not load ({describe_error(e)}); the generator judges its own "
+                           "drawings instead")
+            judge = SELF_JUDGE
+    if judge == SELF_JUDGE:
+        step("Preparing the helpers that check, score and describe the drawings", 0.8)
+        roles = JanusRoles(backend)
+    _install_judge_checkpoints(roles, backend)
     step("Preparing the empty canvas", 0.9)
     _ = backend.blank_token
     step("Ready", 1.0)
-    return LoadedModel(spec, backend, roles)
+    return LoadedModel(spec, backend, roles, judge, dtype, judge_error)
+
+
+def _install_judge_checkpoints(roles, backend) -> None:
+    """A separate judging model stops between two layers on abort, as the generator does."""
+    rmodel = getattr(roles, "model", None)
+    if rmodel is not None and rmodel is not backend.model:
+        install_checkpoints(rmodel)
+
+
+def size_words(n: float) -> str:
+    """Bytes as an artist reads them: "350 MB", "18.5 GB" (binary units, as a card's box and monitors write)."""
+    return f"{n / 1024 ** 3:.1f} GB" if n >= 1024 ** 3 else f"{max(1, round(n / 1024 ** 2))} MB"
+
+
+def one_line(text: str) -> str:
+    """A message cut to its first line: library errors can run to dozens."""
+    text = str(text).strip()
+    return text.splitlines()[0][:400] if text else ""
 
 
 def describe_error(e: BaseException) -> str:
@@ -151,10 +245,13 @@ class Studio(QObject):
     question_closed = Signal()
     result_ready = Signal(object)          # SearchResult
     aborting = Signal(bool)                # True from the moment abort is asked until the worker stopped
+    judge_changed = Signal(str)            # "self" or the judging folder now in use
 
     def __init__(self, device: str = "auto") -> None:
         super().__init__()
         self.device = device
+        self.dtype = "auto"                # applied at the next model load
+        self.judge = SELF_JUDGE            # the judge the next load brings (and the loaded model's, once loaded)
         self.gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridar-gpu")
         self.model: LoadedModel | None = None
         self.manual = False
@@ -234,7 +331,8 @@ class Studio(QObject):
         return None
 
     async def load_model(self, spec: str) -> bool:
-        """Load a model folder (or 'demo') on the GPU thread; errors become the inline message."""
+        """Load a model folder (or 'demo') on the GPU thread, in the chosen dtype and with the chosen judge; errors
+        become the inline message and the model loaded before stays."""
         loop = asyncio.get_running_loop()
         self._set_busy(True)
         self.status.emit(f"Loading {model_words(spec)} ...")
@@ -242,21 +340,135 @@ class Studio(QObject):
         def step(text: str, frac: float) -> None:      # GPU thread -> GUI thread
             loop.call_soon_threadsafe(self.load_progress.emit, text, frac)
         try:
-            self.model = await loop.run_in_executor(self.gpu, _load, spec, self.device, step)
+            self.model = await loop.run_in_executor(self.gpu, _load, spec, self.device, step, self.dtype, self.judge)
         except Exception as e:  # noqa: BLE001 - any failure is shown, the app keeps running
             log.warning("model load failed: %s", e)
             self.error.emit(describe_error(e))
-            self.status.emit("No model loaded")
+            self.status.emit("No model loaded" if self.model is None else
+                             f"{model_words(self.model.spec)[0].upper()}{model_words(self.model.spec)[1:]} stays "
+                             "loaded")
             return False
         finally:
             self._set_busy(False)
-        self.error.emit("")
+        self.error.emit(self.model.judge_error)
+        if self.judge != self.model.judge:
+            self.judge = self.model.judge
+            self.judge_changed.emit(self.judge)
         self.model_changed.emit(spec)
         info = self.model.backend.info
         name = model_words(spec)
         self.status.emit(f"{name[0].upper()}{name[1:]} is ready: {info.image_size} x {info.image_size} pixel "
                          f"images, on {device_words(self.model.backend.device)}")
         return True
+
+    async def set_judge(self, spec: str) -> bool:
+        """Judge with `spec` ("self" or an image-text-to-text folder) from now on: loaded on the GPU thread beside
+        the generator. A failure is one line in the banner and the judge in use stays."""
+        if self.busy:
+            self.error.emit("A job is running: wait for it to finish or abort it (Esc) before changing the judge.")
+            return False
+        if self.model is None:                  # nothing loaded yet: it comes with the next model
+            self.judge = spec
+            self.judge_changed.emit(spec)
+            return True
+        loop, model = asyncio.get_running_loop(), self.model
+        self._set_busy(True)
+        self.status.emit(f"Loading the judging model ({judge_words(spec)}) ...")
+
+        def job():
+            roles = load_judge(spec, model.backend, self.device, model.dtype)
+            _install_judge_checkpoints(roles, model.backend)
+            return roles
+        try:
+            roles = await loop.run_in_executor(self.gpu, job)
+        except Exception as e:  # noqa: BLE001 - any failure is shown, the judge in use stays
+            log.warning("judge load failed: %s", e)
+            self.error.emit(f"{judge_words(spec)[0].upper()}{judge_words(spec)[1:]} could not be loaded as the "
+                            f"judge: {one_line(describe_error(e))}. {judge_words(self.judge)[0].upper()}"
+                            f"{judge_words(self.judge)[1:]} still judges.")
+            self.status.emit("The judge was not changed")
+            return False
+        finally:
+            self._set_busy(False)
+        self.model = replace(model, roles=roles, judge=spec, judge_error="")
+        self.judge = spec
+        del model
+        self._release_memory()                  # the judging model it replaces
+        self.error.emit("")
+        self.judge_changed.emit(spec)
+        self.status.emit(f"Judging with {judge_words(spec)}")
+        return True
+
+    async def import_model(self, src: str | Path, dst: str | Path) -> Path | None:
+        """Import an original-layout Janus folder into `dst` (the transformers format) on the GPU thread, with
+        progress; abort cancels it and leaves nothing at `dst`. Returns `dst`, or None (the banner says why)."""
+        if self.busy:
+            return None
+        from ..engine.importer import STAGES
+        from ..engine.importer import import_model as run_import
+        loop = asyncio.get_running_loop()
+        token = self._token = CancelToken()
+        name = Path(src).name
+        self._set_busy(True)
+        self.error.emit("")
+        self.status.emit(f"Importing {name} into {dst} ...")
+
+        def progress(stage: str, done: int, total: int) -> None:      # GPU thread
+            token.check()                       # abort: the importer removes its unfinished folder
+            lo, hi = IMPORT_SPAN.get(stage, (0.0, 1.0))
+            frac = lo + (hi - lo) * (min(1.0, done / total) if total else 1.0)
+            loop.call_soon_threadsafe(self.load_progress.emit, f"Importing {name}: {STAGES.get(stage, stage)}", frac)
+        try:
+            out = await loop.run_in_executor(self.gpu, lambda: run_import(src, dst, progress))
+        except Cancelled:
+            self.status.emit("Import cancelled: nothing was written")
+            return None
+        except Exception as e:  # noqa: BLE001 - any failure is one line; the loaded model stays
+            log.warning("import failed: %s", e)
+            self.error.emit(one_line(describe_error(e)))
+            self.status.emit("Import failed")
+            return None
+        finally:
+            self._token = None
+            self._set_busy(False)
+            if token.aborted:
+                self.aborting.emit(False)
+        self.status.emit(f"Imported {name} into {out}")
+        return Path(out)
+
+    def memory_estimate(self, request: SearchRequest) -> MemoryEstimate | None:
+        """What `request` would need beside the loaded model and what the device has free, computed from the
+        model's configuration (`engine.memory_plan`), never by running anything; None without a model or while a
+        job runs (the worker then owns the tokenizer)."""
+        m = self.model
+        if m is None or self.busy:
+            return None
+        from ..engine import memory_plan as mp
+        roles = m.roles if request.method != "single" else None
+        try:
+            p = mp.plan_request(m.backend, roles, request)
+        except (EngineError, ValueError, TypeError, AttributeError) as e:
+            log.info("no memory estimate: %s", e)
+            return None
+        if p is None:
+            return None
+        device = m.backend.device
+        free = mp.free_memory(device)
+        need = p.need(weights_loaded=True)
+        where = "on the GPU" if device.type == "cuda" else "in the computer's memory (RAM)" if device.type == "cpu" \
+            else f"on {device_words(device)}"
+        judge = "" if m.judge == SELF_JUDGE else " and the judging model's"
+        details = (f"This run needs about {size_words(need)} {where} beside the loaded weights (the generator's"
+                   f"{judge}, {size_words(p.weight_bytes)} in all, {p.dtype}): {p.summary(weights=False)}. The most "
+                   f"is needed during {p.phase}.")
+        if free is None:
+            return MemoryEstimate(f"~{size_words(need)}", True, details + " How much is free cannot be read here.")
+        fits = p.fits(free, weights_loaded=True)
+        details += f" {size_words(free)} is free now."
+        if not fits:                            # the planner's own sentence: the numbers and the N that fits
+            why = mp.refusal(p, free, device)
+            details = f"Too much: {why}."
+        return MemoryEstimate(f"~{size_words(need)} of {size_words(free)} free", fits, details)
 
     async def generate(self, request: SearchRequest, edit: EditInput | None = None) -> SearchResult | None:
         """One interactive generation, or an edit of `edit.image` inside `edit.mask`. Returns the result, or None

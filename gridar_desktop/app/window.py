@@ -22,7 +22,7 @@ from ..io.png import ImageFileError, save_png
 from .document import HISTORY, RUN, DocumentState
 from .images import to_qimage
 from .mask_state import MaskState
-from .studio import EditInput, Studio, request_from_metadata
+from .studio import EditInput, Studio, one_line, request_from_metadata
 from .widgets.candidates import CandidateStrip
 from .widgets.canvas import CanvasView
 from .widgets.controls import Controls
@@ -36,6 +36,15 @@ EXPORT_SCALES = (4, 8)
 FINAL_SCORER = "Final ranking (scorer); click to choose another"
 FINAL_VERDICTS = "Final ranking (score and the verifier's verdicts along each path); click to choose another"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff *.gif)"
+
+
+def _model_type(folder: str) -> object:
+    """The model_type a folder's config.json names, or None when it cannot be read."""
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cfg.get("model_type") if isinstance(cfg, dict) else None
 
 
 class ErrorBanner(QWidget):
@@ -78,6 +87,13 @@ class MainWindow(QMainWindow):
         self._aborting = False
 
         self.controls = Controls()
+        from .studio import dtype_choices
+        self.controls.set_dtype_choices(dtype_choices(), self.studio.dtype)
+        # the memory estimate beside N follows the form after a pause: typing or holding an arrow key computes once
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(120)
+        self._estimate_timer.timeout.connect(self.update_estimate)
         # the guidance and temperature the loaded model came with, the ones its controls show unless the artist chose
         self._model_defaults = {"guidance": self.controls.cfg.value(), "temperature": self.controls.temperature.value()}
         self.edit_panel = EditPanel()
@@ -175,11 +191,16 @@ class MainWindow(QMainWindow):
             self.export_scale_group.addAction(a)
             scale_menu.addAction(a)
             self.act_scales[k] = a
+        self.act_add_model = QAction("Add a &model...", self, triggered=lambda: self.choose_model(""))
+        self.act_add_model.setToolTip("Load a Janus model folder; DeepSeek's original Janus-Pro folders are imported "
+                                      "into a new folder first")
         self.act_logs = QAction("Open &log folder", self, triggered=self.open_logs)
         self.act_quit = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close)
         for a in (self.act_open, self.act_use_settings, self.act_save, self.act_save_as, self.act_export):
             f.addAction(a)
         f.addMenu(scale_menu)
+        f.addSeparator()
+        f.addAction(self.act_add_model)
         f.addSeparator()
         for a in (self.act_logs, self.act_quit):
             f.addAction(a)
@@ -210,9 +231,14 @@ class MainWindow(QMainWindow):
         c.reuse.clicked.connect(lambda: c.reuse_seed(s.last_seed))
         c.manual.toggled.connect(lambda on: setattr(s, "manual", on))
         c.model_chosen.connect(self.choose_model)
+        c.dtype_chosen.connect(self.choose_dtype)
+        c.judge_chosen.connect(self.choose_judge)
+        c.estimate_inputs_changed.connect(self.schedule_estimate)
+        s.judge_changed.connect(self._on_judge_changed)
         s.busy_changed.connect(c.set_busy)
         s.busy_changed.connect(self._show_progress)
         s.busy_changed.connect(self._on_busy)
+        s.busy_changed.connect(lambda busy: None if busy else self.schedule_estimate())
         s.load_progress.connect(self._on_load_progress)
         s.model_changed.connect(self._on_model_changed)
         s.status.connect(self._on_status)
@@ -371,16 +397,133 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(text)
 
     def choose_model(self, spec: str) -> asyncio.Task | None:
+        """Load 'demo' or a folder; '' (Add a model...) asks for a folder first and looks at what it holds."""
         if not spec:
             path = self._ask_model_folder()
             if not path:
-                self._show_loaded_model()       # the box names the model actually loaded, not "Open..."
+                self._show_loaded_model()       # the box names the model actually loaded, not "Add a model..."
                 return None
-            self.controls.add_model_folder(path)
-            spec = path
+            return self.add_model(path)
         task = self._spawn(self.studio.load_model(spec))
         task.add_done_callback(lambda _t: self._show_loaded_model())
         return task
+
+    def add_model(self, path: str | Path) -> asyncio.Task | None:
+        """A folder the artist chose: a transformers-format Janus folder loads; DeepSeek's original layout is offered
+        an import into a new folder, which then loads; anything else is one line in the banner saying what is wrong
+        and what to do, and the loaded model stays."""
+        from ..engine.errors import ModelLoadError
+        from ..engine.importer import detect_layout, suggested_destination
+        from ..engine.importer.layout import read_source
+        from ..engine.models import check_model_folder
+        path = str(Path(path).expanduser())
+        if self.studio.busy:
+            self.banner.show_message("A job is running: wait for it to finish or abort it (Esc) before adding a "
+                                     "model.")
+            return None
+        self.banner.show_message("")           # an older message is about another folder
+        self._show_loaded_model()               # not "Add a model..." while the folder is looked at
+        layout = detect_layout(path)
+        try:
+            if layout == "janus-original" or _model_type(path) == "multi_modality":
+                read_source(path)           # a partial download (or a JanusFlow) is refused before any question
+            else:
+                check_model_folder(path)    # neither format, another family: the line that names it
+        except ModelLoadError as e:
+            self.banner.show_message(one_line(str(e)))
+            self._show_loaded_model()
+            return None
+        if layout != "janus-original":
+            self.controls.add_model_folder(path)
+            return self.choose_model(path)
+        dst = self._offer_import(path, suggested_destination(path))
+        if dst is None:
+            self.statusBar().showMessage("Not imported: the original folder was left as it is")
+            self._show_loaded_model()
+            return None
+        return self._spawn(self._import_then_load(path, dst))
+
+    async def _import_then_load(self, src: str, dst: Path) -> bool:
+        out = await self.studio.import_model(src, dst)
+        if out is None:
+            self._show_loaded_model()
+            return False
+        self.controls.add_model_folder(str(out))
+        ok = await self.studio.load_model(str(out))
+        self._show_loaded_model()
+        return ok
+
+    def _offer_import(self, src: str, dst: Path) -> Path | None:
+        """Ask whether to import an original-layout folder into `dst`; returns the folder to write, or None. (A
+        small method, so tests replace it: no modal dialog may block a test.)"""
+        text = (f"'{Path(src).name}' is in DeepSeek's original Janus layout, which GridAR reads only after a "
+                f"one-time import into a new folder:\n\n{dst}\n\nThe original stays as it is. The import needs "
+                "about as much disk space as the model; Abort (Esc) cancels it.")
+        if QGuiApplication.platformName() == "offscreen":
+            return None
+        box = QMessageBox(QMessageBox.Icon.Question, "Import a model", text, parent=self)
+        go = box.addButton("Import", QMessageBox.ButtonRole.AcceptRole)
+        other = box.addButton("Choose another folder...", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(go)
+        box.exec()
+        if box.clickedButton() is go:
+            return dst
+        if box.clickedButton() is other:
+            name = QFileDialog.getExistingDirectory(self, "Import into a new folder inside...", str(dst.parent))
+            return Path(name) / dst.name if name else None
+        return None
+
+    def choose_dtype(self, name: str) -> None:
+        """The dtype is kept in the studio and the settings and used from the next model load."""
+        self.studio.dtype = name
+        m = self.studio.model
+        if m is not None and m.dtype != name:
+            self.statusBar().showMessage(f"Precision {name}: used from the next model load (choose the model again "
+                                         "to reload it now)")
+
+    def choose_judge(self, spec: str) -> asyncio.Task | None:
+        """'self' or a judging folder; '' asks for one. It loads on the GPU thread; the box shows the judge in use."""
+        if not spec:
+            spec = self._ask_judge_folder()
+            if not spec:
+                self.controls.show_judge(self.studio.judge)
+                return None
+        task = self._spawn(self.studio.set_judge(spec))
+        task.add_done_callback(lambda _t: self.controls.show_judge(self.studio.judge))
+        return task
+
+    def _ask_judge_folder(self) -> str:
+        return QFileDialog.getExistingDirectory(self, "Choose a judging model folder (image-text-to-text)")
+
+    def _on_judge_changed(self, spec: str) -> None:
+        self.controls.show_judge(spec)
+        self._show_verifier()
+        self.schedule_estimate()
+
+    def _show_verifier(self) -> None:
+        from .studio import verifier_calibration
+        s = self.studio
+        self.controls.set_calibration(s.threshold_summary(), s.threshold_details())
+        self.controls.set_verifier_calibration(*verifier_calibration(s.model.roles if s.model else None))
+
+    def schedule_estimate(self) -> None:
+        self._estimate_timer.start()
+
+    def update_estimate(self) -> None:
+        """The memory estimate beside N, for the form as it is (`studio.memory_estimate`); kept while a job runs."""
+        if self.studio.busy:
+            return                          # recomputed when the job ends
+        c = self.controls
+        try:
+            req = c.request(draw_seed=False)
+        except (ValueError, TypeError):
+            return
+        est = self.studio.memory_estimate(req)
+        if est is None:
+            c.set_memory_estimate("")
+        else:
+            c.set_memory_estimate(est.text, est.fits, est.details)
 
     def _show_loaded_model(self) -> None:
         m, box = self.studio.model, self.controls.model
@@ -483,7 +626,8 @@ class MainWindow(QMainWindow):
 
     def _on_model_changed(self, spec: str) -> None:
         s, c = self.studio, self.controls
-        c.set_calibration(s.threshold_summary(), s.threshold_details())
+        self._show_verifier()
+        self.schedule_estimate()
         from ..engine.prompt_language import language_vocabulary
         c.set_vocabulary(language_vocabulary(self._prompt_language()))
         backend = s.model.backend
@@ -874,13 +1018,15 @@ class MainWindow(QMainWindow):
         self.canvas.set_crisp(self.act_crisp.isChecked())
         if s.get("export_scale") in EXPORT_SCALES and not isinstance(s.get("export_scale"), bool):
             self._set_export_scale(s["export_scale"])
+        if isinstance(s.get("dtype"), str) and c.set_dtype(s["dtype"]):
+            self.studio.dtype = s["dtype"]      # the first model load uses it
 
     def save_settings(self) -> None:
         c = self.controls
         s = {"geometry": base64.b64encode(bytes(self.saveGeometry())).decode(), "prompt": c.prompt.text(),
              "cfg": c.cfg.value(), "temperature": c.temperature.value(), "method": c.method.currentData(),
              "n": c.n.value(), "manual": c.manual.isChecked(), "crisp": self.act_crisp.isChecked(),
-             "export_scale": self.export_scale}
+             "export_scale": self.export_scale, "dtype": self.studio.dtype}
         try:
             atomic_write_text(self._settings_path(), json.dumps(s, indent=1))
         except OSError as e:

@@ -20,6 +20,20 @@ ROLLOUT_DETAILS = (f"Rejected when the scorer's P(yes) on one completion of the 
 # what the threshold row shows in place of the number while "calibrated" is on (the manual value waits, hidden)
 AUTO_VIEW_TEXT = "the model's own"
 AUTO_ROLLOUT_TEXT = f"{ROLLOUT_THRESHOLD:g}, the scorer's"
+# the dtype choices before the backend lists its own, and how each reads in the box
+DTYPE_FALLBACK = ("auto", "float32", "bfloat16", "float16")
+DTYPE_LABELS = {"auto": "Auto", "float32": "float32 (full)", "bfloat16": "bfloat16 (half memory)",
+                "float16": "float16 (half memory)"}
+DTYPE_TIP = ("The number format of the model's weights, used from the next model load. Auto: bfloat16 on a GPU, "
+             "float32 on the CPU. bfloat16 and float16 halve the memory of the weights and the cache and are fast on "
+             "a GPU; on a CPU without native bfloat16 they can be much slower than float32, and float16 is meant "
+             "for GPUs only")
+JUDGE_TIP = ("Who checks the half-drawn candidates, scores the finished ones and writes the layout prompts: the "
+             "generator's own understanding (no extra memory), or a separate local vision-language model folder "
+             "(e.g. Qwen2.5-VL), loaded beside the generator")
+UNCALIBRATED_TEXT = "This verifier is not calibrated for this model: its pruning is a rough guess"
+WARNING_COLOUR = "#d17a00"
+ALARM_COLOUR = "#e53935"
 # a word of the prompt, for completion: letters only (a count or a comma ends it)
 WORD = re.compile(r"[A-Za-z-]*$")
 
@@ -107,6 +121,9 @@ class Controls(QWidget):
     model_chosen = Signal(str)          # 'demo', a folder, or '' to browse
     mode_changed = Signal(str)          # 'generate' | 'edit'
     language_help_clicked = Signal()    # "What can I type?"
+    dtype_chosen = Signal(str)          # 'auto', 'float32', 'bfloat16', ... (applies at the next model load)
+    judge_chosen = Signal(str)          # 'self', a folder, or '' to browse
+    estimate_inputs_changed = Signal()  # N, the method or a GridAR choice changed: the memory estimate is stale
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -138,9 +155,22 @@ class Controls(QWidget):
         form = QFormLayout()
         self.model = QComboBox()
         self.model.addItem("Demo (shapes world)", "demo")
-        self.model.addItem("Open model folder...", "")
+        self.model.addItem("Add a model...", "")
         self.model.setToolTip("The model that draws: the small demo model of coloured shapes, or a Janus model "
-                              "folder on this computer")
+                              "folder on this computer (Add a model... also imports DeepSeek's original Janus-Pro "
+                              "folders)")
+        # a long folder name must not widen the column: the box shows what fits and the list the whole name
+        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model.setMinimumContentsLength(14)
+        self.dtype = QComboBox()
+        self.set_dtype_choices(DTYPE_FALLBACK)
+        self.dtype.setToolTip(DTYPE_TIP)
+        self.judge = QComboBox()
+        self.judge.addItem("The generator's own understanding", "self")
+        self.judge.addItem("Choose a judging model folder...", "")
+        self.judge.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.judge.setMinimumContentsLength(14)
+        self.judge.setToolTip(JUDGE_TIP)
         self.method = QComboBox()
         for label, key in (("GridAR", "gridar"), ("Best-of-N", "best-of-n"), ("Single", "single")):
             self.method.addItem(label, key)
@@ -151,6 +181,15 @@ class Controls(QWidget):
         self.n.setValue(4)
         self.n.setToolTip(f"How many candidates are drawn side by side; more gives better odds and takes "
                           f"longer. GridAR works in groups of {GROUP}")
+        # what a run at this N needs in memory beside the loaded model, and what is free (`studio.memory_estimate`)
+        self.memory = QLabel("")
+        self.memory.setObjectName("hint")
+        self.memory.setWordWrap(True)
+        self.memory.setToolTip("The memory a run needs with these settings, beside the loaded model")
+        self.memory_fits = True
+        n_row = QHBoxLayout()
+        n_row.addWidget(self.n)
+        n_row.addWidget(self.memory, 1)
         self.seed = SeedBox()
         self.seed.setToolTip("The same seed and settings give the same picture again")
         self.random_seed = QCheckBox("random")
@@ -212,12 +251,20 @@ class Controls(QWidget):
         threshold_row.addWidget(self.threshold, 1)
         threshold_row.addWidget(self.threshold_auto, 1)
         threshold_row.addWidget(self.auto_threshold)
+        # said plainly where pruning is set: a verifier without a calibrated threshold prunes on a guess
+        self.uncalibrated = QLabel(UNCALIBRATED_TEXT)
+        self.uncalibrated.setWordWrap(True)
+        self.uncalibrated.setStyleSheet(f"color: {WARNING_COLOUR};")
+        self.uncalibrated.setVisible(False)
+        self._verifier_calibrated, self._uncalibrated_note = True, ""
         self.manual = QCheckBox("Review every band")
         self.manual.setToolTip("Pause after each band so you can keep or drop candidates and edit their layouts "
                                "(keys 1-8 pick a card, K keeps or drops it, A accepts, Return continues)")
         form.addRow("Model", self.model)
+        form.addRow("Precision", self.dtype)
         form.addRow("Method", self.method)
-        form.addRow("Candidates (N)", self.n)
+        form.addRow("Candidates (N)", n_row)
+        form.addRow("Judge", self.judge)
         form.addRow("Seed", seed_row)
         form.addRow("Guidance", self.cfg)
         form.addRow("Temperature", self.temperature)
@@ -225,6 +272,7 @@ class Controls(QWidget):
         form.addRow("Verdicts from", self.verify_by)
         form.addRow("Refill rejected", self.refill)
         form.addRow("Prune below", threshold_row)
+        form.addRow("", self.uncalibrated)
         # what "calibrated" means for the loaded model
         self.calibration = QLabel("")
         self._calibration, self._calibration_details = "", ""
@@ -232,7 +280,8 @@ class Controls(QWidget):
         self.calibration.setObjectName("hint")
         form.addRow("", self.calibration)
         form.addRow("", self.manual)
-        label_tips(form, {seed_row: self.seed.toolTip(), threshold_row: self.threshold.toolTip()})
+        label_tips(form, {seed_row: self.seed.toolTip(), threshold_row: self.threshold.toolTip(),
+                          n_row: self.n.toolTip()})
         outer.addLayout(form)
         self.generate = QPushButton("Generate")
         self.generate.setObjectName("primary")
@@ -263,6 +312,13 @@ class Controls(QWidget):
         self.verify_by.currentIndexChanged.connect(lambda _i: self._on_threshold())
         self.seed.setEnabled(False)
         self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i)))
+        self.dtype.activated.connect(lambda i: self.dtype_chosen.emit(self.dtype.itemData(i)))
+        self.judge.activated.connect(lambda i: self.judge_chosen.emit(self.judge.itemData(i)))
+        for box in (self.method, self.strategy, self.verify_by):
+            box.currentIndexChanged.connect(lambda _i: self.estimate_inputs_changed.emit())
+        self.n.valueChanged.connect(lambda _v: self.estimate_inputs_changed.emit())
+        self.mode.currentChanged.connect(lambda _i: self.estimate_inputs_changed.emit())
+        self.prompt.textChanged.connect(lambda _t: self.estimate_inputs_changed.emit())   # its length, a little
         self.method.currentIndexChanged.connect(self._on_method)
         self.mode.currentChanged.connect(self._on_mode)
         self._mode_choice = {m: (d["strategy"] if d["reformulate"] else "off", d["verify_by"], d["refill"])
@@ -314,13 +370,61 @@ class Controls(QWidget):
         self.threshold_auto.setText(AUTO_ROLLOUT_TEXT if rollout else AUTO_VIEW_TEXT)
         self.calibration.setText(ROLLOUT_HINT if rollout else self._calibration)
         self.calibration.setToolTip(ROLLOUT_DETAILS if rollout else self._calibration_details)
-        self.calibration.setVisible(gridar and self.auto_threshold.isChecked() and bool(self.calibration.text()))
+        # rollout verdicts use the scorer's fixed threshold, and a threshold of the artist's own is theirs
+        uncalibrated = gridar and auto and not rollout and not self._verifier_calibrated
+        self.uncalibrated.setVisible(uncalibrated)
+        # the warning says what the general hint would (with its figures in the tooltip): one line, not two
+        self.calibration.setVisible(gridar and auto and bool(self.calibration.text()) and not uncalibrated)
+        self.uncalibrated.setToolTip("\n\n".join(t for t in (self._uncalibrated_note, self._calibration_details)
+                                                  if t) or UNCALIBRATED_TEXT)
 
     def set_calibration(self, text: str, details: str = "") -> None:
         """The loaded model's own thresholds, in words (`studio.threshold_summary`); the exact figures
         (`studio.threshold_details`) go to the tooltip."""
         self._calibration, self._calibration_details = text, details
         self._on_threshold()
+
+    def set_verifier_calibration(self, calibrated: bool, note: str = "") -> None:
+        """Whether the verifier's pruning threshold was measured for this model (`studio.verifier_calibration`);
+        when not, a plain line near the pruning controls says so, with `note` in its tooltip."""
+        self._verifier_calibrated, self._uncalibrated_note = calibrated, note
+        self._on_threshold()
+
+    def set_memory_estimate(self, text: str, fits: bool = True, details: str = "") -> None:
+        """The estimate beside N (`studio.memory_estimate`): red when the run does not fit, the numbers in the
+        tooltip. Empty text: no estimate (no model yet)."""
+        self.memory_fits = fits
+        self.memory.setText(text)
+        self.memory.setStyleSheet("" if fits else f"color: {ALARM_COLOUR}; font-weight: 600;")
+        self.memory.setToolTip(details or "The memory a run needs with these settings, beside the loaded model")
+
+    def set_dtype_choices(self, choices, current: str | None = None) -> None:
+        """The dtypes offered (the backend's list), keeping `current` (or the choice shown) when it is offered."""
+        keep = current or self.dtype.currentData() or "auto"
+        self.dtype.clear()
+        for name in choices:
+            self.dtype.addItem(DTYPE_LABELS.get(name, name), name)
+        self.dtype.setCurrentIndex(max(0, self.dtype.findData(keep)))
+
+    def set_dtype(self, name: str) -> bool:
+        i = self.dtype.findData(name)
+        if i >= 0:
+            self.dtype.setCurrentIndex(i)
+        return i >= 0
+
+    def add_judge_folder(self, path: str) -> None:
+        """A judging folder joins the list (its name shown, the whole path in its tooltip) and is selected."""
+        from pathlib import Path
+        if self.judge.findData(path) < 0:
+            self.judge.insertItem(self.judge.count() - 1, Path(path).name or path, path)
+            self.judge.setItemData(self.judge.count() - 2, path, Qt.ItemDataRole.ToolTipRole)
+        self.judge.setCurrentIndex(self.judge.findData(path))
+
+    def show_judge(self, spec: str) -> None:
+        """The box names the judge in use ("self" or a folder)."""
+        if spec != "self" and self.judge.findData(spec) < 0:
+            self.add_judge_folder(spec)
+        self.judge.setCurrentIndex(max(0, self.judge.findData(spec)))
 
     def set_vocabulary(self, words: list[str]) -> None:
         """The words the loaded model's prompt language knows, offered as the artist types (empty: no completion)."""
@@ -377,6 +481,7 @@ class Controls(QWidget):
         self.abort.setEnabled(busy and not aborting)
         # the running job was started from this text: it stays as it was until the job ends
         self.prompt.setReadOnly(busy or aborting)
+        self.judge.setEnabled(not busy and not aborting)       # the judge changes between jobs, never during one
         self.language_help.setEnabled(True)
 
     def reuse_seed(self, seed: int | None) -> None:
@@ -384,9 +489,10 @@ class Controls(QWidget):
             self.random_seed.setChecked(False)
             self.seed.setValue(seed)
 
-    def request(self) -> SearchRequest:
-        """A frozen snapshot of the form; a random seed is drawn here and shown."""
-        if self.random_seed.isChecked():
+    def request(self, draw_seed: bool = True) -> SearchRequest:
+        """A frozen snapshot of the form; a random seed is drawn here and shown (`draw_seed` False: the seed shown,
+        for a look at the settings such as the memory estimate)."""
+        if self.random_seed.isChecked() and draw_seed:
             self.seed.setValue(random.randrange(2**31 - 1))    # short to read back; any 64-bit seed is accepted
         method = self.method.currentData()
         return SearchRequest(prompt=self.prompt.text().strip(), method=method,
