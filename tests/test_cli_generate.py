@@ -142,3 +142,40 @@ def test_edit_defaults_to_rollout_verdicts_and_refill_by_redraw(folder, edit_fil
     assert meta["settings"]["refill"] == "redraw" and meta["settings"]["verify_by"] == "rollout"
     assert meta["tree"] and all(node["redraw"] == [True] * 4 and node["all_rejected_groups"] == []
                                 for node in meta["tree"])
+
+
+def test_generate_with_a_separate_qwen_vl_judge(tmp_path, capsys):
+    """--judge FOLDER: the verifier, scorer and reformulator are the folder's model (a tiny Qwen2.5-VL with its real
+    processor configuration), the generator the demo model; the judge is recorded and its calibration said once."""
+    from test_vlm_roles import tiny_qwen_vl_folder
+    judge = tiny_qwen_vl_folder(tmp_path / "qwen")
+    capsys.readouterr()
+    out = tmp_path / "judged.png"
+    rc = cli_main(["generate", "a red circle above a blue square", "--method", "gridar", "-n", "4", "--seed", "1",
+                   "--judge", str(judge), "--device", "cpu", "-o", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    summary = json.loads(captured.out)
+    roles = summary["cost"]["roles"]
+    assert summary["judge"] == str(judge) and read_metadata(out)["settings"]["judge"] == str(judge)
+    # the judge's own parameters (about 0.1 M), not the demo model's understanding path, answer every question
+    assert roles["verifier"]["params"] == roles["scorer"]["params"] == roles["reformulator"]["params"] < 200_000
+    assert roles["verifier"]["calls"] == 2 and roles["scorer"]["calls"] == 1
+    notes = [line for line in captured.err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "is not calibrated" in notes[0]
+
+
+def test_a_bad_judge_is_refused_in_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from gridar_desktop.engine.backend import JanusBackend
+    monkeypatch.setattr(JanusBackend, "load", classmethod(lambda cls, *a, **k: pytest.fail("the model loaded")))
+    (tmp_path / "weightless").mkdir()
+    (tmp_path / "weightless" / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
+    for judge, words in [(tmp_path / "none", "does not exist"), (tmp_path / "weightless", "no .safetensors")]:
+        rc = cli_main(["generate", "two red circles", "--method", "gridar", "--judge", str(judge),
+                       "-o", str(tmp_path / "x.png")])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and "argument --judge" in err and words in err
+    rc = cli_main(["bench", "--prompts", "p.jsonl", "--judge", str(tmp_path / "weightless"), "--cluster", "auto",
+                   "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and ("--cluster" in err)

@@ -420,3 +420,27 @@ def test_the_cli_takes_the_models_guidance_unless_given(tmp_path):
     assert cli._settings(args("demo", None))["guidance"] == 2.0
     assert cli._settings(args(str(tmp_path), None))["guidance"] == 5.0
     assert cli._settings(args(str(tmp_path), 3.5))["guidance"] == 3.5
+
+
+def test_a_separate_judge_counts_in_the_check_before_load(tmp_path, monkeypatch):
+    """--judge FOLDER: the plan before the load holds the judge's weights (read from its safetensors headers) and
+    its questions' batch, and a run that fits alone but not with its judge is refused, naming the weights."""
+    from test_vlm_roles import tiny_qwen_vl_folder      # pytest puts tests/ on the path
+
+    from gridar_desktop.engine.judges import judge_shape_for
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    save_tiny_janus(tmp_path / "gen", seed=0)
+    folder = tiny_qwen_vl_folder(tmp_path / "qwen")
+    judge = judge_shape_for(str(folder), "float32", image_size=64)
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    loaded = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder)
+    assert judge.weight_bytes == sum(q.numel() * 4 for q in loaded.parameters())
+    assert (judge.layers, judge.kv_heads, judge.head_dim, judge.image_tokens) == (1, 1, 16, 4)
+    run = dict(method="gridar", n=4, prompt_tokens=64)
+    alone = mp.check_before_load(tmp_path / "gen", "cpu", "float32", **run)
+    judged = mp.check_before_load(tmp_path / "gen", "cpu", "float32", judge=judge, **run)
+    assert judged.weights[judge.name] == judge.weight_bytes
+    assert judged.total >= alone.total + judge.weight_bytes and judged.phases["judging a band"] > 0
+    monkeypatch.setattr(mp, "free_memory", lambda device: alone.total)
+    with pytest.raises(DoesNotFit, match="is free"):
+        mp.check_before_load(tmp_path / "gen", "cpu", "float32", judge=judge, **run)
