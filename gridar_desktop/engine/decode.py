@@ -21,12 +21,15 @@ padding positions are masked out and each row keeps its own position counter.
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
-from transformers import DynamicCache
+from transformers.cache_utils import Cache
 
+from . import static_cache as kv
 from .backend import JanusBackend
 from .cancel import CancelToken
 from .cost import CostRecord
@@ -34,10 +37,61 @@ from .sampling import SamplingParams, cfg_three_way, cfg_two_way, sample
 
 STREAMS = ("cond", "uncond", "layout")
 
+# Which KV cache a prefill builds: "static" (preallocated, in-place writes: `engine.static_cache`) or "dynamic"
+# (transformers' DynamicCache, grown by torch.cat each step). Static is the default: tokens identical, less copying
+# (`tests/test_static_cache.py`, `benchmarks/decode_speed.py`). GRIDAR_KV_CACHE=dynamic restores the old cache.
+KV_CACHE = os.environ.get("GRIDAR_KV_CACHE", "static")
+
+
+# How a decoding step of one token per row runs on a static cache: "auto" (a captured CUDA graph on CUDA, the eager
+# lean forward elsewhere), "off" (always the eager forward), "eager" (the graph's fixed-shape step run without
+# capture, on any device: how CPU tests check what a capture would compute). GRIDAR_DECODE_GRAPH sets it.
+DECODE_GRAPH = os.environ.get("GRIDAR_DECODE_GRAPH", "auto")
+
+
+@contextmanager
+def decode_graph(mode: str) -> Iterator[None]:
+    """Decoding steps inside the block use `mode` ("auto" | "off" | "eager"; see DECODE_GRAPH)."""
+    global DECODE_GRAPH
+    if mode not in ("auto", "off", "eager"):
+        raise ValueError(f"unknown decode graph mode '{mode}'; use auto, off or eager")
+    old, DECODE_GRAPH = DECODE_GRAPH, mode
+    try:
+        yield
+    finally:
+        DECODE_GRAPH = old
+
+
+def _graph_step(backend: JanusBackend, state: "DecodeState") -> kv.GraphStep | None:
+    """The fixed-shape step for this `decode` call, or None where it does not apply (a dynamic cache, CPU under
+    "auto", a language model the lean forward does not cover)."""
+    if DECODE_GRAPH == "off" or not kv.is_static(state.cache) or state.cache.layers[0].kbuf is None:
+        return None
+    if DECODE_GRAPH == "auto" and backend.device.type != "cuda":
+        return None
+    from . import lean
+    lm = backend.model.model.language_model
+    if not lean.supports(lm):
+        return None
+    return kv.GraphStep(lm, state.cache, state.rows, eager=DECODE_GRAPH == "eager")
+
+
+@contextmanager
+def kv_cache_kind(kind: str) -> Iterator[None]:
+    """Prefills inside the block build a `kind` ("static" | "dynamic") cache (tests and benchmarks compare them)."""
+    global KV_CACHE
+    if kind not in ("static", "dynamic"):
+        raise ValueError(f"unknown KV cache kind '{kind}'; use static or dynamic")
+    old, KV_CACHE = KV_CACHE, kind
+    try:
+        yield
+    finally:
+        KV_CACHE = old
+
 
 @dataclass
 class DecodeState:
-    cache: DynamicCache
+    cache: Cache              # transformers' DynamicCache or our StaticKVCache (engine.static_cache)
     streams: tuple[str, ...]
     n: int
     mask: torch.Tensor        # (R, T) long: 1 for real cached positions, 0 for left padding
@@ -95,7 +149,8 @@ def prefill(backend: JanusBackend, prompts: dict[str, list[list[int]]], prefix: 
         img = backend.embed_image(prefix.repeat(len(streams), 1))              # (R, k, H)
         embeds = torch.cat([embeds, img.to(embeds.dtype)], 1)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    cache = DynamicCache(config=backend.model.config.text_config)
+    # a static cache holds what the prefill writes; `decode` makes room for each band (`static_cache.reserve`)
+    cache = kv.new_cache(KV_CACHE == "static", backend.model.config.text_config, mask.shape[1])
     hidden = backend.forward(embeds, mask if (mask == 0).any() else None, positions, cache)
     if cost is not None:
         cost.add_prefill("generator", int(mask.sum()), backend.info.generator_params)
@@ -103,9 +158,7 @@ def prefill(backend: JanusBackend, prompts: dict[str, list[list[int]]], prefix: 
 
 
 def _gather_rows(state: DecodeState, idx: torch.Tensor) -> None:
-    for layer in state.cache.layers:
-        layer.keys = layer.keys[idx]
-        layer.values = layer.values[idx]
+    kv.gather_rows(state.cache, idx)
 
 
 def select(state: DecodeState, keep: list[int] | torch.Tensor) -> DecodeState:
@@ -120,11 +173,8 @@ def select(state: DecodeState, keep: list[int] | torch.Tensor) -> DecodeState:
 def fork(state: DecodeState) -> DecodeState:
     """A copy of `state` with its own cache: decoding the copy (a rollout) leaves `state` untouched. `select` cannot
     do this: it gathers rows into the same cache object."""
-    cache = DynamicCache()
-    for i, layer in enumerate(state.cache.layers):
-        cache.update(layer.keys.clone(), layer.values.clone(), i)
-    return DecodeState(cache, state.streams, state.n, state.mask.clone(), state.pos.clone(), state.hidden.clone(),
-                       state.tokens.clone())
+    return DecodeState(kv.clone(state.cache), state.streams, state.n, state.mask.clone(), state.pos.clone(),
+                       state.hidden.clone(), state.tokens.clone())
 
 
 def drop_streams(state: DecodeState, names: tuple[str, ...] | list[str]) -> DecodeState:
@@ -153,12 +203,7 @@ def _cat_rows(a: DecodeState, b: DecodeState) -> tuple[torch.Tensor, torch.Tenso
     their rotary positions, so padding does not move them. Returns the joined (mask, pos, hidden)."""
     ta, tb = a.mask.shape[1], b.mask.shape[1]
     width = max(ta, tb)
-
-    def pad(t: torch.Tensor, have: int) -> torch.Tensor:                      # (R, heads, T, d) -> left-padded
-        return torch.nn.functional.pad(t, (0, 0, width - have, 0)) if have < width else t
-    for la, lb in zip(a.cache.layers, b.cache.layers):
-        la.keys = torch.cat([pad(la.keys, ta), pad(lb.keys, tb)])
-        la.values = torch.cat([pad(la.values, ta), pad(lb.values, tb)])
+    kv.cat_rows(a.cache, b.cache)
     mask = torch.cat([torch.nn.functional.pad(a.mask, (width - ta, 0)), torch.nn.functional.pad(b.mask, (width - tb, 0))])
     return mask, torch.cat([a.pos, b.pos]), torch.cat([a.hidden, b.hidden])
 
@@ -174,11 +219,8 @@ def merge_streams(a: DecodeState, b: DecodeState) -> DecodeState:
 def copy_stream(state: DecodeState, stream: str, candidates: list[int], as_name: str) -> DecodeState:
     """A new one-stream state holding copies of `stream`'s rows for `candidates` (state is left untouched)."""
     idx = torch.as_tensor(candidates, dtype=torch.long, device=state.mask.device) + state.stream_rows(stream).start
-    cache = DynamicCache()
-    for i, layer in enumerate(state.cache.layers):
-        cache.update(layer.keys[idx], layer.values[idx], i)
-    return DecodeState(cache, (as_name,), len(candidates), state.mask[idx], state.pos[idx], state.hidden[idx],
-                       state.tokens[candidates])
+    return DecodeState(kv.take_rows(state.cache, idx), (as_name,), len(candidates), state.mask[idx],
+                       state.pos[idx], state.hidden[idx], state.tokens[candidates])
 
 
 def concat_candidates(a: DecodeState, b: DecodeState) -> DecodeState:
@@ -202,15 +244,18 @@ def concat_candidates(a: DecodeState, b: DecodeState) -> DecodeState:
 
 @torch.inference_mode()
 def step(backend: JanusBackend, state: DecodeState, next_tokens: torch.Tensor,
-         cost: CostRecord | None = None) -> DecodeState:
+         cost: CostRecord | None = None, graph: kv.GraphStep | None = None) -> DecodeState:
     """Feed image tokens to every stream: one per candidate (n,), or a run of m known tokens (n, m) in one forward
-    (the forced tokens of an edit)."""
+    (the forced tokens of an edit). `graph`: the fixed-shape step of this decode call, used when it fits."""
     run = next_tokens if next_tokens.dim() == 2 else next_tokens.unsqueeze(1)   # (n, m)
     m = run.shape[1]
     embeds = backend.embed_image(run.repeat(len(state.streams), 1))           # (R, m, H)
     mask = torch.cat([state.mask, state.mask.new_ones(state.rows, m)], 1)
     positions = state.pos.unsqueeze(1) + torch.arange(m, device=state.pos.device)
-    hidden = backend.step_forward(embeds, mask if state.padded else None, positions, state.cache)
+    if graph is not None and graph.fits(state.cache, state.rows, m):
+        hidden = graph(embeds, mask, positions)
+    else:
+        hidden = backend.step_forward(embeds, mask if state.padded else None, positions, state.cache)
     if cost is not None:
         cost.add_decode("generator", state.rows * m, backend.info.generator_params)
     return DecodeState(state.cache, state.streams, state.n, mask, state.pos + m, hidden[:, -1],
@@ -253,6 +298,8 @@ def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: Sam
         fm = forced_mask.to(state.tokens.device)
         fm = fm.expand(state.n, total) if fm.dim() == 1 else fm                   # (n, total) bool
         forced = forced.to(state.tokens.device)
+    kv.reserve(state.cache, n_tokens)                      # the band's positions, allocated once (static cache)
+    graph = _graph_step(backend, state) if n_tokens > 1 else None
     while state.tokens.shape[1] < end:
         if cancel is not None:
             cancel.check()
@@ -276,7 +323,7 @@ def decode(backend: JanusBackend, state: DecodeState, n_tokens: int, params: Sam
         if k + nxt.shape[1] == total or (not feed_last and k + nxt.shape[1] == end):
             state = replace(state, tokens=torch.cat([state.tokens, nxt], 1))
         else:
-            state = step(backend, state, nxt, cost)
+            state = step(backend, state, nxt, cost, graph)
         if on_token is not None:
             on_token(state)
     return state

@@ -34,6 +34,28 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-b, a), dim=-1)
 
 
+def _attend_inputs(layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """A layer's normalised input -> rotated queries and keys, and values, each (R, heads, L, d)."""
+    R, L, _ = x.shape
+    a = layer.self_attn
+    h = layer.input_layernorm(x)
+    q, k, v = a.q_proj(h), a.k_proj(h), a.v_proj(h)
+    q = q.reshape(R, L, -1, a.head_dim).transpose(1, 2)                  # (R, heads, L, d)
+    k = k.reshape(R, L, -1, a.head_dim).transpose(1, 2)                  # (R, kv heads, L, d)
+    v = v.reshape(R, L, -1, a.head_dim).transpose(1, 2)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
+
+
+def _finish(layer, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask) -> torch.Tensor:
+    """Attention over the cached keys/values, output projection and the MLP, with both residuals."""
+    R, L, _ = x.shape
+    a = layer.self_attn
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=a.scaling,
+                                         enable_gqa=q.shape[1] != k.shape[1])
+    x = x + a.o_proj(out.transpose(1, 2).reshape(R, L, -1))
+    return x + layer.mlp(layer.post_attention_layernorm(x))
+
+
 @torch.inference_mode()
 def forward(lm, x: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache) -> torch.Tensor:
     """(R, L, H) embeddings -> (R, L, H) final-norm hidden states, appending to `cache`."""
@@ -52,17 +74,27 @@ def forward(lm, x: torch.Tensor, mask: torch.Tensor | None, positions: torch.Ten
         attn_mask = allowed
     for i, layer in enumerate(lm.layers):
         checkpoint()                            # the layer modules' own hooks do not run here
-        a = layer.self_attn
-        h = layer.input_layernorm(x)
-        q, k, v = a.q_proj(h), a.k_proj(h), a.v_proj(h)
-        q = q.reshape(R, L, -1, a.head_dim).transpose(1, 2)                  # (R, heads, L, d)
-        k = k.reshape(R, L, -1, a.head_dim).transpose(1, 2)                  # (R, kv heads, L, d)
-        v = v.reshape(R, L, -1, a.head_dim).transpose(1, 2)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q, k, v = _attend_inputs(layer, x, cos, sin)
         k, v = cache.update(k, v, i)                                          # (R, kv heads, T, d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=a.scaling,
-                                             enable_gqa=q.shape[1] != k.shape[1])
-        x = x + a.o_proj(out.transpose(1, 2).reshape(R, L, -1))
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
+        x = _finish(layer, x, q, k, v, attn_mask)
+    return lm.norm(x)
+
+
+@torch.inference_mode()
+def forward_static(lm, x: torch.Tensor, key_mask: torch.Tensor, positions: torch.Tensor, write_at: torch.Tensor,
+                   keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+    """One decoding step with every shape and address fixed, so that it can be captured once as a CUDA graph and
+    replayed per token (`static_cache.GraphStep`): x (R, 1, H); `key_mask` (R, capacity) bool, True for the cached
+    positions a row attends to, this step's included; `write_at` (1,) long, the buffer position this step writes;
+    `keys`/`values` the cache's whole buffers (R, kv heads, capacity, d), written in place. Attention reads the
+    whole capacity behind the mask (a capture cannot follow a growing length). No cancel checkpoints: a replay
+    is one launch, and the loop checks between tokens."""
+    cos, sin = lm.rotary_emb(x, positions)
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    allowed = key_mask[:, None, None, :]                                     # (R, 1, 1, capacity)
+    for i, layer in enumerate(lm.layers):
+        q, k, v = _attend_inputs(layer, x, cos, sin)
+        keys[i].index_copy_(2, write_at, k)
+        values[i].index_copy_(2, write_at, v)
+        x = _finish(layer, x, q, keys[i], values[i], allowed)
     return lm.norm(x)
