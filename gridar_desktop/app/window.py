@@ -476,11 +476,12 @@ class MainWindow(QMainWindow):
 
     def choose_dtype(self, name: str) -> None:
         """The dtype is kept in the studio and the settings and used from the next model load."""
+        from .studio import precision_words
         self.studio.dtype = name
         m = self.studio.model
         if m is not None and m.dtype != name:
-            self.statusBar().showMessage(f"Precision {name}: used from the next model load (choose the model again "
-                                         "to reload it now)")
+            self.statusBar().showMessage(f"Precision {precision_words(name, m.backend.device)}: used from the next "
+                                         "model load (choose the model again to reload it now)")
 
     def choose_judge(self, spec: str) -> asyncio.Task | None:
         """'self' or a judging folder; '' asks for one. It loads on the GPU thread; the box shows the judge in use."""

@@ -24,14 +24,14 @@ AUTO_ROLLOUT_TEXT = f"{ROLLOUT_THRESHOLD:g}, the scorer's"
 DTYPE_FALLBACK = ("auto", "float32", "bfloat16", "float16")
 DTYPE_LABELS = {"auto": "Auto", "float32": "float32 (full)", "bfloat16": "bfloat16 (half memory)",
                 "float16": "float16 (half memory)"}
-DTYPE_TIP = ("The number format of the model's weights, used from the next model load. Auto: bfloat16 on a GPU, "
-             "float32 on the CPU. bfloat16 and float16 halve the memory of the weights and the cache and are fast on "
-             "a GPU; on a CPU without native bfloat16 they can be much slower than float32, and float16 is meant "
-             "for GPUs only")
+DTYPE_TIP_HEAD = "The number format of the model's weights and cache, used from the next model load."
+DTYPE_TIP = (f"{DTYPE_TIP_HEAD} Auto: bfloat16 on a GPU, float32 on the CPU. bfloat16 and float16 halve the "
+             "memory of the weights and the cache and are fast on a GPU; on a CPU without native bfloat16 they can "
+             "be much slower than float32, and float16 is meant for GPUs only")
 JUDGE_TIP = ("Who checks the half-drawn candidates, scores the finished ones and writes the layout prompts: the "
              "generator's own understanding (no extra memory), or a separate local vision-language model folder "
              "(e.g. Qwen2.5-VL), loaded beside the generator")
-UNCALIBRATED_TEXT = "This verifier is not calibrated for this model: its pruning is a rough guess"
+UNCALIBRATED_TEXT = "This verifier is not calibrated: its pruning threshold is a general guess"
 WARNING_COLOUR = "#d17a00"
 ALARM_COLOUR = "#e53935"
 # a word of the prompt, for completion: letters only (a count or a comma ends it)
@@ -399,12 +399,20 @@ class Controls(QWidget):
         self.memory.setToolTip(details or "The memory a run needs with these settings, beside the loaded model")
 
     def set_dtype_choices(self, choices, current: str | None = None) -> None:
-        """The dtypes offered (the backend's list), keeping `current` (or the choice shown) when it is offered."""
+        """The dtypes offered: names, or (name, what it means) pairs whose words become the item's tooltip; keeps
+        `current` (or the choice shown) when it is offered."""
         keep = current or self.dtype.currentData() or "auto"
         self.dtype.clear()
-        for name in choices:
+        for item in choices:
+            name, words = (item, "") if isinstance(item, str) else item
             self.dtype.addItem(DTYPE_LABELS.get(name, name), name)
+            if words:
+                self.dtype.setItemData(self.dtype.count() - 1, f"{name}: {words}", Qt.ItemDataRole.ToolTipRole)
         self.dtype.setCurrentIndex(max(0, self.dtype.findData(keep)))
+        pairs = [(i, "") if isinstance(i, str) else i for i in choices]
+        said = [f"{name}: {words}" for name, words in pairs if words]
+        # the backend's own words say what each choice does on a CPU and a GPU; without them, the general tip
+        self.dtype.setToolTip(f"{DTYPE_TIP_HEAD}\n" + "\n".join(said) if said else DTYPE_TIP)
 
     def set_dtype(self, name: str) -> bool:
         i = self.dtype.findData(name)

@@ -1,0 +1,258 @@
+"""The studio at real size (issue 27), driven through the real window on tiny random models: "Add a model..." (an
+original-layout Janus folder is offered an import, which runs with progress, can be aborted and then loads; other
+folders get one line), the memory estimate beside N, the precision (dtype) choice, the judge choice, and an
+uncalibrated verifier said beside the pruning controls."""
+import asyncio
+import json
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from conftest import wait  # noqa: E402
+from test_importer import bpe_tokenizer, reference, write_original  # noqa: E402
+
+PROMPT = "two red circles and a blue square"
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory) -> Path:
+    """A tiny Janus-Pro-like folder in DeepSeek's original layout (pickled shards with an index, their processor
+    files), built by the importer's own tests from a random transformers-format reference."""
+    tok = bpe_tokenizer()
+    model, _ = reference(tok)
+    return write_original(tmp_path_factory.mktemp("original") / "Janus-Pro-tiny", model, tok)
+
+
+def no_question(*_a):
+    raise AssertionError("no import may be offered for this folder")
+
+
+# -- Add a model... -------------------------------------------------------------------------------------------------
+def test_an_original_folder_is_imported_with_progress_then_loaded(qtbot, window, original, tmp_path, monkeypatch):
+    from gridar_desktop.engine.importer import MANIFEST
+    w, s = window, window.studio
+    dst = tmp_path / "imported"
+    offered = []
+    monkeypatch.setattr(w, "_offer_import", lambda src, suggested: offered.append((src, suggested)) or dst)
+    steps = []
+    s.load_progress.connect(lambda text, frac: steps.append((text, frac)))
+    w.banner.show_message("an older message about something else")
+    assert wait(qtbot, w.add_model(str(original)), timeout=120000) is True
+    # the question named the free folder beside the original
+    assert offered == [(str(original), original.parent / "Janus-Pro-tiny-transformers")]
+    assert (dst / MANIFEST).is_file() and s.model.spec == str(dst) and not s.busy
+    assert w.controls.model.currentData() == str(dst)
+    imports = [f for text, f in steps if text.startswith("Importing Janus-Pro-tiny")]
+    assert imports and imports == sorted(imports) and imports[-1] == pytest.approx(1.0)
+    assert {t.split(": ", 1)[1] for t, _ in steps if t.startswith("Importing")} >= {
+        "writing the new folder", "checking the written files", "loading the new folder to test it"}
+    assert w.banner.isHidden()
+    # a Janus-Pro folder carries no calibration: the studio says so beside the pruning controls, and takes
+    # Janus-Pro's guidance
+    c = w.controls
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.verify_by.setCurrentIndex(c.verify_by.findData("view"))
+    c.auto_threshold.setChecked(True)
+    assert not c.uncalibrated.isHidden() and "not calibrated" in c.uncalibrated.text()
+    assert c.uncalibrated.toolTip().strip() and c.calibration.isHidden()
+    assert c.cfg.value() == 5.0
+    c.verify_by.setCurrentIndex(c.verify_by.findData("rollout"))      # the scorer's threshold: no warning
+    assert c.uncalibrated.isHidden()
+
+
+def test_aborting_an_import_leaves_nothing_and_the_model_stays(qtbot, window, original, tmp_path, monkeypatch):
+    import gridar_desktop.engine.importer as importer
+    w, s = window, window.studio
+    before = s.model.spec
+    dst = tmp_path / "imported"
+    monkeypatch.setattr(w, "_offer_import", lambda src, suggested: dst)
+    real, loop = importer.import_model, asyncio.get_event_loop()
+    fired = threading.Event()
+
+    def import_model(src, out, progress=None, **kw):
+        def hook(stage, done, total):
+            # the artist presses Esc while the tensors are written; the worker goes on only once abort is asked
+            if stage == "converting" and done > 0 and not fired.is_set():
+                fired.set()
+                loop.call_soon_threadsafe(w.abort)
+                deadline = time.monotonic() + 20
+                while not (s._token and s._token.aborted) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            progress(stage, done, total)
+        return real(src, out, hook, **kw)
+    monkeypatch.setattr(importer, "import_model", import_model)
+    said = []
+    s.status.connect(said.append)
+    assert wait(qtbot, w.add_model(str(original)), timeout=120000) is False
+    assert fired.is_set() and not dst.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".imported")]     # no half-written folder
+    assert s.model.spec == before and not s.busy and w.controls.generate.isEnabled()
+    assert said[-1] == "Import cancelled: nothing was written"
+    assert w.controls.model.currentData() == before
+
+
+def test_folders_that_cannot_be_used_get_one_line_and_the_model_stays(qtbot, window, original, tmp_path,
+                                                                      monkeypatch):
+    from gridar_desktop.engine.tiny import tiny_llava_folder
+    w, s = window, window.studio
+    before = s.model
+    monkeypatch.setattr(w, "_offer_import", no_question)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    partial = Path(shutil.copytree(original, tmp_path / "Janus-Pro-partial"))
+    (partial / "pytorch_model-00002-of-00002.bin").unlink()
+    llava = tiny_llava_folder(tmp_path / "llava")
+    cases = {tmp_path / "empty": "no config.json",
+             tmp_path / "bert": "holds a 'bert' model",
+             partial: r"incomplete download: 1 of the 2 weight files .*missing .*download the folder again",
+             llava: "holds a 'llava' model",
+             tmp_path / "nowhere": "does not exist"}
+    for folder, words in cases.items():
+        assert w.add_model(str(folder)) is None
+        text = w.banner.label.text()
+        assert not w.banner.isHidden() and re.search(words, text), (folder, text)
+        assert "\n" not in text and "Traceback" not in text
+        assert s.model is before and not s.busy
+        assert w.controls.model.currentData() == before.spec          # the box names the model still loaded
+
+
+def test_add_a_model_is_in_the_file_menu_and_the_model_box(qtbot, window, monkeypatch):
+    w = window
+    asked = []
+    monkeypatch.setattr(w, "_ask_model_folder", lambda: asked.append(1) or "")
+    w.act_add_model.trigger()
+    box = w.controls.model
+    box.activated.emit(box.findData(""))
+    assert len(asked) == 2 and box.itemText(box.findData("")) == "Add a model..."
+    assert box.currentData() == w.studio.model.spec                    # cancelled: the loaded model is named
+    assert w.act_add_model.toolTip().strip()
+
+
+# -- the memory estimate beside N --------------------------------------------------------------------------------
+def estimate(qtbot, w) -> str:
+    w.schedule_estimate()
+    qtbot.waitUntil(lambda: not w._estimate_timer.isActive(), timeout=5000)
+    return w.controls.memory.text()
+
+
+def test_the_memory_estimate_follows_n_and_the_method_and_turns_red_when_it_cannot_fit(qtbot, window,
+                                                                                       monkeypatch):
+    import gridar_desktop.engine.memory_plan as mp
+    w, s, c = window, window.studio, window.controls
+    c.prompt.setText(PROMPT)
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.n.setValue(4)
+    text = estimate(qtbot, w)
+    assert re.fullmatch(r"~\d+ MB of \d+\.\d GB free", text), text
+    assert c.memory_fits and "RAM" in c.memory.toolTip() and "KV cache" in c.memory.toolTip()
+
+    def need(method, n):
+        c.method.setCurrentIndex(c.method.findData(method))
+        c.n.setValue(n)
+        return s.memory_estimate(c.request(draw_seed=False))
+    small, large, single = need("gridar", 4), need("gridar", 32), need("single", 1)
+    mb = lambda e: int(re.match(r"~(\d+) MB", e.text).group(1))     # noqa: E731
+    assert mb(small) < mb(large) and mb(single) < mb(small)
+    # the label follows the controls by itself (after a pause)
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.n.setValue(32)
+    qtbot.waitUntil(lambda: c.memory.text().startswith(large.text.split(" of ")[0]), timeout=5000)
+    # a device with little free memory: red, and the tooltip says what fits
+    free = (mb(small) + mb(large)) // 2                 # N = 4 fits, N = 32 does not
+    monkeypatch.setattr(mp, "free_memory", lambda device: free * 1024 ** 2)
+    text = estimate(qtbot, w)
+    assert text.endswith(f"of {free} MB free") and not c.memory_fits
+    assert "e53935" in c.memory.styleSheet() and "largest N that fits is" in c.memory.toolTip()
+    c.n.setValue(4)
+    estimate(qtbot, w)
+    assert c.memory_fits and c.memory.styleSheet() == ""
+
+
+def test_the_estimate_waits_while_a_job_runs(qtbot, window, monkeypatch):
+    w, s = window, window.studio
+    monkeypatch.setattr(s, "busy", True)
+    assert s.memory_estimate(w.controls.request(draw_seed=False)) is None
+    before = w.controls.memory.text()
+    w.update_estimate()
+    assert w.controls.memory.text() == before               # kept, not cleared, until the job ends
+
+
+# -- precision ---------------------------------------------------------------------------------------------------
+def test_the_dtype_is_remembered_and_used_at_the_next_load(qtbot, loop, model_dir):
+    import torch
+
+    from gridar_desktop.app.studio import Studio
+    from gridar_desktop.app.window import MainWindow
+    w = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(w)
+    c = w.controls
+    assert c.dtype.currentData() == "auto" and "CPU" in c.dtype.toolTip() and "GPU" in c.dtype.toolTip()
+    assert {"auto", "float32", "bfloat16"} <= {c.dtype.itemData(i) for i in range(c.dtype.count())}
+    c.dtype.setCurrentIndex(c.dtype.findData("bfloat16"))
+    c.dtype.activated.emit(c.dtype.currentIndex())
+    assert w.studio.dtype == "bfloat16"
+    w.save_settings()
+    w.close()
+    again = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(again)
+    assert again.controls.dtype.currentData() == "bfloat16" and again.studio.dtype == "bfloat16"
+    assert wait(qtbot, again.choose_model(model_dir)) is True
+    lm = again.studio.model.backend.model.model.language_model
+    assert next(lm.parameters()).dtype == torch.bfloat16 and again.studio.model.dtype == "bfloat16"
+    again.close()
+    # a value the settings file should not hold is ignored
+    path = again._settings_path()
+    settings = json.loads(path.read_text())
+    path.write_text(json.dumps({**settings, "dtype": "int3"}))
+    third = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(third)
+    assert third.studio.dtype == "auto" and third.controls.dtype.currentData() == "auto"
+    third.close()
+
+
+# -- the judge ---------------------------------------------------------------------------------------------------
+def test_a_judging_folder_is_chosen_used_and_kept_across_loads(qtbot, window, model_dir, tmp_path, monkeypatch):
+    from gridar_desktop.engine.janus_roles import JanusRoles
+    from gridar_desktop.engine.tiny import tiny_llava_folder
+    w, s, c = window, window.studio, window.controls
+    assert c.judge.currentData() == "self" and c.judge.toolTip().strip()
+    # a folder that is no judge: one line, and the generator still judges
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    monkeypatch.setattr(w, "_ask_judge_folder", lambda: str(tmp_path / "bert"))
+    c.judge.activated.emit(c.judge.findData(""))
+    qtbot.waitUntil(lambda: not s.busy and "still judges" in w.banner.label.text(), timeout=30000)
+    assert "\n" not in w.banner.label.text() and isinstance(s.model.roles, JanusRoles)
+    assert s.judge == "self" and c.judge.currentData() == "self"
+    # an image-text-to-text folder
+    llava = str(tiny_llava_folder(tmp_path / "llava-judge"))
+    assert wait(qtbot, w.choose_judge(llava)) is True
+    assert s.judge == llava and s.model.roles.model is not s.model.backend.model
+    assert c.judge.currentData() == llava and c.judge.currentText() == "llava-judge"
+    assert w.banner.isHidden()
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.verify_by.setCurrentIndex(c.verify_by.findData("view"))
+    c.auto_threshold.setChecked(True)
+    assert not c.uncalibrated.isHidden()              # a separate judge has no threshold measured for it
+    asked = []
+    verify = s.model.roles.verify
+    monkeypatch.setattr(s.model.roles, "verify", lambda *a, **k: asked.append(1) or verify(*a, **k))
+    c.prompt.setText(PROMPT)
+    c.n.setValue(4)
+    c.manual.setChecked(False)
+    result = wait(qtbot, w.start_generation())
+    assert result is not None and asked                # the chosen judge verified the bands
+    # the judge stays chosen when the model is loaded again
+    assert wait(qtbot, w.choose_model(model_dir)) is True
+    assert s.model.judge == llava and s.model.roles.model is not s.model.backend.model
+    # and back to the generator's own understanding
+    assert wait(qtbot, w.choose_judge("self")) is True
+    assert isinstance(s.model.roles, JanusRoles) and s.model.roles.model is s.model.backend.model
+    assert c.judge.currentData() == "self"
