@@ -22,9 +22,12 @@ build never leaves a half bundle that looks complete. The bundle holds:
 Dependency wheels are fetched here, at build time, with `pip download --only-binary=:all:` (the workstation has
 no compiler and no index, so sdists are useless there):
 
-  --torch cpu   torch==2.13.0 from the CPU wheel index, $TORCH_INDEX_URL (default
-                https://download.pytorch.org/whl/cpu), then everything else from PyPI
-  --torch cuda  torch from PyPI in the range pyproject.toml allows (a CUDA build on Linux x86-64)
+  --torch cpu   torch==2.13.0 and the torchvision paired with it (0.28.0, a Qwen2.5-VL judge's processor wants it)
+                from the CPU wheel index, $TORCH_INDEX_URL (default https://download.pytorch.org/whl/cpu): PyPI's
+                Linux torchvision is built for CUDA torch and does not load beside the CPU one; then everything
+                else from PyPI
+  --torch cuda  torch from PyPI in the range pyproject.toml allows (a CUDA build on Linux x86-64), with the
+                torchvision pip pairs with it
   --wheelhouse DIR   take every wheel from DIR instead (`pip download --no-index --find-links DIR`)
   --python-version / --platform   fetch wheels for another interpreter / platform than this one
   --no-deps     only the app's wheel (the target venv must already provide the dependencies; used by the tests)
@@ -59,6 +62,8 @@ except ModuleNotFoundError:  # Python 3.10: the app runs there, but building the
 REPO = Path(__file__).resolve().parents[1]
 NAME = "gridar-desktop"
 TORCH_CPU_VERSION = "2.13.0"  # the version the project is tested with (README); the Makefile reads it from here
+# the torchvision release paired with TORCH_CPU_VERSION (torch 2.X.Y -> 0.(X+15).Y, gridar_desktop/engine/judges.py)
+TORCHVISION_CPU_VERSION = "0.28.0"
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
@@ -163,17 +168,24 @@ def download_deps(app_wheel: Path, dest: Path, scratch: Path, args: argparse.Nam
         index = local or ["--index-url", os.environ.get("TORCH_INDEX_URL") or DEFAULT_TORCH_INDEX]
         run_pip([*base, *index, "--no-deps", f"torch=={TORCH_CPU_VERSION}"],
                 f"downloading torch=={TORCH_CPU_VERSION} (cpu)", local_only=bool(local), hint=hint)
-        torch_wheels = sorted(dest.glob("torch-*.whl"))
-        if not torch_wheels:
-            raise BuildError(f"pip download wrote no torch wheel into {dest}")
-        # Pin the exact wheel just fetched (e.g. 2.13.0+cpu): otherwise the resolver below could prefer a newer
-        # or plain-PyPI (CUDA) torch that also satisfies pyproject's range.
-        pin = torch_wheels[0].name.split("-")[1]
-        constraints = scratch / "constraints.txt"  # not in the bundle
-        constraints.write_text(f"torch=={pin}\n", encoding="utf-8")
-        extra = ["--constraint", str(constraints)]
+        # the torchvision build of the same index: a CUDA build from elsewhere would not load beside this torch
+        run_pip([*base, *index, "--no-deps", f"torchvision=={TORCHVISION_CPU_VERSION}"],
+                f"downloading torchvision=={TORCHVISION_CPU_VERSION} (cpu)", local_only=bool(local), hint=hint)
     else:
-        extra = []
+        # torch and torchvision resolved together, so pip pairs them (torchvision pins its torch release)
+        run_pip([*base, *local, "torch>=2.6,<2.15", "torchvision<0.30"], "downloading torch and torchvision (cuda)",
+                local_only=bool(local), hint=hint)
+    pins = []
+    for name in ("torch", "torchvision"):
+        wheels = sorted(dest.glob(f"{name}-*.whl"))
+        if not wheels:
+            raise BuildError(f"pip download wrote no {name} wheel into {dest}")
+        pins.append(f"{name}=={wheels[0].name.split('-')[1]}")
+    # Pin the exact wheels just fetched (e.g. 2.13.0+cpu): otherwise the resolver below could prefer a newer or
+    # plain-PyPI (CUDA) torch that also satisfies pyproject's range.
+    constraints = scratch / "constraints.txt"  # not in the bundle
+    constraints.write_text("\n".join(pins) + "\n", encoding="utf-8")
+    extra = ["--constraint", str(constraints)]
     # --find-links dest: the app wheel and torch are already there and must be taken from there. An extra asked
     # for with --with rides on the wheel's own requirement (WHEEL[extra]), so its pinned range is the one used.
     want = f"{app_wheel}[{','.join(args.extras)}]" if args.extras else str(app_wheel)

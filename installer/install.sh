@@ -133,6 +133,20 @@ fi
 "${pip[@]}" --no-deps --force-reinstall "${app_wheels[0]}" || die "pip could not install ${app_wheels[0]}"
 [[ -x $venv/bin/gridar && -x $venv/bin/gridar-desktop ]] || die "the install did not create $venv/bin/gridar-desktop"
 
+# torchvision (a Qwen2.5-VL judge's processor wants it): the bundle holds the build paired with its torch, installed
+# without dependencies and then imported beside torch. One that does not load is removed again: a broken torchvision
+# breaks transformers' image processors, while without one Qwen2-VL-class judges still load (PIL image processor).
+tv_wheels=("$here"/wheels/torchvision-*.whl)
+if [[ -f ${tv_wheels[0]} ]]; then
+    echo "installing torchvision (the build paired with the bundled torch) ..."
+    "${pip[@]}" --no-deps --force-reinstall "${tv_wheels[0]}" || die "pip could not install ${tv_wheels[0]}"
+    if ! "$venv/bin/python" -c 'import torchvision' >/dev/null 2>&1; then
+        "$venv/bin/python" -m pip --disable-pip-version-check uninstall -q -y torchvision >/dev/null 2>&1 || true
+        echo "  warning: $(basename "${tv_wheels[0]}") does not load beside the installed torch, so it was removed;" \
+            "Qwen2-VL-class judges load without it" >&2
+    fi
+fi
+
 # Models: copy under a temporary name, then swap, so an interrupted copy never looks like a complete model.
 models=()
 mkdir -p "$prefix/models"

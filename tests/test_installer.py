@@ -205,6 +205,72 @@ def test_the_makefile_installs_the_installers_cpu_torch_version():
     assert f"pip install -q torch=={version} " in out + " "
 
 
+# -- torchvision: the build paired with torch, kept only where it loads ---------------------------------------------
+
+def fake_wheel(folder: Path, name: str, version: str, files: dict[str, str]) -> Path:
+    """A minimal pure-Python wheel (what pip needs to install it: METADATA, WHEEL, RECORD)."""
+    import zipfile
+    whl = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {**files, f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{k},,\n" for k in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(whl, "w") as z:
+        for k, v in {**files, f"{info}/RECORD": record}.items():
+            z.writestr(k, v)
+    return whl
+
+
+def test_the_torchvision_pairs_are_the_engines_rule():
+    from gridar_desktop.engine.judges import matching_torchvision
+    text = BUILD.read_text()
+    torch_v = re.search(r'^TORCH_CPU_VERSION = "([^"]+)"', text, re.M).group(1)
+    vision_v = re.search(r'^TORCHVISION_CPU_VERSION = "([^"]+)"', text, re.M).group(1)
+    assert matching_torchvision(torch_v) == vision_v == "0.28.0"
+
+
+def test_build_without_a_torchvision_wheel_says_so(tmp_path):
+    """The CPU bundle takes torchvision from torch's own index (here a wheelhouse): one that lacks it is named."""
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    fake_wheel(house, "torch", "2.13.0", {"torch/__init__.py": ""})
+    out = tmp_path / "dist"
+    r = run([sys.executable, BUILD, "--wheelhouse", house, "--out", out])
+    assert r.returncode == 1
+    assert "no wheel found for torchvision==0.28.0" in r.stderr and "Traceback" not in r.stderr
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("loads", [True, False])
+def test_install_sh_keeps_torchvision_only_where_it_loads(bundle, tmp_path, loads):
+    """A bundled torchvision is installed beside the app; one that does not import (a build for another torch,
+    here a stand-in that fails as the CUDA wheel does beside the CPU torch) is removed again, with a warning."""
+    sys.path.insert(0, str(BUILD.parent))
+    try:
+        import build_installer
+    finally:
+        sys.path.remove(str(BUILD.parent))
+    copy = tmp_path / NAME
+    shutil.copytree(bundle, copy)
+    body = "" if loads else "raise RuntimeError('operator torchvision::nms does not exist')\n"
+    fake_wheel(copy / "wheels", "torchvision", "0.28.0", {"torchvision/__init__.py": body})
+    manifest = json.loads((copy / "MANIFEST.json").read_text())
+    (copy / "MANIFEST.json").unlink()
+    build_installer.write_manifest(copy, manifest["version"], manifest["torch"], manifest["python"])
+    prefix = tmp_path / "prefix"
+    venv = make_prefix_venv(prefix)
+    r = run([copy / "install.sh", prefix], env=install_env(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "installing torchvision" in r.stdout
+    where = run([venv / "bin" / "python", "-c", "import importlib.util as u; s = u.find_spec('torchvision'); "
+                 "print(s.origin if s else None)"], cwd=tmp_path).stdout.strip()
+    if loads:
+        assert Path(where).is_relative_to(venv) and "warning" not in r.stderr
+    else:
+        assert not where.startswith(str(venv)), where
+        assert "torchvision-0.28.0-py3-none-any.whl does not load beside the installed torch" in r.stderr
+
+
 # -- system libraries a Linux desktop needs (gridar_desktop/launcher.py holds the one list) --------------------------
 from gridar_desktop import launcher  # noqa: E402
 
