@@ -179,3 +179,18 @@ def test_a_bad_judge_is_refused_in_one_line_before_the_model_loads(tmp_path, cap
                    "--out", str(tmp_path / "r.json")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and ("--cluster" in err)
+
+
+def test_edit_with_a_separate_judge(edit_files, capsys):
+    from test_vlm_roles import tiny_qwen_vl_folder
+    judge = tiny_qwen_vl_folder(edit_files / "qwen")
+    capsys.readouterr()
+    out = edit_files / "judged-edit.png"
+    rc = cli_main(["edit", str(edit_files / "src.jpg"), str(edit_files / "mask.png"), "make the circle green",
+                   "--target-prompt", "a green circle and a blue square", "-n", "4", "--judge", str(judge),
+                   "--device", "cpu", "-o", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    roles = json.loads(captured.out)["cost"]["roles"]
+    assert roles["scorer"]["params"] < 200_000 and roles["scorer"]["calls"] >= 1
+    assert read_metadata(out)["settings"]["judge"] == str(judge)

@@ -219,3 +219,17 @@ def test_the_matching_torchvision_release():
     assert matching_torchvision("2.14.1+cu130") == "0.29.1" and matching_torchvision("1.13.1") is None
     problem = torchvision_problem()
     assert problem is None or "torchvision" in problem
+
+
+def test_an_edits_partial_view_is_shown_whole_with_only_its_undrawn_pixels_grey(qwen, monkeypatch):
+    from gridar_desktop.engine import vlm_roles
+    seen = []
+    monkeypatch.setattr(qwen, "_prob", lambda qs, images, *a: seen.append((qs, images)) or [0.5] * len(qs))
+    img = np.full((64, 64, 3), 200, np.uint8)
+    undrawn = np.zeros((64, 64), bool)
+    undrawn[40:50, 10:20] = True
+    qwen.verify(PROMPT, [PartialView(img, 2, 8, undrawn), PartialView(img, 2, 8)], CostRecord())
+    (edit_q, gen_q), (edit_img, gen_img) = seen[0]
+    assert "being edited" in edit_q and "top 2 of 8 rows" in gen_q
+    assert (edit_img[undrawn] == vlm_roles.masked_view(PartialView(img, 2, 8), edit=False)[63, 0]).all()
+    assert (edit_img[~undrawn] == 200).all() and (gen_img[16:] != 200).all() and (gen_img[:16] == 200).all()

@@ -30,6 +30,10 @@ from .roles import PartialView, Prompts, answer_token_ids, per_item, validate_re
 VERIFY = ("The top {rows} of {total} rows of this image are drawn; the grey part below is not drawn yet. Prompt: "
           "\"{prompt}\". Could the finished image still match the prompt exactly? Say impossible only if what is "
           "visible already rules it out. Answer with one word: possible or impossible.")
+# an edit's partial view: the whole canvas, only the redrawn pixels not drawn yet grey (`janus_roles.masked_view`)
+VERIFY_EDIT = ("This image is being edited; the grey part is not redrawn yet. Prompt: \"{prompt}\". Could the finished "
+               "image still match the prompt exactly? Say impossible only if what is visible already rules it out. "
+               "Answer with one word: possible or impossible.")
 SCORE = ("This image was generated from the prompt: \"{prompt}\". Does it accurately show the prompt? Answer yes or "
          "no.")
 LAYOUT = ("The top of this image is drawn; the grey part is not drawn yet. Rewrite the prompt \"{prompt}\" so it "
@@ -113,9 +117,9 @@ class VLMRoles:
         return F.softmax(logits, -1)[:, ids].sum(-1).clamp(0, 1).tolist()
 
     def verify(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[float]:
-        qs = [VERIFY.format(prompt=p, rows=v.rows, total=v.total_rows)
+        qs = [(VERIFY_EDIT if v.undrawn is not None else VERIFY).format(prompt=p, rows=v.rows, total=v.total_rows)
               for p, v in zip(per_item(prompt, len(views)), views)]
-        return self._prob(qs, [masked_view(v) for v in views], "possible", cost, "verifier")
+        return self._prob(qs, [_shown(v) for v in views], "possible", cost, "verifier")
 
     def score(self, prompt: Prompts, images: list[np.ndarray], cost: CostRecord) -> list[float]:
         qs = [SCORE.format(prompt=p) for p in per_item(prompt, len(images))]
@@ -124,12 +128,17 @@ class VLMRoles:
     @torch.inference_mode()
     def reformulate(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[str]:
         prompts = per_item(prompt, len(views))
-        batch = self._batch([LAYOUT.format(prompt=p) for p in prompts], [masked_view(v) for v in views])
+        batch = self._batch([LAYOUT.format(prompt=p) for p in prompts], [_shown(v) for v in views])
         out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False)
         new = out[:, batch["input_ids"].shape[1]:]
         self._count(cost, "reformulator", batch, int(new.numel()))
         texts = self.processor.batch_decode(new, skip_special_tokens=True)
         return [validate_reformulation(p, t.strip().splitlines()[0] if t.strip() else "") for p, t in zip(prompts, texts)]
+
+
+def _shown(view: PartialView) -> np.ndarray:
+    """What the judge sees of a partial view: the drawn rows (an edit: the whole canvas less its undrawn pixels)."""
+    return masked_view(view, edit=view.undrawn is not None)
 
 
 def _load_processor(path: Path, mtype):
