@@ -256,3 +256,58 @@ def test_a_judging_folder_is_chosen_used_and_kept_across_loads(qtbot, window, mo
     assert wait(qtbot, w.choose_judge("self")) is True
     assert isinstance(s.model.roles, JanusRoles) and s.model.roles.model is s.model.backend.model
     assert c.judge.currentData() == "self"
+
+
+# -- 384 px ------------------------------------------------------------------------------------------------------
+def test_a_run_at_janus_pro_size_is_shown_without_stalls_or_resizing(qtbot, window):
+    """The events of a GridAR N=8 run at Janus-Pro's size (24 x 24 tokens, 384 px candidates) through the real
+    window's handlers: the canvas, the strip with its review, the layout panel and the final ranking take them
+    without resizing the window, and each handler returns quickly (previews arrive after every row)."""
+    import dataclasses
+
+    import numpy as np
+    from PySide6.QtWidgets import QApplication
+
+    from gridar_desktop.engine import events as ev
+    from gridar_desktop.engine.search import PruneDecision, VerdictReview
+    from test_studio_widgets import outside_parents
+    w, s = window, window.studio
+    backend = s.model.backend
+    monkey_info = dataclasses.replace(backend.info, rows=24, cols=24, image_size=384)
+    backend.info, real_info = monkey_info, backend.info
+    try:
+        rng = np.random.default_rng(0)
+        n, size = 8, 384
+        images = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+        w.resize(1366, 768)
+        qtbot.waitUntil(lambda: w.width() == 1366, timeout=5000)
+        long = PROMPT + ", with " + "the red circles far at the top left and the blue square below them " * 2
+        events = [ev.BandStarted(0, 0, 6, n, 4)]
+        events += [ev.RowPreview(0, r, images) for r in range(1, 7)]
+        events += [ev.BandCandidates(0, 6, images), ev.LayoutProposals(0, (long,) * n),
+                   ev.LayoutsAccepted(0, (long,) * n), ev.BandAccepted(0, 6, images),
+                   ev.FinalRanking(tuple(np.linspace(0.9, 0.1, n)), tuple(range(n)), images)]
+        took = {}
+        for e in events:
+            t = time.perf_counter()
+            w.on_event(e)
+            QApplication.processEvents()
+            took[type(e).__name__] = max(took.get(type(e).__name__, 0.0), time.perf_counter() - t)
+        review = VerdictReview(0, (0.1, 0.9) * (n // 2), PruneDecision([False, True] * (n // 2),
+                                                                       [1, 1, 3, 3, 5, 5, 7, 7]), images,
+                               threshold=0.25)
+        t = time.perf_counter()
+        w.strip.show_review(review, interactive=True)
+        QApplication.processEvents()
+        took["review"] = time.perf_counter() - t
+        print({k: round(1000 * v, 1) for k, v in took.items()})
+        assert max(took.values()) < 1.0, took          # generous: a shared 2-core CI machine; measured in the docs
+        assert (w.width(), w.height()) == (1366, 768) and not outside_parents(w)
+        assert w.canvas.image is not None and (w.canvas.image.width(), w.canvas.image.height()) == (size, size)
+        for dims in ((1024, 700), (1366, 768)):
+            w.resize(*dims)
+            qtbot.wait(50)
+            assert (w.width(), w.height()) == dims and not outside_parents(w), outside_parents(w)
+        w.strip.set_interactive(False)
+    finally:
+        backend.info = real_info

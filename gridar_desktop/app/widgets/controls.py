@@ -85,6 +85,14 @@ def label_tips(form: QFormLayout, row_tips: dict | None = None) -> None:
             label.widget().setToolTip(tip)
 
 
+def wrapped_tip(*paragraphs: str) -> str:
+    """A tooltip of one or more paragraphs that wraps (Qt wraps rich text only; a long command in a calibration note
+    would otherwise run past the screen), each starting with a capital."""
+    import html
+    paras = [p.strip() for p in paragraphs if p and p.strip()]
+    return "".join(f"<p>{html.escape(p[0].upper() + p[1:])}</p>" for p in paras)
+
+
 PROMPT_TIP = "Describe the picture. Press ? beside this box to see what the model understands"
 PROMPT_TIP_EDIT = "Describe the whole image after the edit"
 
@@ -375,8 +383,8 @@ class Controls(QWidget):
         self.uncalibrated.setVisible(uncalibrated)
         # the warning says what the general hint would (with its figures in the tooltip): one line, not two
         self.calibration.setVisible(gridar and auto and bool(self.calibration.text()) and not uncalibrated)
-        self.uncalibrated.setToolTip("\n\n".join(t for t in (self._uncalibrated_note, self._calibration_details)
-                                                  if t) or UNCALIBRATED_TEXT)
+        self.uncalibrated.setToolTip(wrapped_tip(self._uncalibrated_note, self._calibration_details) or
+                                     UNCALIBRATED_TEXT)
 
     def set_calibration(self, text: str, details: str = "") -> None:
         """The loaded model's own thresholds, in words (`studio.threshold_summary`); the exact figures
@@ -396,7 +404,8 @@ class Controls(QWidget):
         self.memory_fits = fits
         self.memory.setText(text)
         self.memory.setStyleSheet("" if fits else f"color: {ALARM_COLOUR}; font-weight: 600;")
-        self.memory.setToolTip(details or "The memory a run needs with these settings, beside the loaded model")
+        self.memory.setToolTip(wrapped_tip(details) or "The memory a run needs with these settings, beside the "
+                               "loaded model")
 
     def set_dtype_choices(self, choices, current: str | None = None) -> None:
         """The dtypes offered: names, or (name, what it means) pairs whose words become the item's tooltip; keeps
