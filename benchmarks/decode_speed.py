@@ -1,9 +1,13 @@
 """Our decoding loop vs transformers' own `generate(generation_mode="image")` on one tiny Janus model, in one run.
 
 Prints one JSON object: greedy_identical (same 64 tokens), time_ratio = ours / library (median over runs),
-and the time of 4 branched candidates relative to 1 candidate (our loop).
+and the time of 4 branched candidates relative to 1 candidate (our loop). Our loop runs on its default static
+(preallocated) KV cache; `static_vs_dynamic` and `static_vs_dynamic_n4` are its time over the same loop on
+transformers' growing DynamicCache (1 and 4 candidates, sampled), and `dynamic_identical` says whether both caches
+drew the same tokens.
 
     .venv/bin/python benchmarks/decode_speed.py [--runs 7] [--hidden 64 --layers 2]
+    .venv/bin/python benchmarks/decode_speed.py --hidden 2048 --heads 16 --layers 2   # Janus-Pro-1B's width
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import time
 
 import torch
 
-from gridar_desktop.engine.decode import decode, new_generator, start
+from gridar_desktop.engine.decode import decode, kv_cache_kind, new_generator, start
 from gridar_desktop.engine.sampling import SamplingParams
 from gridar_desktop.engine.tiny import tiny_backend
 
@@ -24,18 +28,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    backend = tiny_backend(hidden=args.hidden, layers=args.layers)
+    backend = tiny_backend(hidden=args.hidden, layers=args.layers, heads=args.heads)
     model = backend.model
     prompt = "a red circle above a blue square"
     ids = torch.tensor([backend.prompt_ids(prompt)])
     total = backend.info.rows * backend.info.cols
     greedy = SamplingParams(cfg=5.0, greedy=True)
 
-    def ours(n: int = 1, params: SamplingParams = greedy) -> torch.Tensor:
-        return decode(backend, start(backend, prompt, n), total, params, new_generator(0)).tokens
+    def ours(n: int = 1, params: SamplingParams = greedy, kind: str = "static") -> torch.Tensor:
+        with kv_cache_kind(kind):
+            return decode(backend, start(backend, prompt, n), total, params, new_generator(0)).tokens
 
     def library() -> torch.Tensor:
         with torch.no_grad():
@@ -48,13 +54,17 @@ def main() -> None:
         return time.perf_counter() - t0
 
     identical = bool(torch.equal(ours(), library()))
-    ours_t, lib_t, one_t, four_t = [], [], [], []
     sampled = SamplingParams(cfg=5.0, temperature=1.0)
-    for _ in range(args.runs):        # interleaved, so machine noise hits both sides alike
+    dyn_identical = bool(torch.equal(ours(), ours(1, greedy, "dynamic"))
+                         and torch.equal(ours(4, sampled), ours(4, sampled, "dynamic")))
+    ours_t, lib_t, one_t, four_t, dyn_one_t, dyn_four_t = [], [], [], [], [], []
+    for _ in range(args.runs):        # interleaved, so machine noise hits every side alike
         ours_t.append(timed(ours))
         lib_t.append(timed(library))
         one_t.append(timed(ours, 1, sampled))
+        dyn_one_t.append(timed(ours, 1, sampled, "dynamic"))
         four_t.append(timed(ours, 4, sampled))
+        dyn_four_t.append(timed(ours, 4, sampled, "dynamic"))
     med = statistics.median
     print(json.dumps({
         "model": {"hidden": args.hidden, "layers": args.layers, "image_tokens": total,
@@ -64,6 +74,9 @@ def main() -> None:
         "ours_s": round(med(ours_t), 4), "library_s": round(med(lib_t), 4),
         "time_ratio": round(med(ours_t) / med(lib_t), 3),
         "four_candidates_vs_one": round(med(four_t) / med(one_t), 3),
+        "dynamic_identical": dyn_identical,
+        "static_vs_dynamic": round(med(one_t) / med(dyn_one_t), 3),
+        "static_vs_dynamic_n4": round(med(four_t) / med(dyn_four_t), 3),
     }))
 
 

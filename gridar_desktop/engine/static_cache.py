@@ -40,31 +40,40 @@ class StaticLayer(DynamicLayer):
     def _alloc(self, like_k: torch.Tensor, like_v: torch.Tensor, rows: int, capacity: int) -> None:
         self.kbuf = like_k.new_zeros((rows, like_k.shape[1], capacity, like_k.shape[3]))
         self.vbuf = like_v.new_zeros((rows, like_v.shape[1], capacity, like_v.shape[3]))
+        self._room = capacity
+        self._inference = self.kbuf.is_inference()
 
     def _views(self) -> None:
-        self.keys = self.kbuf[:, :, :self.length]
-        self.values = self.vbuf[:, :, :self.length]
+        self.keys = self.kbuf.narrow(2, 0, self.length)
+        self.values = self.vbuf.narrow(2, 0, self.length)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        # kept short: on small models this runs often enough per step for its Python to show (decode_speed.py)
+        at = self.length
+        new = key_states.shape[-2]
+        need = at + new
+        if self.kbuf is None or need > self._room or (self._inference and not torch.is_inference_mode_enabled()):
+            self._make_room(key_states, value_states, need)
+        self.kbuf.narrow(2, at, new).copy_(key_states)
+        self.vbuf.narrow(2, at, new).copy_(value_states)
+        self.length = need
+        self.keys = self.kbuf.narrow(2, 0, need)
+        self.values = self.vbuf.narrow(2, 0, need)
+        return self.keys, self.values
+
+    def _make_room(self, key_states: torch.Tensor, value_states: torch.Tensor, need: int) -> None:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        new = key_states.shape[-2]
-        need = self.length + new
         if self.kbuf is None:
             self._alloc(key_states, value_states, key_states.shape[0], max(self.capacity, need))
-        elif need > self.kbuf.shape[2] or (self.kbuf.is_inference() and not torch.is_inference_mode_enabled()):
-            # more positions than planned: grow with headroom (amortised), keeping what is written. (A buffer made
-            # under inference mode cannot be written outside it: a caller outside it gets a fresh buffer.)
-            old_k, old_v = self.kbuf, self.vbuf
-            self._alloc(old_k, old_v, old_k.shape[0], max(need + max(64, need // 4), old_k.shape[2]))
-            self.kbuf[:, :, :self.length] = old_k[:, :, :self.length]
-            self.vbuf[:, :, :self.length] = old_v[:, :, :self.length]
-            self.grown += 1
-        self.kbuf[:, :, self.length:need] = key_states
-        self.vbuf[:, :, self.length:need] = value_states
-        self.length = need
-        self._views()
-        return self.keys, self.values
+            return
+        # more positions than planned: grow with headroom (amortised), keeping what is written. (A buffer made
+        # under inference mode cannot be written outside it: a caller outside it gets a fresh buffer.)
+        old_k, old_v = self.kbuf, self.vbuf
+        self._alloc(old_k, old_v, old_k.shape[0], max(need + max(64, need // 4), old_k.shape[2]))
+        self.kbuf[:, :, :self.length] = old_k[:, :, :self.length]
+        self.vbuf[:, :, :self.length] = old_v[:, :, :self.length]
+        self.grown += 1
 
     def get_seq_length(self) -> int:
         return self.length
