@@ -34,11 +34,15 @@ the image's EOI is the same for every question about a view, so [BOS, system, us
 the cut at EOI is exact because a special token ends a tokenizer segment.
 
 Clauses: a reformulation is greedy text that must end (EOS; for Janus-Pro also a line break, as the answer is one
-sentence) within `max_new_tokens`. The cap is the longest layout clause the prompt format can need: 48 word tokens
-for the demo grammar ("with" + 6 placements of 7 words + 5 separators: MAX_OBJECTS placements, two-word regions),
-and 64 BPE tokens for Janus-Pro (the same 48-word clause at about 1.3 tokens per English word, rounded up: an
-estimate, no Janus-Pro tokenizer is on this machine). A clause that reaches the cap without ending was cut
-mid-phrase and is rejected: the candidate keeps its prompt, as for an invalid reformulation.
+sentence) within `max_new_tokens` (`CLAUSE_TOKENS`); a clause that reaches the cap without ending was cut mid-phrase
+and is rejected: the candidate keeps its prompt, as for an invalid reformulation. Janus-Pro's cap is 80 BPE
+tokens: the longest layout clause of the demo grammar (six placements, 49 words with its commas) is 67 tokens with
+the real-shape test tokenizer (`engine.real_shape`, 6,000 BPE entries trained on English; Janus-Pro's 100k vocabulary
+splits English less), and a free four-object clause of 25 words is 40 (the old cap of 24 cut both). The demo keeps
+24 word tokens, with which its numbers were measured: of 400 held-out views (`training.calibrate` views, cut at rows
+2 and 4) 55 clauses ran longer (28-35 words, four or five placements), none of which the demo grammar accepts once
+cut, so the rejection rule changes none of them; a cap of 48 (the grammar's longest) would turn 46 of the 400 into
+accepted layouts, a change of the demo's measured behaviour left to a benchmark rerun.
 
 Calibration: `calibrated` is True when gridar.json holds a verify threshold for these weights (a record that names
 a weights fingerprint, as `training.calibrate` writes, must match the folder's `weights_fingerprint`; a record for
@@ -81,7 +85,7 @@ PRO_USER = "<|User|>: <image_placeholder>\n{question}\n\n<|Assistant|>:"
 _SENTINEL = "GRIDARQUESTIONSENTINEL"
 
 # Longest clause a reformulation may write before it must end (module docstring: why these numbers).
-CLAUSE_TOKENS = {"plain": 48, "janus-pro": 64}
+CLAUSE_TOKENS = {"plain": 24, "janus-pro": 80}
 
 
 def weights_fingerprint(folder: str | Path) -> str | None:
