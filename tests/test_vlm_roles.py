@@ -233,3 +233,23 @@ def test_an_edits_partial_view_is_shown_whole_with_only_its_undrawn_pixels_grey(
     assert "being edited" in edit_q and "top 2 of 8 rows" in gen_q
     assert (edit_img[undrawn] == vlm_roles.masked_view(PartialView(img, 2, 8), edit=False)[63, 0]).all()
     assert (edit_img[~undrawn] == 200).all() and (gen_img[16:] != 200).all() and (gen_img[:16] == 200).all()
+
+
+def test_a_janus_folder_judges_with_its_own_model_and_the_generators_folder_with_the_loaded_one(tmp_path):
+    from gridar_desktop.engine import memory_plan as mp
+    from gridar_desktop.engine.backend import JanusBackend
+    from gridar_desktop.engine.janus_roles import JanusRoles
+    from gridar_desktop.engine.judges import load_judge
+    from gridar_desktop.engine.search import SearchRequest
+    from gridar_desktop.engine.tiny import save_tiny_janus
+    save_tiny_janus(tmp_path / "gen", seed=0)
+    save_tiny_janus(tmp_path / "judge", seed=1)
+    b = JanusBackend.load(tmp_path / "gen", device="cpu")
+    own = load_judge(str(tmp_path / "gen"), b)
+    assert isinstance(own, JanusRoles) and own.b is b                      # no second copy of the same weights
+    other = load_judge(str(tmp_path / "judge"), b)
+    assert isinstance(other, JanusRoles) and other.model is not b.model
+    req = SearchRequest(prompt=PROMPT, method="gridar", n=4)
+    judged, alone = mp.plan_request(b, other, req), mp.plan_request(b, own, req)
+    assert judged.weights["judging model"] == sum(p.numel() * 4 for p in other.model.parameters())
+    assert "judging model" not in alone.weights and judged.judge_model.image_tokens == other.n_image_tokens == 64

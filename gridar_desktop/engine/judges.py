@@ -68,6 +68,9 @@ def load_judge(spec: str | None, backend, device: str = "auto", dtype: str = "au
     if is_self(spec):
         return JanusRoles(backend, **kw)
     path = judge_folder(str(spec))
+    own = getattr(getattr(backend, "info", None), "folder", None)
+    if own is not None and Path(own).expanduser().resolve() == path.resolve():
+        return JanusRoles(backend, **kw)            # the generator's own folder: its loaded model, not a copy
     dev = str(getattr(backend, "device", "cpu")) if device == "auto" else device
     if is_janus_folder(path):
         from .backend import JanusBackend
