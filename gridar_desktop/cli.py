@@ -215,9 +215,14 @@ def _judge_shape(args: argparse.Namespace, method: str):
     from .engine.judges import is_self, judge_shape_for
     if method == "single" or is_self(getattr(args, "judge", None)):
         return None
+    from pathlib import Path
+
     from .engine.backend import resolve_device, resolve_dtype
     from .engine.models import check_model_folder, resolve_model
-    cfg = check_model_folder(resolve_model(args.model))
+    folder = resolve_model(args.model)
+    if Path(args.judge).expanduser().resolve() == Path(folder).expanduser().resolve():
+        return None                     # the generator's own folder judges with the loaded model (`load_judge`)
+    cfg = check_model_folder(folder)
     vision = cfg.get("vision_config") if isinstance(cfg.get("vision_config"), dict) else {}
     size = vision.get("image_size", 384) if isinstance(vision.get("image_size", 384), int) else 384
     return judge_shape_for(args.judge, resolve_dtype(args.dtype, resolve_device(args.device)), image_size=size)
