@@ -60,7 +60,7 @@ def test_an_original_folder_is_imported_with_progress_then_loaded(qtbot, window,
     c.verify_by.setCurrentIndex(c.verify_by.findData("view"))
     c.auto_threshold.setChecked(True)
     assert not c.uncalibrated.isHidden() and "not calibrated" in c.uncalibrated.text()
-    assert c.uncalibrated.toolTip().strip() and c.calibration.isHidden()
+    assert c.uncalibrated.toolTip().strip()
     assert c.cfg.value() == 5.0
     c.verify_by.setCurrentIndex(c.verify_by.findData("rollout"))      # the scorer's threshold: no warning
     assert c.uncalibrated.isHidden()
@@ -311,3 +311,48 @@ def test_a_run_at_janus_pro_size_is_shown_without_stalls_or_resizing(qtbot, wind
         w.strip.set_interactive(False)
     finally:
         backend.info = real_info
+
+
+# -- memory before a load ----------------------------------------------------------------------------------------
+def test_a_model_that_cannot_fit_is_refused_before_its_weights_load(qtbot, window, model_dir, tmp_path,
+                                                                     monkeypatch):
+    import gridar_desktop.engine.memory_plan as mp
+    from gridar_desktop.engine.backend import JanusBackend
+    from gridar_desktop.engine.models import check_model_folder
+    w, s = window, window.studio
+    other = str(shutil.copytree(model_dir, tmp_path / "other-model"))
+    before = s.model
+    loads = []
+    real_load = JanusBackend.load.__func__
+    monkeypatch.setattr(JanusBackend, "load", classmethod(lambda cls, *a, **k: loads.append(a) or
+                                                          real_load(cls, *a, **k)))
+    import torch
+    need = mp.plan(check_model_folder(other), torch.float32, method="single", n=1).total
+    held = sum(p.numel() * p.element_size() for p in before.backend.model.parameters())
+    # not even without the model loaded now: one line, nothing loads, the model stays
+    monkeypatch.setattr(mp, "free_memory", lambda device: need - held - 1)
+    assert wait(qtbot, w.choose_model(other)) is False
+    text = w.banner.label.text()
+    assert "needs about" in text and "without the model loaded now" in text and "\n" not in text
+    assert loads == [] and s.model is before and w.controls.model.currentData() == before.spec
+    # it fits once the model loaded now is gone: that one goes first, then the new one loads
+    said = []
+    s.status.connect(said.append)
+    monkeypatch.setattr(mp, "free_memory", lambda device: need - 1)
+    assert wait(qtbot, w.choose_model(other)) is True
+    assert s.model.spec == other and len(loads) == 1 and any(t.startswith("Unloading") for t in said)
+
+
+def test_a_judge_whose_weights_cannot_fit_is_refused_before_it_loads(qtbot, window, tmp_path, monkeypatch):
+    import gridar_desktop.engine.memory_plan as mp
+    import gridar_desktop.engine.vlm_roles as vlm
+    from gridar_desktop.engine.tiny import tiny_llava_folder
+    w, s = window, window.studio
+    llava = str(tiny_llava_folder(tmp_path / "llava-judge"))
+    built = []
+    monkeypatch.setattr(vlm.VLMRoles, "__init__", lambda self, *a, **k: built.append(a) or None)
+    monkeypatch.setattr(mp, "free_memory", lambda device: 1024)
+    assert wait(qtbot, w.choose_judge(llava)) is False
+    text = w.banner.label.text()
+    assert "weights need about" in text and "still judges" in text and "\n" not in text
+    assert built == [] and s.judge == "self" and w.controls.judge.currentData() == "self"

@@ -179,9 +179,9 @@ def test_calibration_words_with_the_figures_in_the_tooltip(qtbot, window):
     c.set_calibration("Drops a candidate only when it is clearly going wrong", "0.193 at 2 rows, else 0.337")
     assert c.calibration.text() == "Drops a candidate only when it is clearly going wrong"
     assert "0.193" in c.calibration.toolTip() and not c.calibration.isHidden()
-    # an uncalibrated verifier: the plain warning takes the hint's place, the note and the figures in its tooltip
+    # an uncalibrated verifier: a plain warning above the hint, the note and the figures in its tooltip
     c.set_verifier_calibration(False, "No threshold was measured for this verifier")
-    assert c.calibration.isHidden() and not c.uncalibrated.isHidden()
+    assert not c.calibration.isHidden() and not c.uncalibrated.isHidden()
     assert "not calibrated" in c.uncalibrated.text()
     assert "No threshold was measured" in c.uncalibrated.toolTip() and "0.193" in c.uncalibrated.toolTip()
 

@@ -26,6 +26,7 @@ from PySide6.QtCore import QObject, Signal
 from ..engine import events as ev
 from ..engine.cancel import CancelToken, active, install_checkpoints
 from ..engine.errors import Cancelled, EngineError
+from ..engine.memory_plan import DoesNotFit
 from ..engine.search import PruneDecision, Search, SearchRequest, SearchResult, VerdictReview
 
 log = logging.getLogger("gridar.app")
@@ -194,6 +195,80 @@ def _load(spec: str, device: str, step=lambda text, frac: None, dtype: str = "au
     return LoadedModel(spec, backend, roles, judge, dtype, judge_error)
 
 
+def _weight_bytes(model: "LoadedModel | None") -> int:
+    """What a loaded generator and its separate judge hold in weights."""
+    if model is None:
+        return 0
+    mods = {id(m): m for m in (model.backend.model, getattr(model.roles, "model", None)) if hasattr(m, "parameters")}
+    return sum(p.numel() * p.element_size() for m in mods.values() for p in m.parameters())
+
+
+def preflight(spec: str, device: str, dtype: str, judge: str, loaded: "LoadedModel | None") -> tuple[str, bool]:
+    """GPU thread, before a model loads: whether it can draw one image in what the device has free, from its
+    config.json and the judging folder's headers (`engine.memory_plan`), so a model that cannot fit is refused in one
+    line instead of after a minute's load. Returns (refusal or "", whether the model loaded now must go first to make
+    room). Anything the plan cannot read is left to the load itself, which says what is wrong."""
+    from ..engine import memory_plan as mp
+    from ..engine.backend import resolve_device, resolve_dtype
+    from ..engine.models import check_model_folder, resolve_model
+    try:
+        cfg = check_model_folder(resolve_model(spec))
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        judge_shape = None
+        if judge != SELF_JUDGE:
+            from ..engine.judges import judge_shape_for
+            judge_shape = judge_shape_for(judge, dt)
+        # one image: a single draw, or one candidate and its judging where a separate judge comes along
+        run = mp.RunShape(method="single", n=1, judge=False) if judge_shape is None else \
+            mp.RunShape(method="best-of-n", n=1)
+        p = mp.plan(cfg, dt, run, judge_shape)
+        free = mp.free_memory(dev)
+    except (EngineError, ValueError, TypeError, KeyError, OSError) as e:
+        # a folder the plan cannot read: the load says what is wrong with it, in its own words
+        log.info("no plan before loading %s: %s", spec, e)
+        return "", False
+    if free is None or p.fits(free):
+        return "", False
+    held = _weight_bytes(loaded) if loaded is not None and loaded.backend.device.type == dev.type else 0
+    if held and p.fits(free + held):
+        return "", True
+    name = model_words(spec)
+    where = "on the GPU" if dev.type == "cuda" else "in the computer's memory" if dev.type == "cpu" else \
+        f"on {device_words(dev)}"
+    return (f"{name[0].upper()}{name[1:]} needs about {size_words(p.total)} {where} to load and draw one image "
+            f"({p.summary()}), but {size_words(free + held)} is free{' without the model loaded now' if held else ''}"
+            f": close other programs using this memory, choose a smaller Precision"
+            f"{' or judge' if judge != SELF_JUDGE else ''}, or use another device"), False
+
+
+def judge_room(spec: str, model: "LoadedModel") -> None:
+    """GPU thread: refuse (`DoesNotFit`, one line) a judging folder whose weights alone exceed what the device has
+    free beside the generator (a separate judge loaded now goes when the new one is in), from its safetensors
+    headers; the run's own needs are the estimate beside N once it is loaded."""
+    if spec == SELF_JUDGE:
+        return
+    from ..engine import memory_plan as mp
+    from ..engine.judges import judge_weight_bytes
+    device = model.backend.device
+    try:
+        dtype = next(model.backend.model.model.language_model.parameters()).dtype
+    except (AttributeError, StopIteration):
+        return
+    need = judge_weight_bytes(spec, dtype)          # a folder it cannot read: its one line, as the load would say
+    free = mp.free_memory(device)
+    if free is None:
+        return
+    rmodel = getattr(model.roles, "model", None)
+    if rmodel is not None and rmodel is not model.backend.model and hasattr(rmodel, "parameters"):
+        free += sum(p.numel() * p.element_size() for p in rmodel.parameters())
+    if need > free:
+        where = "on the GPU" if device.type == "cuda" else "in the computer's memory"
+        raise DoesNotFit(f"its weights need about {size_words(need)} {where} and {size_words(free)} is free beside "
+                         "the generator: choose a smaller judging model, a smaller Precision, or the generator's own "
+                         "understanding")
+
+
 def _install_judge_checkpoints(roles, backend) -> None:
     """A separate judging model stops between two layers on abort, as the generator does."""
     rmodel = getattr(roles, "model", None)
@@ -358,6 +433,16 @@ class Studio(QObject):
         def step(text: str, frac: float) -> None:      # GPU thread -> GUI thread
             loop.call_soon_threadsafe(self.load_progress.emit, text, frac)
         try:
+            refused, make_room = await loop.run_in_executor(self.gpu, preflight, spec, self.device, self.dtype,
+                                                            self.judge, self.model)
+            if refused:
+                raise DoesNotFit(refused)
+            if make_room:                       # it fits once the model loaded now is gone, not beside it
+                old = self.model
+                self.status.emit(f"Unloading {model_words(old.spec)} to make room ...")
+                self.model = None
+                self._release_memory(old.backend.device)
+                del old
             self.model = await loop.run_in_executor(self.gpu, _load, spec, self.device, step, self.dtype, self.judge)
         except Exception as e:  # noqa: BLE001 - any failure is shown, the app keeps running
             log.warning("model load failed: %s", e)
@@ -394,6 +479,7 @@ class Studio(QObject):
         self.status.emit(f"Loading the judging model ({judge_words(spec)}) ...")
 
         def job():
+            judge_room(spec, model)             # refused before its weights load when they cannot fit
             roles = load_judge(spec, model.backend, self.device, model.dtype)
             _install_judge_checkpoints(roles, model.backend)
             return roles
@@ -567,13 +653,15 @@ class Studio(QObject):
                          f" in {c.compute_seconds:.1f}s; best candidate {result.best + 1}")
         return result
 
-    def _release_memory(self) -> None:
+    def _release_memory(self, device=None) -> None:
         """After a failed run (out of memory above all): the failed search's tensors are held by the exception's
-        frames, which form cycles; collect them and hand the freed device memory back so the next run can use it."""
+        frames, which form cycles; collect them and hand the freed device memory back so the next run can use it.
+        `device`: where memory was freed when no model is loaded any more."""
         import gc
         gc.collect()
         backend = self.model.backend if self.model else None
-        if backend is not None and str(getattr(backend, "device", "cpu")).startswith("cuda"):
+        device = getattr(backend, "device", None) if backend is not None else device
+        if str(device or "cpu").startswith("cuda"):
             import torch
             torch.cuda.empty_cache()
 

@@ -381,8 +381,7 @@ class Controls(QWidget):
         # rollout verdicts use the scorer's fixed threshold, and a threshold of the artist's own is theirs
         uncalibrated = gridar and auto and not rollout and not self._verifier_calibrated
         self.uncalibrated.setVisible(uncalibrated)
-        # the warning says what the general hint would (with its figures in the tooltip): one line, not two
-        self.calibration.setVisible(gridar and auto and bool(self.calibration.text()) and not uncalibrated)
+        self.calibration.setVisible(gridar and auto and bool(self.calibration.text()))
         self.uncalibrated.setToolTip(wrapped_tip(self._uncalibrated_note, self._calibration_details) or
                                      UNCALIBRATED_TEXT)
 
