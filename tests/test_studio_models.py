@@ -185,7 +185,7 @@ def test_the_estimate_waits_while_a_job_runs(qtbot, window, monkeypatch):
 
 
 # -- precision ---------------------------------------------------------------------------------------------------
-def test_the_dtype_is_remembered_and_used_at_the_next_load(qtbot, loop, model_dir):
+def test_the_dtype_and_the_judge_are_remembered_and_used_at_the_next_load(qtbot, loop, model_dir, tmp_path):
     import torch
 
     from gridar_desktop.app.studio import Studio
@@ -198,22 +198,34 @@ def test_the_dtype_is_remembered_and_used_at_the_next_load(qtbot, loop, model_di
     c.dtype.setCurrentIndex(c.dtype.findData("bfloat16"))
     c.dtype.activated.emit(c.dtype.currentIndex())
     assert w.studio.dtype == "bfloat16"
+    judge = tmp_path / "a-judge"
+    judge.mkdir()
+    assert wait(qtbot, w.choose_judge(str(judge))) is False         # no config.json: said at once
+    assert "no config.json" in w.banner.label.text() and w.studio.judge == "self"
+    (judge / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (judge / "model.safetensors").write_bytes(b"")
+    assert wait(qtbot, w.choose_judge(str(judge))) is True          # no model yet: it comes with the next load
     w.save_settings()
     w.close()
     again = MainWindow(Studio(device="cpu"))
     qtbot.addWidget(again)
     assert again.controls.dtype.currentData() == "bfloat16" and again.studio.dtype == "bfloat16"
+    assert again.studio.judge == str(judge) and again.controls.judge.currentData() == str(judge)
+    # the remembered judge is no judging model: the generator loads, judges itself, and the banner says why
     assert wait(qtbot, again.choose_model(model_dir)) is True
     lm = again.studio.model.backend.model.model.language_model
     assert next(lm.parameters()).dtype == torch.bfloat16 and again.studio.model.dtype == "bfloat16"
+    assert again.studio.judge == "self" and again.controls.judge.currentData() == "self"
+    assert "judges its own drawings" in again.banner.label.text() and "\n" not in again.banner.label.text()
     again.close()
-    # a value the settings file should not hold is ignored
+    # values the settings file should not hold are ignored
     path = again._settings_path()
     settings = json.loads(path.read_text())
-    path.write_text(json.dumps({**settings, "dtype": "int3"}))
+    path.write_text(json.dumps({**settings, "dtype": "int3", "judge": str(tmp_path / "gone")}))
     third = MainWindow(Studio(device="cpu"))
     qtbot.addWidget(third)
     assert third.studio.dtype == "auto" and third.controls.dtype.currentData() == "auto"
+    assert third.studio.judge == "self" and third.controls.judge.currentData() == "self"
     third.close()
 
 

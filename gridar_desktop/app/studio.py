@@ -471,6 +471,14 @@ class Studio(QObject):
             self.error.emit("A job is running: wait for it to finish or abort it (Esc) before changing the judge.")
             return False
         if self.model is None:                  # nothing loaded yet: it comes with the next model
+            if spec != SELF_JUDGE:
+                from ..engine.judges import judge_folder
+                try:
+                    judge_folder(spec)          # its small files only: a folder that is no model is said now
+                except EngineError as e:
+                    self.error.emit(f"{judge_words(spec)[0].upper()}{judge_words(spec)[1:]} cannot be the judge: "
+                                    f"{one_line(describe_error(e))}")
+                    return False
             self.judge = spec
             self.judge_changed.emit(spec)
             return True

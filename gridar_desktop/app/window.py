@@ -1021,13 +1021,17 @@ class MainWindow(QMainWindow):
             self._set_export_scale(s["export_scale"])
         if isinstance(s.get("dtype"), str) and c.set_dtype(s["dtype"]):
             self.studio.dtype = s["dtype"]      # the first model load uses it
+        judge = s.get("judge")
+        if isinstance(judge, str) and (judge == "self" or Path(judge).expanduser().is_dir()):
+            self.studio.judge = judge           # loads with the first model (which says so if it cannot)
+            c.show_judge(judge)
 
     def save_settings(self) -> None:
         c = self.controls
         s = {"geometry": base64.b64encode(bytes(self.saveGeometry())).decode(), "prompt": c.prompt.text(),
              "cfg": c.cfg.value(), "temperature": c.temperature.value(), "method": c.method.currentData(),
              "n": c.n.value(), "manual": c.manual.isChecked(), "crisp": self.act_crisp.isChecked(),
-             "export_scale": self.export_scale, "dtype": self.studio.dtype}
+             "export_scale": self.export_scale, "dtype": self.studio.dtype, "judge": self.studio.judge}
         try:
             atomic_write_text(self._settings_path(), json.dumps(s, indent=1))
         except OSError as e:
