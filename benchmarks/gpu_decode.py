@@ -2,8 +2,8 @@
 captured CUDA graph per decoding step) against transformers' own `generate(generation_mode="image")`, and against
 the memory-bandwidth floor of the card (weight bytes / bandwidth per step, `engine.speed_plan`).
 
-Per model (Janus-Pro-1B- and -7B-shaped, random weights built in-process in bf16, language model at real width and
-depth unless --layers says fewer; 384 px, 24 x 24 tokens): one image greedy (ours eager, ours graphed, library:
+Per model (Janus-Pro-1B- and -7B-shaped: `engine.real_shape`, random weights in bf16, its BPE tokenizer and chat
+template; language model at real width and depth unless --layers says fewer; 384 px, 24 x 24 tokens): one image greedy (ours eager, ours graphed, library:
 tokens per second and whether the tokens are identical), Best-of-N 8 sampled (ours graphed vs the library's batch of
 8), and one GridAR N=4 image (the recipe with fixed verdicts and layouts, so only the generator is timed). Peak memory
 of every part: torch.cuda.max_memory_allocated on a GPU, the process's peak RSS on a CPU.
@@ -57,34 +57,15 @@ class FixedRoles:
         return [p + ", with the red circle at the top" for p in prompts]
 
 
-def real_config(size: str, layers: int | None) -> dict:
-    """Janus-Pro-`size`'s config: from `engine.real_shape` when that module exists, else speed_plan's copy of the
-    published dimensions."""
-    try:
-        from gridar_desktop.engine.real_shape import janus_pro_config
-        return janus_pro_config(size, layers=layers)
-    except ImportError:
-        return speed_plan.janus_pro_config(size, layers)
-
-
-def build(size: str, layers: int | None, device: torch.device, smoke: bool) -> tuple[JanusBackend, dict | None]:
-    """A backend on random weights: the tiny demo architecture (smoke) or Janus-Pro-`size`'s shape in bf16."""
-    from gridar_desktop.engine.demo_format import BOI, BOS, EOS, PAD, build_processor
-    from gridar_desktop.engine.tiny import DEMO_META, tiny_janus
+def build(size: str, layers: int | None, device: torch.device, smoke: bool) -> JanusBackend:
+    """A backend on random weights: the tiny demo architecture (smoke), or Janus-Pro-`size`'s real shape in bf16
+    with its BPE tokenizer and chat template (`engine.real_shape`; built on the CPU, then moved)."""
     if smoke:
+        from gridar_desktop.engine.tiny import DEMO_META, tiny_janus
         model, processor = tiny_janus(seed=0, hidden=64, layers=2)
-        return JanusBackend(model.to(device), processor, device, meta=dict(DEMO_META)), None
-    from transformers import JanusConfig, JanusForConditionalGeneration
-    cfg = real_config(size, layers)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = JanusForConditionalGeneration._from_config(JanusConfig(**cfg), dtype=torch.bfloat16).eval()
-    gc = model.generation_config                  # what the library's image generate reads
-    gc.bos_token_id, gc.pad_token_id, gc.eos_token_id = BOS, PAD, EOS
-    gc.generation_kwargs = {"boi_token_id": BOI}
-    gc.num_image_tokens = model.config.vision_config.num_image_tokens
-    # the demo's word-level tokenizer: any ids below the vocabulary serve for timing; the prompt is ~10 tokens
-    return JanusBackend(model, build_processor(), device, meta=dict(DEMO_META)), cfg
+        return JanusBackend(model.to(device), processor, device, meta=dict(DEMO_META))
+    from gridar_desktop.engine.real_shape import real_shape_backend
+    return real_shape_backend(size, layers, device=str(device), dtype=torch.bfloat16)
 
 
 def sync(device: torch.device) -> None:
@@ -119,9 +100,13 @@ def first_difference(a: torch.Tensor, b: torch.Tensor) -> int | None:
     return int(diff[0]) if len(diff) else None
 
 
-def measure(size: str, layers: int | None, device: torch.device, smoke: bool, card, deadline: float) -> dict:
+PARTS = ("single", "best-of-8", "gridar-4")
+
+
+def measure(size: str, layers: int | None, device: torch.device, smoke: bool, card, deadline: float,
+            parts: tuple[str, ...] = PARTS) -> dict:
     t_build = time.perf_counter()
-    backend, cfg = build(size, layers, device, smoke)
+    backend = build(size, layers, device, smoke)
     built_s = time.perf_counter() - t_build
     model = backend.model
     total = backend.info.rows * backend.info.cols
@@ -130,10 +115,12 @@ def measure(size: str, layers: int | None, device: torch.device, smoke: bool, ca
     sampled = SamplingParams(cfg=5.0, temperature=1.0)
     ids = torch.tensor([backend.prompt_ids(PROMPT)], device=device)
     text_layers = model.config.text_config.num_hidden_layers
-    out: dict = {"model": f"Janus-Pro-{size}-shaped" if not smoke else "tiny (smoke)",
+    out: dict = {"model": backend.info.folder.strip("<>") if not smoke else "tiny demo architecture (smoke)",
                  "language_layers": text_layers, "hidden": model.config.text_config.hidden_size,
                  "image_tokens": total, "prompt_tokens": ids.shape[1], "dtype": str(next(model.parameters()).dtype),
                  "build_s": round(built_s, 2), "skipped": []}
+    if device.type == "cuda":
+        out["weights_bytes"] = int(torch.cuda.memory_allocated(device))
 
     def ours(n: int, params: SamplingParams, mode: str):
         with decode_graph(mode):
@@ -147,6 +134,8 @@ def measure(size: str, layers: int | None, device: torch.device, smoke: bool, ca
                                   guidance_scale=params.cfg, **kw)
 
     def part(name: str, fn) -> bool:
+        if name not in parts:
+            return False
         if time.perf_counter() > deadline:
             out["skipped"].append(name)
             return False
@@ -196,13 +185,13 @@ def measure(size: str, layers: int | None, device: torch.device, smoke: bool, ca
                            "note": "fixed verdicts and layouts: the generator's work only (decoding, layout "
                                    "prefills, view decodes); no judging model"}
 
-    part("single_greedy", single)
-    part("best_of_n_8", best_of_8)
-    part("gridar_4", gridar_4)
+    part("single", single)
+    part("best-of-8", best_of_8)
+    part("gridar-4", gridar_4)
 
     # the floor: weight bytes of a decoding step over the card's bandwidth (and the KV read, for the full floor)
-    if card is not None and cfg is not None:
-        shape = speed_plan.model_shape(cfg)
+    if card is not None and not smoke:
+        shape = speed_plan.model_shape(model.config, model)
         floor_ms = {}
         for key, rows in (("single_greedy", 2), ("best_of_n_8", 16)):
             mid = out["prompt_tokens"] + total // 2
@@ -223,6 +212,9 @@ def measure(size: str, layers: int | None, device: torch.device, smoke: bool, ca
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="the reduced shape (automatic on a CPU)")
+    ap.add_argument("--full-shape", action="store_true",
+                    help="build the real shape even on a CPU (slow: for checking the path, e.g. with --layers 1)")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"which parts to run (of {', '.join(PARTS)})")
     ap.add_argument("--sizes", default="1B,7B", help="Janus-Pro sizes to build, comma-separated (1B, 7B)")
     ap.add_argument("--layers", type=int, default=None, help="language layers (default: the real depth)")
     ap.add_argument("--device", default="auto", help="auto (cuda when there is one), cuda or cpu")
@@ -236,7 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    smoke = args.smoke or device.type != "cuda"
+    smoke = args.smoke or (device.type != "cuda" and not args.full_shape)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    if any(p not in PARTS for p in parts):
+        ap.error(f"unknown part in --parts '{args.parts}'; use {', '.join(PARTS)}")
     card = None
     try:
         if args.card:
@@ -256,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
         if time.perf_counter() > deadline:
             report["models"].append({"model": size, "skipped": ["all: over the time budget"]})
             continue
-        report["models"].append(measure(size, args.layers, device, smoke, card, deadline))
+        report["models"].append(measure(size, args.layers, device, smoke, card, deadline, parts))
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, indent=1)
     print(text)

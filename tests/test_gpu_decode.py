@@ -33,10 +33,10 @@ def test_decode_params_by_hand():
 def test_decode_params_count_the_real_7b_decoder():
     """The formula against the parameters of Janus-Pro-7B's architecture built on the meta device: decoder layers,
     final norm and the image-generation parts."""
-    from transformers import JanusConfig, JanusForConditionalGeneration
+    from transformers import JanusForConditionalGeneration
     cfg = sp.janus_pro_config("7B")
     with torch.device("meta"):
-        model = JanusForConditionalGeneration(JanusConfig(**cfg))
+        model = JanusForConditionalGeneration(cfg)
     m = model.model
     counted = sum(p.numel() for mod in (m.language_model.layers, m.language_model.norm, m.generation_embeddings,
                                         m.generation_aligner, m.generation_head) for p in mod.parameters())

@@ -50,25 +50,15 @@ CARDS: dict[str, Card] = {c.name: c for c in (
 # each decoding step also pays ~50 us of sampling and bookkeeping on the host that CUDA graphs do not remove.
 EFFICIENCY = {"bandwidth": 0.75, "compute": 0.5, "conv": 0.3, "step_overhead_s": 50e-6}
 
-# The Janus-Pro language models as published in deepseek-ai/Janus-Pro-1B and -7B's config.json (the same numbers
-# as benchmarks/memory_table.py): hidden, MLP, layers, heads; vocabulary 102400; kv heads = heads.
-JANUS_PRO = {"1B": (2048, 5632, 24, 16), "7B": (4096, 11008, 30, 32)}
+# The special-token ids a config records do not change its shape: fixed ones spare training the test tokenizer.
+_SHAPE_IDS = {"bos": 0, "eos": 1, "pad": 2, "image": 3}
 
 
-def janus_pro_config(size: str, layers: int | None = None) -> dict:
-    """A config.json dict of Janus-Pro-`size` ("1B" | "7B") at its real dimensions, optionally with fewer language
-    layers (a test model of the real width); 384 px, 24 x 24 image tokens, codebook 16384 x 8."""
-    if size not in JANUS_PRO:
-        raise ValueError(f"unknown Janus-Pro size '{size}'; use one of {', '.join(JANUS_PRO)}")
-    hidden, mlp, n_layers, heads = JANUS_PRO[size]
-    return {"model_type": "janus", "tie_word_embeddings": False,
-            "text_config": {"model_type": "llama", "vocab_size": 102400, "hidden_size": hidden,
-                            "intermediate_size": mlp, "num_hidden_layers": layers or n_layers,
-                            "num_attention_heads": heads, "num_key_value_heads": heads,
-                            "max_position_embeddings": 16384},
-            "vision_config": {"image_size": 384, "patch_size": 16, "num_image_tokens": 576, "projection_dim": hidden},
-            "vq_config": {"num_embeddings": 16384, "embed_dim": 8, "projection_dim": hidden,
-                          "image_token_embed_dim": hidden}}
+def janus_pro_config(size: str, layers: int | None = None):
+    """Janus-Pro-`size`'s `JanusConfig` at its real dimensions (`engine.real_shape`), optionally with fewer
+    language layers (a test model of the real width)."""
+    from .real_shape import janus_pro_config as real
+    return real(size, layers=layers, token_ids=_SHAPE_IDS)
 
 
 def card(name: str) -> Card:
