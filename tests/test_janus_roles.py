@@ -379,3 +379,16 @@ def test_calibration_is_said(tmp_path):
     assert not other.calibrated and pruning_threshold(other) == DEFAULT_THRESHOLD
     assert "other weights" in other.calibration_note and str(tmp_path) in other.calibration_note
     assert json.loads((tmp_path / "gridar.json").read_text())["prompt_format"] == "plain"    # other fields kept
+
+
+def test_a_folders_own_chat_template_wraps_the_question():
+    """A folder's chat template that renders the image and the question is used; the official system text goes
+    first when the template drops system messages; a template that cannot render them gives the official format."""
+    from gridar_desktop.engine.janus_roles import PRO_SYSTEM, pro_conversation
+    _, proc = pro_model(seed=3)
+    proc.chat_template = ("{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c in m['content'] %}"
+                          "{% if c['type'] == 'image' %}<image_placeholder> {% else %}{{ c['text'] }}{% endif %}"
+                          "{% endfor %}{% endif %}{% endfor %}{{ '\\n' }}ASSISTANT:")
+    assert pro_conversation(proc) == (PRO_SYSTEM + "\n\nUSER: ", " ", "\nASSISTANT:")
+    proc.chat_template = "{{ raise_exception('no images here') }}"
+    assert pro_conversation(proc) == (PRO_SYSTEM + "\n\n<|User|>: ", "\n", "\n\n<|Assistant|>:")

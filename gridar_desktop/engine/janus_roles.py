@@ -172,7 +172,9 @@ class JanusRoles:
         self.plain = backend.info.prompt_format == "plain"
         # the longest clause a reformulation may write (None: its prompt format's, `CLAUSE_TOKENS`)
         self.max_new_tokens = max_new_tokens or CLAUSE_TOKENS["plain" if self.plain else "janus-pro"]
+        # Janus-Pro: (head, middle, end) of the conversation around the image and the question, and the head's ids
         self.pro = None if self.plain else pro_conversation(backend.processor)
+        self._head = [] if self.plain else self.tok(self.pro[0], add_special_tokens=False).input_ids
         self.image_token = backend.image_id
         self.n_image_tokens = backend.n_image_features
         self.feature_grid = math.isqrt(self.n_image_tokens)         # the vision encoder's patch grid (square)
@@ -256,9 +258,7 @@ class JanusRoles:
         """What every question about a view starts with: plain [BOS, BOI, IMAGE * visible, EOI]; Janus-Pro
         [BOS, system and user tag, BOI, IMAGE * F, EOI]."""
         image = [self.b.boi_id] + [self.image_token] * self.visible_features(view, edit) + [self.b.eoi_id]
-        if self.plain:
-            return [self.b.bos_id] + image
-        return [self.b.bos_id] + self.tok(self.pro[0], add_special_tokens=False).input_ids + image
+        return [self.b.bos_id] + self._head + image
 
     def _question(self, kind: str, prompt: str, view: PartialView | None = None) -> list[int]:
         """The tokens after the prefix: the question (for a layout, the start of the answer: the prompt)."""
@@ -359,7 +359,7 @@ class JanusRoles:
     @torch.inference_mode()
     def verify(self, prompt: Prompts, views: list[PartialView], cost: CostRecord) -> list[float]:
         # a partial edit, to weights that know the edit question: the whole canvas, only the undrawn pixels hidden
-        kind = "edit" if self.plain and self.edit_verify and views and all(v.undrawn is not None for v in views) else "verify"
+        kind = "edit" if self.edit_verify and views and all(v.undrawn is not None for v in views) else "verify"
         h, *_ = self._after_prefix(kind, per_item(prompt, len(views)), views, cost, "verifier", reuse=False,
                                    keep=True)
         if kind == "edit" and self.edit_value is not None:
