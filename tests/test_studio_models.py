@@ -368,3 +368,28 @@ def test_a_judge_whose_weights_cannot_fit_is_refused_before_it_loads(qtbot, wind
     text = w.banner.label.text()
     assert "weights need about" in text and "still judges" in text and "\n" not in text
     assert built == [] and s.judge == "self" and w.controls.judge.currentData() == "self"
+
+
+def test_live_previews_can_be_switched_off_and_stay_off(qtbot, window, monkeypatch):
+    from gridar_desktop.app.studio import Studio
+    from gridar_desktop.app.window import MainWindow
+    from gridar_desktop.engine import events as ev
+    w, s, c = window, window.studio, window.controls
+    assert w.act_live_previews.isChecked() and s.live_previews and w.act_live_previews.toolTip().strip()
+    seen = []
+    s.engine_event.connect(lambda e: seen.append(type(e)))
+    c.prompt.setText(PROMPT)
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.n.setValue(4)
+    c.manual.setChecked(False)
+    assert wait(qtbot, w.start_generation()) is not None and ev.RowPreview in seen
+    w.act_live_previews.trigger()
+    assert not s.live_previews
+    seen.clear()
+    assert wait(qtbot, w.start_generation()) is not None
+    assert ev.RowPreview not in seen and ev.BandCandidates in seen     # each band's result is still shown
+    w.save_settings()
+    again = MainWindow(Studio(device="cpu"))
+    qtbot.addWidget(again)
+    assert not again.studio.live_previews and not again.act_live_previews.isChecked()
+    again.close()

@@ -215,6 +215,12 @@ class MainWindow(QMainWindow):
         v.addAction(self.act_crisp)
         self.act_reset_zoom = QAction("&Reset zoom", self, shortcut="Ctrl+0", triggered=self.canvas.reset_view)
         v.addAction(self.act_reset_zoom)
+        self.act_live_previews = QAction("&Live previews", self, checkable=True, checked=self.studio.live_previews,
+                                         triggered=self.set_live_previews)
+        self.act_live_previews.setToolTip("Show the candidates row by row while a band is drawn. Each preview is a "
+                                          "decode of the image; at 384 px on a CPU that takes seconds, so turning "
+                                          "this off leaves the time to drawing (each band's result is still shown)")
+        v.addAction(self.act_live_previews)
         h = self.menuBar().addMenu("&Help")
         self.act_language = QAction("&What can I type?", self, shortcut="F1", triggered=self.show_language_help)
         self.act_shortcuts = QAction("&Keyboard shortcuts", self, triggered=self.show_shortcut_help)
@@ -473,6 +479,11 @@ class MainWindow(QMainWindow):
             name = QFileDialog.getExistingDirectory(self, "Import into a new folder inside...", str(dst.parent))
             return Path(name) / dst.name if name else None
         return None
+
+    def set_live_previews(self, on: bool) -> None:
+        """Row previews during a band, from the next run on (remembered in the settings)."""
+        self.studio.live_previews = bool(on)
+        self.act_live_previews.setChecked(bool(on))
 
     def choose_dtype(self, name: str) -> None:
         """The dtype is kept in the studio and the settings and used from the next model load."""
@@ -1021,6 +1032,8 @@ class MainWindow(QMainWindow):
             self._set_export_scale(s["export_scale"])
         if isinstance(s.get("dtype"), str) and c.set_dtype(s["dtype"]):
             self.studio.dtype = s["dtype"]      # the first model load uses it
+        if isinstance(s.get("live_previews"), bool):
+            self.set_live_previews(s["live_previews"])
         judge = s.get("judge")
         if isinstance(judge, str) and (judge == "self" or Path(judge).expanduser().is_dir()):
             self.studio.judge = judge           # loads with the first model (which says so if it cannot)
@@ -1031,7 +1044,8 @@ class MainWindow(QMainWindow):
         s = {"geometry": base64.b64encode(bytes(self.saveGeometry())).decode(), "prompt": c.prompt.text(),
              "cfg": c.cfg.value(), "temperature": c.temperature.value(), "method": c.method.currentData(),
              "n": c.n.value(), "manual": c.manual.isChecked(), "crisp": self.act_crisp.isChecked(),
-             "export_scale": self.export_scale, "dtype": self.studio.dtype, "judge": self.studio.judge}
+             "export_scale": self.export_scale, "dtype": self.studio.dtype, "judge": self.studio.judge,
+             "live_previews": self.studio.live_previews}
         try:
             atomic_write_text(self._settings_path(), json.dumps(s, indent=1))
         except OSError as e:
