@@ -123,6 +123,15 @@ def test_folders_that_cannot_be_used_get_one_line_and_the_model_stays(qtbot, win
         assert w.controls.model.currentData() == before.spec          # the box names the model still loaded
 
 
+def test_no_model_loads_while_a_job_runs(qtbot, window, model_dir, monkeypatch):
+    w, s = window, window.studio
+    before = s.model
+    monkeypatch.setattr(s, "busy", True)
+    assert wait(qtbot, w.choose_model(model_dir)) is False
+    assert "A job is running" in w.banner.label.text() and s.model is before
+    assert w.add_model(model_dir) is None
+
+
 def test_add_a_model_is_in_the_file_menu_and_the_model_box(qtbot, window, monkeypatch):
     w = window
     asked = []

@@ -426,6 +426,9 @@ class Studio(QObject):
     async def load_model(self, spec: str) -> bool:
         """Load a model folder (or 'demo') on the GPU thread, in the chosen dtype and with the chosen judge; errors
         become the inline message and the model loaded before stays."""
+        if self.busy:                           # one job at a time on the worker: a run, an import, a load
+            self.error.emit("A job is running: wait for it to finish or abort it (Esc) before loading a model.")
+            return False
         loop = asyncio.get_running_loop()
         self._set_busy(True)
         self.status.emit(f"Loading {model_words(spec)} ...")
