@@ -110,8 +110,9 @@ def janus_pro_config(size: str = "1B", layers: int | None = None, vision_layers:
     vis = dict(VISION, num_hidden_layers=_depth(vision_layers, VISION["num_hidden_layers"], "vision_layers"))
     vision = JanusVisionConfig(projection_dim=hidden, depth=2, attention_bias=True, **vis)
     base = VQ["base_channels"] if vq_channels is None else vq_channels
-    if isinstance(base, bool) or not isinstance(base, int) or not 8 <= base <= VQ["base_channels"] or base % 8:
-        raise ValueError(f"vq_channels must be a multiple of 8 from 8 to {VQ['base_channels']} (got {base!r})")
+    # the VQ's GroupNorms have 32 groups: its widths are multiples of 32
+    if isinstance(base, bool) or not isinstance(base, int) or not 32 <= base <= VQ["base_channels"] or base % 32:
+        raise ValueError(f"vq_channels must be a multiple of 32 from 32 to {VQ['base_channels']} (got {base!r})")
     vq = JanusVQVAEConfig(**dict(VQ, base_channels=base), projection_dim=hidden, image_token_embed_dim=hidden,
                           num_hidden_layers=2)
     return JanusConfig(text_config=text, vision_config=vision, vq_config=vq, image_token_id=ids["image"],
