@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         report["busy_processes"] = args.busy
         print(json.dumps(report))
         return 0 if report.get("ok") else 1
-    if args.model != "demo":
-        window.controls.add_model_folder(args.model)
-    task = window.choose_model(args.model)
+    # a folder goes the way of Add a model...: DeepSeek's original layout is offered its import, a folder that
+    # cannot be used is one line in the banner (the demo then loads with the first run)
+    task = window.choose_model("demo") if args.model == "demo" else window.add_model(args.model)
     if args.image:
         open_when_ready(window, task, args.image)
     with loop:
