@@ -26,6 +26,7 @@ from PySide6.QtCore import QObject, Signal
 from ..engine import events as ev
 from ..engine.cancel import CancelToken, active, install_checkpoints
 from ..engine.errors import Cancelled, EngineError
+from ..engine.judges import JUDGE_SELF
 from ..engine.memory_plan import DoesNotFit
 from ..engine.search import PruneDecision, Search, SearchRequest, SearchResult, VerdictReview
 
@@ -51,7 +52,7 @@ class LoadedModel:
     judge_error: str = ""          # why the chosen judging folder did not load, when it did not
 
 
-SELF_JUDGE = "self"
+SELF_JUDGE = JUDGE_SELF             # the generator judges its own drawings
 # the dtype choices when the backend does not list its own (`backend.DTYPE_CHOICES`): what `resolve_dtype` accepts
 FALLBACK_DTYPES = ("auto", "float32", "bfloat16", "float16")
 # where each import stage's progress falls in the whole (the tensors are most of the work)
@@ -84,19 +85,9 @@ def precision_words(dtype: str, device) -> str:
 
 def load_judge(spec: str, backend, device: str, dtype: str):
     """The roles that verify, score and reformulate: the generator's own understanding path ("self") or a local
-    image-text-to-text folder. One function, so the judges module (`engine.judges.load_judge`) replaces the direct
-    construction below as soon as it exists."""
-    try:
-        from ..engine.judges import load_judge as engine_load_judge
-    except ImportError:
-        engine_load_judge = None
-    if engine_load_judge is not None:
-        return engine_load_judge(spec, backend, device, dtype)
-    if spec == SELF_JUDGE:
-        from ..engine.janus_roles import JanusRoles
-        return JanusRoles(backend)
-    from ..engine.vlm_roles import VLMRoles
-    return VLMRoles(spec, device=device, dtype=dtype)
+    model folder (`engine.judges.load_judge`, the CLI's too). GPU thread."""
+    from ..engine.judges import load_judge as engine_load_judge
+    return engine_load_judge(spec, backend, device, dtype)
 
 
 def judge_words(spec: str) -> str:
@@ -182,8 +173,8 @@ def _load(spec: str, device: str, step=lambda text, frac: None, dtype: str = "au
         try:
             roles = load_judge(judge, backend, device, dtype)
         except EngineError as e:
-            judge_error = (f"The judging model could not load ({describe_error(e)}); the generator judges its own "
-                           "drawings instead")
+            judge_error = (f"The judging model could not load ({one_line(describe_error(e))}); the generator "
+                           "judges its own drawings instead")
             judge = SELF_JUDGE
     if judge == SELF_JUDGE:
         step("Preparing the helpers that check, score and describe the drawings", 0.8)

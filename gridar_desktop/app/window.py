@@ -40,9 +40,11 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff *.gif)"
 
 def _model_type(folder: str) -> object:
     """The model_type a folder's config.json names, or None when it cannot be read."""
+    from ..engine.errors import ModelLoadError
+    from ..engine.models import read_json_file
     try:
-        cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        cfg = read_json_file(Path(folder) / "config.json")      # size-limited: a folder is untrusted input
+    except ModelLoadError:
         return None
     return cfg.get("model_type") if isinstance(cfg, dict) else None
 
@@ -477,7 +479,8 @@ class MainWindow(QMainWindow):
             return dst
         if box.clickedButton() is other:
             name = QFileDialog.getExistingDirectory(self, "Import into a new folder inside...", str(dst.parent))
-            return Path(name) / dst.name if name else None
+            from ..engine.importer import suggested_destination
+            return suggested_destination(Path(name) / Path(src).name) if name else None    # a free name there
         return None
 
     def set_live_previews(self, on: bool) -> None:
