@@ -18,6 +18,12 @@ its row must see (layout prompt, image tokens so far), which no carried row has 
 anchor tokens as a prefix. The "cond" and "uncond" rows of every candidate are carried from stage to stage; after
 pruning they are copied (`select`), not recomputed. Rows of different lengths share one cache by left padding:
 padding positions are masked out and each row keeps its own position counter.
+
+The cache. By default a prefill builds a preallocated cache (`engine.static_cache`): each `decode` call makes room
+once for the positions it will add (one copy per layer, per band), and every step then writes its keys and values
+in place instead of rewriting the whole cache with `torch.cat`. Row gathers, merges, concatenations and forks copy
+once per call, as before. On CUDA a `decode` call captures its one-token step once as a CUDA graph and replays it per
+token (`static_cache.GraphStep`); elsewhere the step runs eagerly.
 """
 from __future__ import annotations
 
@@ -40,13 +46,15 @@ STREAMS = ("cond", "uncond", "layout")
 # Which KV cache a prefill builds: "static" (preallocated, in-place writes: `engine.static_cache`) or "dynamic"
 # (transformers' DynamicCache, grown by torch.cat each step). Static is the default: tokens identical, less copying
 # (`tests/test_static_cache.py`, `benchmarks/decode_speed.py`). GRIDAR_KV_CACHE=dynamic restores the old cache.
-KV_CACHE = os.environ.get("GRIDAR_KV_CACHE", "static")
+KV_CACHE = "dynamic" if os.environ.get("GRIDAR_KV_CACHE") == "dynamic" else "static"
 
 
 # How a decoding step of one token per row runs on a static cache: "auto" (a captured CUDA graph on CUDA, the eager
 # lean forward elsewhere), "off" (always the eager forward), "eager" (the graph's fixed-shape step run without
 # capture, on any device: how CPU tests check what a capture would compute). GRIDAR_DECODE_GRAPH sets it.
 DECODE_GRAPH = os.environ.get("GRIDAR_DECODE_GRAPH", "auto")
+if DECODE_GRAPH not in ("auto", "off", "eager"):
+    DECODE_GRAPH = "auto"
 
 
 @contextmanager
