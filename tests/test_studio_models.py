@@ -224,6 +224,7 @@ def test_the_dtype_and_the_judge_are_remembered_and_used_at_the_next_load(qtbot,
     assert wait(qtbot, again.choose_model(model_dir)) is True
     lm = again.studio.model.backend.model.model.language_model
     assert next(lm.parameters()).dtype == torch.bfloat16 and again.studio.model.dtype == "bfloat16"
+    assert again.about_details()["precision"] == "bfloat16"
     assert again.studio.judge == "self" and again.controls.judge.currentData() == "self"
     assert "judges its own drawings" in again.banner.label.text() and "\n" not in again.banner.label.text()
     again.close()
@@ -257,6 +258,7 @@ def test_a_judging_folder_is_chosen_used_and_kept_across_loads(qtbot, window, mo
     assert wait(qtbot, w.choose_judge(llava)) is True
     assert s.judge == llava and s.model.roles.model is not s.model.backend.model
     assert c.judge.currentData() == llava and c.judge.currentText() == "llava-judge"
+    assert w.about_details()["judge"] == "the model in llava-judge"
     assert w.banner.isHidden()
     c.method.setCurrentIndex(c.method.findData("gridar"))
     c.verify_by.setCurrentIndex(c.verify_by.findData("view"))

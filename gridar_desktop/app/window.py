@@ -982,10 +982,24 @@ class MainWindow(QMainWindow):
     def about_details(self) -> dict:
         from .. import __version__
         m = self.studio.model
+        from .studio import judge_words
         return {"version": __version__, "model": m.spec if m else "none yet",
                 "device": str(m.backend.device) if m else self.studio.device,
+                "precision": self._precision_in_use(),
+                "judge": judge_words(m.judge if m else self.studio.judge),
                 "history folder": str(data_dir() / "history"), "settings file": str(self._settings_path()),
                 "log folder": str(log_dir())}
+
+    def _precision_in_use(self) -> str:
+        """The dtype chosen and, once loaded, what the language model holds (auto picks by device and model)."""
+        m = self.studio.model
+        if m is None:
+            return self.studio.dtype
+        try:
+            held = str(next(m.backend.model.model.language_model.parameters()).dtype).replace("torch.", "")
+        except (AttributeError, StopIteration):
+            return m.dtype
+        return held if m.dtype == held else f"{held} (chosen: {m.dtype})"
 
     def show_about_box(self) -> None:
         h = self._help()
