@@ -18,12 +18,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .defaults import DTYPE_CHOICES  # noqa: F401 - torch-free there, for the CLI's parser; offered from here too
 from .errors import ModelLoadError, PromptNotUnderstood
 from .models import check_model_folder  # noqa: F401 - the folder check lives with the JSON checks (torch-free)
 
 log = logging.getLogger("gridar.engine")
 
 JANUS_PRO_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
+
+# Latent rows decoded beyond each side of a preview's rows (`JanusBackend.decode_rows`). benchmarks/cpu_precision.py
+# (the trained demo VQ, the last of 4 of 8 rows): mean difference from the full decode 8.5 / 4.2 / 1.4 of 255 at
+# margins 1 / 2 / 3; at 384 px a one-row preview with margin 3 costs about a fifth of a full decode.
+PREVIEW_MARGIN = 3
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,91 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+_DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}
+
+# On a CPU, "auto" runs the language model in bfloat16 from this many weights per decoding step on (layers only):
+# below it a step is bookkeeping, not weight traffic, and bfloat16 only changes the tokens
+# (benchmarks/cpu_precision.py).
+CPU_BF16_MIN_STEP_PARAMS = 50_000_000
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The dtypes a loaded Janus model runs in: `lm` for the language model, its embeddings, image head and KV
+    cache; `pixels` for the VQ model (encoder, quantizer, decoder) and the understanding vision encoder + aligner.
+    They differ only on a CPU, where convolutions in half precision are many times slower than in float32 (a 384 px
+    VQ decode: 20.7 s in float32, over 280 s in bfloat16 on an AVX2 CPU) while the language model's steps, bound by
+    weight traffic, are faster in bfloat16."""
+    lm: torch.dtype
+    pixels: torch.dtype
+
+    @property
+    def mixed(self) -> bool:
+        return self.lm != self.pixels
+
+    def words(self) -> str:
+        """'bfloat16' or 'bfloat16 (image decoder and vision encoder float32)'."""
+        lm = _dtype_name(self.lm)
+        return lm if not self.mixed else f"{lm} (image decoder and vision encoder {_dtype_name(self.pixels)})"
+
+
+def _dtype_name(dt: torch.dtype) -> str:
+    return str(dt).replace("torch.", "")
+
+
+def lm_step_params(config: dict) -> int | None:
+    """Weights a decoding step reads in the language model's layers, from a config.json dict (None when its text
+    config lacks the sizes): what decides whether bfloat16 pays on a CPU."""
+    text = config.get("text_config") or config.get("language_config") or {}
+    try:
+        h, inter, layers, heads = (int(text[k]) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                           "num_attention_heads"))
+        kv = int(text.get("num_key_value_heads") or heads)
+        head_dim = int(text.get("head_dim") or h // heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return layers * (2 * h * heads * head_dim + 2 * h * kv * head_dim + 3 * h * inter)
+
+
+def resolve_precision(dtype: str, device: torch.device | str, config: dict | None = None) -> Precision:
+    """A dtype choice (`DTYPE_CHOICES` name or alias: fp32, bf16, fp16) on `device` -> the `Precision` a Janus
+    model is loaded in. `config` (the folder's config.json dict) lets "auto" on a CPU pick bfloat16 for a large
+    language model; without it "auto" on a CPU is float32. An unknown name is a `ModelLoadError`."""
+    dev = torch.device(device)
     if dtype == "auto":
-        return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in table:
-        raise ModelLoadError(f"unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
-    return table[dtype]
+        if dev.type == "cuda":
+            return Precision(torch.bfloat16, torch.bfloat16)
+        if dev.type == "mps":
+            return Precision(torch.float16, torch.float16)
+        step = lm_step_params(config) if config is not None else None
+        lm = torch.bfloat16 if step is not None and step >= CPU_BF16_MIN_STEP_PARAMS else torch.float32
+        return Precision(lm, torch.float32)
+    if dtype not in _DTYPE_NAMES:
+        raise ModelLoadError(f"unknown dtype '{dtype}'; use {', '.join(name for name, _ in DTYPE_CHOICES)}")
+    lm = _DTYPE_NAMES[dtype]
+    return Precision(lm, torch.float32 if dev.type == "cpu" else lm)
+
+
+def resolve_dtype(dtype: str, device: torch.device, config: dict | None = None) -> torch.dtype:
+    """The language model's dtype of `resolve_precision` (what the KV cache and a judging model load in)."""
+    return resolve_precision(dtype, device, config).lm
+
+
+def dtype_words(dtype: str, device: torch.device | str = "cpu", config: dict | None = None) -> str:
+    """What the dtype choice `dtype` means on `device` (and for the model of `config`), in a few words for the
+    studio: 'bfloat16 (image decoder and vision encoder float32)'. An unknown name is a `ModelLoadError`."""
+    return resolve_precision(dtype, device, config).words()
+
+
+def set_pixel_precision(model, dtype: torch.dtype) -> None:
+    """Cast the modules that work on pixels (the VQ model, the understanding vision encoder and its aligner) of a
+    `JanusForConditionalGeneration` to `dtype`, leaving the language model, its embeddings and the image head as
+    they are. Their inputs are cast to their weights' dtype where they enter (`decode_tokens`, `encode_images`,
+    `image_features`) and their outputs to the language model's where they leave (`embed_text`)."""
+    inner = model.model
+    for mod in (inner.vqmodel, inner.vision_model, inner.aligner):
+        mod.to(dtype)
 
 
 def continue_codes(codes: torch.Tensor, k: int, cols: int, hidden: torch.Tensor | None = None) -> torch.Tensor:
@@ -172,11 +255,11 @@ class JanusBackend:
     def load(cls, folder: str | Path, device: str = "auto", dtype: str = "auto") -> "JanusBackend":
         """Load a Janus / Janus-Pro folder offline; every failure is a `ModelLoadError` naming folder and problem."""
         from .models import read_model_meta
-        check_model_folder(folder)
+        config = check_model_folder(folder)
         path = Path(folder).expanduser()
         meta = read_model_meta(path)            # checked before the weights: a bad gridar.json costs no load
         dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
+        precision = resolve_precision(dtype, dev, config)
         from transformers import AutoProcessor, JanusForConditionalGeneration
         quiet_transformers()
         try:
@@ -185,18 +268,28 @@ class JanusBackend:
             raise ModelLoadError(f"could not load the processor/tokenizer of '{path}': {_first_line(e)}") from None
         try:
             # use_safetensors: never open a pickle (.bin), even when one lies next to the safetensors
-            model = JanusForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=dt,
+            # loaded in the language model's dtype, the pixel modules cast up after: a bf16 checkpoint (Janus-Pro's)
+            # loses nothing, and the whole model is never held in float32 at once
+            model = JanusForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=precision.lm,
                                                                   use_safetensors=True)
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(f"could not load the weights in '{path}' ({e.__class__.__name__}: "
                                  f"{_first_line(e)}). The files may be incomplete or corrupt: copy the model folder "
                                  "again") from None
+        if precision.mixed:
+            set_pixel_precision(model, precision.pixels)
         try:
             model.to(dev)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
             raise ModelLoadError(f"could not move the model to {dev}: {_first_line(e)}") from None
-        log.info("loaded %s on %s (%s)", path, dev, dt)
+        log.info("loaded %s on %s (%s)", path, dev, precision.words())
         return cls(model, processor, dev, str(path), meta)
+
+    @property
+    def precision(self) -> Precision:
+        """The dtypes the loaded model runs in (language model; VQ and vision encoder), read off its weights."""
+        inner = self.model.model
+        return Precision(next(inner.language_model.parameters()).dtype, next(inner.vqmodel.parameters()).dtype)
 
     # -- prompts -----------------------------------------------------------------------------------------------
     @property
@@ -367,7 +460,8 @@ class JanusBackend:
         total = self.info.rows * self.info.cols
         if k > total:
             raise ValueError(f"{k} tokens given, an image has {total}")
-        full = partial_codes(tokens.to(self.device), total, self.info.cols, self.blank_token)
+        # the blank code costs a VQ encode of the empty canvas: found only when a partial candidate needs it
+        full = partial_codes(tokens.to(self.device), total, self.info.cols, self.blank_token if k < total else 0)
         vq = self.model.model.vqmodel
         px = vq.decode(full)                                             # (n, 3, H, W) in about [-1, 1]
         px = ((px.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -377,6 +471,50 @@ class JanusBackend:
             hidden[:, k:] = True
             self.paint_undrawn(img, hidden)
         return img
+
+    @torch.inference_mode()
+    def decode_rows(self, tokens: torch.Tensor, rows: int, first: int = 0,
+                    margin: int | None = None) -> np.ndarray:
+        """A preview of token rows `first` .. `rows`-1 only: (n, k) codes (the first k in raster order, as for
+        `decode_tokens`) -> uint8 (n, H, W, 3) with those rows decoded and everything else the empty canvas (also
+        the patches of those rows not drawn yet). It decodes the latent rows `first - margin` .. `rows + margin`
+        only, from the same codes `decode_tokens` would use, so it costs about (rows - first + 2 * margin) / rows
+        of a full decode (`first` = 0: rows + margin).
+
+        Why a margin and not exact: a decoder convolution needs the rows around it, but the VQ decoder's
+        receptive field is nearly the whole image (about 18 latent rows at 24 x 24) and its attention and
+        GroupNorm layers are global, so no finite window is exact; `PREVIEW_MARGIN` rows on each side keep the
+        shown rows close to the full decode's (measured in `benchmarks/cpu_precision.py`; tested in
+        tests/test_backend_dtype.py). When the window reaches both edges the result is `decode_tokens`'s."""
+        n, k = tokens.shape
+        R, C = self.info.rows, self.info.cols
+        total = R * C
+        if k > total:
+            raise ValueError(f"{k} tokens given, an image has {total}")
+        margin = PREVIEW_MARGIN if margin is None else max(0, int(margin))
+        first, rows = max(0, int(first)), min(R, int(rows))
+        size, f = self.info.image_size, self.info.image_size // R
+        out = np.empty((n, size, size, 3), np.uint8)
+        out[:] = self.canvas_colour
+        if rows <= first:
+            return out
+        lo, hi = max(0, first - margin), min(R, rows + margin)
+        full = partial_codes(tokens.to(self.device), total, C, self.blank_token if k < total else 0)
+        px = self._decode_latent_rows(full[:, lo * C:hi * C], hi - lo)          # (n, 3, (hi - lo) * f, W)
+        px = ((px.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out[:, first * f:rows * f] = px[:, (first - lo) * f:(rows - lo) * f]
+        hidden = np.zeros((n, total), bool)
+        hidden[:, k:] = True
+        return self.paint_undrawn(out, hidden)
+
+    def _decode_latent_rows(self, codes: torch.Tensor, h: int) -> torch.Tensor:
+        """(n, h*cols) codes of h whole token rows -> the VQ decoder's (n, 3, h*f, W) pixels: `vq.decode` (which
+        accepts only the full grid) written out for any number of rows, with the same arithmetic."""
+        vq = self.model.model.vqmodel
+        n = codes.shape[0]
+        emb = F.normalize(vq.quantize.embedding(codes), p=2, dim=-1)                # (n, h*cols, D)
+        emb = emb.view(n, h, self.info.cols, -1).permute(0, 3, 1, 2).contiguous()
+        return vq.decoder(vq.post_quant_conv(emb))
 
     def decode_partial_edit(self, codes: torch.Tensor, hidden: torch.Tensor, k: int) -> np.ndarray:
         """(n, rows*cols) codes of partial edits drawn up to position k (kept codes everywhere else), `hidden`
