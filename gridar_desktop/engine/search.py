@@ -28,7 +28,9 @@ emits no events: events describe one job, for the desktop app.
 """
 from __future__ import annotations
 
+import logging
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol, Sequence
@@ -39,6 +41,7 @@ import torch
 from . import events as ev
 from .backend import JanusBackend
 from .cancel import CancelToken, active, install_checkpoints
+from .errors import Cancelled
 from .cost import CostRecord
 from .edit import CONTEXTS, EditTarget, conditioning_image, paste_back, pixel_mask
 from .defaults import GROUP, REFILL, ROLLOUT_THRESHOLD, VERIFY_BY
@@ -49,6 +52,134 @@ from .roles import PartialView, Roles, validate_reformulation
 from .sampling import SamplingParams
 
 Emit = Callable[[object], None]
+log = logging.getLogger("gridar.engine")
+
+# Live row previews (`Search(live_previews=True)`). A preview decode cheaper than this many multiply-adds (one
+# full-resolution convolution of the VQ decoder, times the candidates) takes milliseconds, less than drawing a token
+# row: such models (the demo's 64 px) decode every row inline, as drawn. Dearer ones (a 384 px Janus-Pro decode is
+# about 18 s in float32 on a 2-core CPU, 10 s of it per image for 4 candidates) decode on a budget in the
+# background (`_PreviewWorker`): one decode at a time, of the rows drawn since the last one, the latest request
+# replacing one that has not started.
+INLINE_PREVIEW_MACS = 1e9
+
+
+def preview_macs(backend, n: int) -> float:
+    """Multiply-adds of one full-resolution 3x3 convolution of the backend's VQ decoder for `n` images: the measure
+    of what a preview decode costs (0 where the backend does not say)."""
+    cfg = getattr(getattr(getattr(backend, "model", None), "config", None), "vq_config", None)
+    if cfg is None:
+        return 0.0
+    c = cfg.base_channels * cfg.channel_multiplier[0]
+    return 9.0 * c * c * backend.info.image_size ** 2 * n
+
+
+class _PreviewWorker:
+    """Row previews decoded on one background thread, owned by a `Search`: at most one decode in flight; a request
+    made while one is decoding waits in a single slot, where a later request replaces it (latest wins). Finished
+    previews are handed back to the search thread (`take`), which emits them, so every event still comes from that
+    thread, in order. `close` drops what waits, stops the decode in flight at its next layer and joins the thread.
+
+    A decode continues the last one where it can: the rows the previous preview of the same band showed are kept,
+    and only rows from there on are decoded (`JanusBackend.decode_rows` with `first`; the whole preview where the
+    backend has no row-limited decode)."""
+
+    def __init__(self, backend: JanusBackend) -> None:
+        self.b = backend
+        self._cv = threading.Condition()
+        self._pending: tuple | None = None          # (key, rows, render); render() -> images
+        self._done: tuple | None = None             # (key, rows, images)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._token = CancelToken()                 # the decode in flight's: it stops at its next layer when aborted
+        self.decoded = 0                            # images run through the VQ decoder (for the cost record)
+        self.requested = 0
+        self._thread = threading.Thread(target=self._loop, name="gridar-previews", daemon=True)
+        self._thread.start()
+
+    def submit(self, key, rows: int, render: Callable[[], np.ndarray]) -> None:
+        with self._cv:
+            self.requested += 1
+            self._pending = (key, rows, render)
+            self._cv.notify()
+
+    def take(self, key) -> tuple[int, np.ndarray] | None:
+        """The finished preview of `key` (rows, images) not handed out yet, else None (one of another key is
+        dropped). A failure of the decode is raised here, on the search's thread."""
+        with self._cv:
+            if self._error is not None:
+                e, self._error = self._error, None
+                raise e
+            done, self._done = self._done, None
+        if done is None or done[0] != key:
+            return None
+        return done[1], done[2]
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                (key, rows, render), self._pending = self._pending, None
+                token = self._token = CancelToken()
+            try:
+                with active(token), torch.inference_mode():
+                    images = render()
+            except Cancelled:
+                continue                            # dropped (`drop`) or closing
+            except BaseException as e:  # noqa: BLE001 - handed to the search thread, raised there
+                with self._cv:
+                    self._error = e
+                continue
+            with self._cv:
+                self.decoded += len(images)
+                if not token.aborted:
+                    self._done = (key, rows, images)
+
+    def drop(self) -> None:
+        """A band ended: what waits is dropped and the decode in flight stops at its next layer (the band's own
+        previews, decoded whole, follow)."""
+        with self._cv:
+            self._pending = self._done = None
+            self._token.abort()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._pending = None
+            self._token.abort()
+            self._cv.notify()
+        self._thread.join()
+
+
+class _RowRenderer:
+    """Decodes of a generation's candidates up to a token row for the preview worker, each continuing the previous
+    one (`_PreviewWorker`). Used on the worker thread only, except `base`, set between bands."""
+
+    def __init__(self, backend: JanusBackend) -> None:
+        self.b = backend
+        self.last: tuple[torch.Tensor, int, np.ndarray] | None = None        # (tokens, rows, images) shown last
+
+    def base(self, tokens: torch.Tensor, images: np.ndarray) -> None:
+        """What the candidates show now (the accepted band's previews): the next decode starts below it."""
+        self.last = (tokens.clone(), tokens.shape[1] // self.b.info.cols, images)
+
+    def render(self, tokens: torch.Tensor, rows: int) -> np.ndarray:
+        decode_rows = getattr(self.b, "decode_rows", None)
+        if decode_rows is None:
+            images = self.b.decode_tokens(tokens)
+        else:
+            first, last = 0, self.last
+            if (last is not None and last[0].shape[0] == tokens.shape[0] and last[1] < rows
+                    and torch.equal(last[0], tokens[:, :last[0].shape[1]])):
+                first = last[1]
+            images = decode_rows(tokens, rows, first=first)
+            if first:
+                f = self.b.info.image_size // self.b.info.rows
+                images[:, :first * f] = last[2][:, :first * f]
+        self.last = (tokens, rows, images)
+        return images
 
 
 @dataclass(frozen=True)
@@ -308,7 +439,9 @@ class Search:
         # an abort waits for one layer of a forward pass, not for a whole role call or preview decode
         install_checkpoints(getattr(backend, "model", None))
         install_checkpoints(getattr(roles, "model", None))
-        self.live_previews = live_previews      # decode every token row for the GUI (costs VQ decodes)
+        self.live_previews = live_previews      # previews while a band is drawn, for the GUI (costs VQ decodes)
+        self._worker: _PreviewWorker | None = None           # started with the first dear preview
+        self._rows = _RowRenderer(backend)
         self.cost = CostRecord()
         gens = [new_generator(r.seed, backend.device) for r in jobs]
         self.gen = gens[0] if len(gens) == 1 else gens
@@ -368,7 +501,16 @@ class Search:
                     return self._gridar()
                 return self._plain()
         finally:
+            self._close_previews()
             self.cost.stop()
+
+    def _close_previews(self) -> None:
+        """Stop the preview worker (what waits is dropped, a decode in flight stops at its next layer) and count
+        what it decoded."""
+        if self._worker is not None:
+            self._worker.close()
+            self.cost.vq_decodes += self._worker.decoded
+            self._worker = None
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _ask(self, question, *args):
@@ -445,13 +587,37 @@ class Search:
                 self.emit(ev.TokenProgress(stage, k, total))
                 if self.live_previews and k < total:
                     self.cancel.check()
-                    self.emit(ev.RowPreview(stage, k // self.b.info.cols, self._previews(st.tokens)))
+                    self._row_preview(stage, st.tokens)
         if self.edits and to_row == self.end_row:
             state = self._decode_rest(state, progress)
             progress(state)
-            return state
-        return decode_to_row(self.b, state, to_row, self.req.params, generator=self.gen, cancel=self.cancel,
-                             cost=self.cost, on_token=progress, **self._forced_kw())
+        else:
+            state = decode_to_row(self.b, state, to_row, self.req.params, generator=self.gen, cancel=self.cancel,
+                                  cost=self.cost, on_token=progress, **self._forced_kw())
+        if self._worker is not None:
+            self._worker.drop()
+        return state
+
+    def _row_preview(self, stage: int, tokens: torch.Tensor) -> None:
+        """A live preview after a token row: decoded inline when cheap (`INLINE_PREVIEW_MACS`), else asked of the
+        preview worker, and whatever it has finished for this band emitted now (a band's previews arrive in order,
+        rows rising; one finished after its band ended is dropped)."""
+        rows = tokens.shape[1] // self.b.info.cols
+        if preview_macs(self.b, tokens.shape[0]) <= INLINE_PREVIEW_MACS:
+            self.emit(ev.RowPreview(stage, rows, self._previews(tokens)))
+            return
+        if self._worker is None:
+            _ = self.b.blank_token                  # computed once here, not raced for by two threads
+            self._worker = _PreviewWorker(self.b)
+        done = self._worker.take(stage)
+        if done is not None:
+            self.emit(ev.RowPreview(stage, done[0], done[1]))
+        drawn = tokens.clone()                      # the decode continues meanwhile: a snapshot of the rows drawn
+        if self.edits:
+            forced, mask = self.forced, self.forced_mask
+            self._worker.submit(stage, rows, lambda: self._partial_edit_previews(drawn, forced, mask))
+        else:
+            self._worker.submit(stage, rows, lambda: self._rows.render(drawn, rows))
 
     def _forced_kw(self) -> dict:
         """`decode`'s teacher-forcing arguments: an edit's kept codes per candidate; none for a generation."""
@@ -483,13 +649,18 @@ class Search:
             return self.b.decode_tokens(self._with_source(tokens))
         return self._partial_edit_previews(tokens)
 
-    def _partial_edit_previews(self, tokens: torch.Tensor) -> np.ndarray:
+    def _partial_edit_previews(self, tokens: torch.Tensor, forced: torch.Tensor | None = None,
+                               forced_mask: torch.Tensor | None = None) -> np.ndarray:
         """Each candidate's kept codes outside the mask, the generation rule inside it, and every redrawn patch not
-        drawn yet painted as the empty canvas (`JanusBackend.decode_partial_edit`)."""
+        drawn yet painted as the empty canvas (`JanusBackend.decode_partial_edit`). `forced` / `forced_mask`: the
+        candidates' kept codes and mask as they were when a background preview was asked for (default: now)."""
+        forced = self.forced if forced is None else forced
+        forced_mask = self.forced_mask if forced_mask is None else forced_mask
         k = tokens.shape[1]
-        hidden = ~self.forced_mask                                          # (n, total): redrawn, not drawn yet
+        hidden = ~forced_mask                                               # (n, total): redrawn, not drawn yet
         hidden[:, :k] = False
-        return self.b.decode_partial_edit(self._with_source(tokens), hidden, k)
+        full = tokens if k >= forced.shape[1] else torch.cat([tokens, forced[:, k:].to(tokens.device)], 1)
+        return self.b.decode_partial_edit(full, hidden, k)
 
     def _score(self, images: np.ndarray) -> list[float]:
         if self.roles is None or self.n == 1:
@@ -598,6 +769,8 @@ class Search:
                 state, previews = self._prune(state, previews, views, i, nodes)
                 views = self._views(previews, to_row)         # pruning copies within a job: same masks
             self.emit(ev.BandAccepted(i, to_row, previews.copy()))
+            if self.live_previews and not self.edits:
+                self._rows.base(state.tokens, previews)     # the next band's previews start below these rows
             if stage.reformulate and req.reformulate and self.roles is not None:
                 self.cancel.check()
                 state = self._relayout(state, views, i, nodes)
