@@ -327,6 +327,9 @@ def test_a_run_at_janus_pro_size_is_shown_without_stalls_or_resizing(qtbot, wind
         assert max(took.values()) < 1.0, took          # generous: a shared 2-core CI machine; measured in the docs
         assert (w.width(), w.height()) == (1366, 768) and not outside_parents(w)
         assert w.canvas.image is not None and (w.canvas.image.width(), w.canvas.image.height()) == (size, size)
+        # the longest estimate a 7B run on a big card shows, in red, and a judge with a long folder name
+        w.controls.set_memory_estimate("~136.1 GB of 139.7 GB free", False, "details")
+        w.controls.add_judge_folder("/models/" + "Qwen2.5-VL-72B-Instruct-with-a-long-name-" * 3)
         for dims in ((1024, 700), (1366, 768)):
             w.resize(*dims)
             qtbot.wait(50)
