@@ -282,6 +282,17 @@ def test_a_judging_folder_is_chosen_used_and_kept_across_loads(qtbot, window, mo
 
 
 # -- 384 px ------------------------------------------------------------------------------------------------------
+def clipped_columns(w) -> list[str]:
+    """Scroll areas without a horizontal bar whose content is wider than what they show (the form's column: its
+    right side would be cut off)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QScrollArea
+    QApplication.processEvents()
+    return [f"{a.widget().width()} > {a.viewport().width()}" for a in w.findChildren(QScrollArea)
+            if a.isVisible() and a.widget() is not None and a.widget().width() > a.viewport().width()
+            and a.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff]
+
+
 def test_a_run_at_janus_pro_size_is_shown_without_stalls_or_resizing(qtbot, window):
     """The events of a GridAR N=8 run at Janus-Pro's size (24 x 24 tokens, 384 px candidates) through the real
     window's handlers: the canvas, the strip with its review, the layout panel and the final ranking take them
@@ -334,6 +345,7 @@ def test_a_run_at_janus_pro_size_is_shown_without_stalls_or_resizing(qtbot, wind
             w.resize(*dims)
             qtbot.wait(50)
             assert (w.width(), w.height()) == dims and not outside_parents(w), outside_parents(w)
+            assert not clipped_columns(w), clipped_columns(w)
         w.strip.set_interactive(False)
     finally:
         backend.info = real_info
