@@ -25,7 +25,10 @@ class TokenProgress:
 
 @dataclass(frozen=True)
 class RowPreview:
-    """Live previews while a band is drawn: every candidate after each completed token row."""
+    """Live previews while a band is drawn: every candidate after a completed token row. Every row for a model whose
+    decode is cheap; at real size (384 px) on a budget, so rows may be skipped (`engine.search._PreviewWorker`).
+    Within a band they arrive in order, rows rising, before the band's `BandCandidates`; rows not drawn yet show
+    the empty canvas."""
     stage: int
     rows: int
     previews: np.ndarray = field(repr=False)
