@@ -202,3 +202,20 @@ def test_cuda_graph_replays_match_the_eager_step():
         got = decode(b, start(b, PROMPT, 4), 64, GREEDY, new_generator(0, "cuda"))
     assert torch.equal(ref.tokens, got.tokens)
     np.testing.assert_allclose(ref.hidden.float().cpu().numpy(), got.hidden.float().cpu().numpy(), atol=1e-4)
+
+
+def test_a_fork_copies_once_on_its_first_write(backend):
+    """A static fork shares its source's buffers until it writes: then it copies into its own, and neither the
+    source nor a second fork of it sees the first fork's tokens."""
+    st = decode(backend, start(backend, PROMPT, 2), 8, SAMPLED, new_generator(1))
+    a, b = fork(st), fork(st)
+    assert all(la.kbuf is ls.kbuf for la, ls in zip(a.cache.layers, st.cache.layers))
+    keys = [layer.keys.clone() for layer in st.cache.layers]
+    ra = decode(backend, a, 20, SAMPLED, new_generator(2))
+    assert all(la.kbuf is not ls.kbuf for la, ls in zip(ra.cache.layers, st.cache.layers))
+    assert ra.cache.grown == 0                                   # the copy was the reservation, not a growth
+    rb = decode(backend, b, 20, SAMPLED, new_generator(2))
+    assert torch.equal(ra.tokens, rb.tokens)                     # b read the source, not a's writes
+    st2 = decode(backend, st, 20, SAMPLED, new_generator(2))      # and the source goes on as if never forked
+    assert torch.equal(st2.tokens, ra.tokens)
+    assert all(torch.equal(k, layer.keys[:, :, :k.shape[2]]) for k, layer in zip(keys, st2.cache.layers))

@@ -32,6 +32,7 @@ class StaticLayer(DynamicLayer):
         self.vbuf: torch.Tensor | None = None
         self.length = 0
         self.grown = 0                    # reallocations after the first: 0 when the capacity was planned right
+        self.shared = False               # reads another layer's buffer (a fork): copies before its first write
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.device = key_states.device
@@ -42,6 +43,7 @@ class StaticLayer(DynamicLayer):
         self.vbuf = like_v.new_zeros((rows, like_v.shape[1], capacity, like_v.shape[3]))
         self._room = capacity
         self._inference = self.kbuf.is_inference()
+        self.shared = False
 
     def _views(self) -> None:
         self.keys = self.kbuf.narrow(2, 0, self.length)
@@ -70,10 +72,13 @@ class StaticLayer(DynamicLayer):
         # more positions than planned: grow with headroom (amortised), keeping what is written. (A buffer made
         # under inference mode cannot be written outside it: a caller outside it gets a fresh buffer.)
         old_k, old_v = self.kbuf, self.vbuf
-        self._alloc(old_k, old_v, old_k.shape[0], max(need + max(64, need // 4), old_k.shape[2]))
+        room = need + max(64, need // 4)
+        if not self.shared:                        # a fork's first write is its copy, not a growth
+            room = max(room, old_k.shape[2])
+            self.grown += 1
+        self._alloc(old_k, old_v, old_k.shape[0], room)
         self.kbuf[:, :, :self.length] = old_k[:, :, :self.length]
         self.vbuf[:, :, :self.length] = old_v[:, :, :self.length]
-        self.grown += 1
 
     def get_seq_length(self) -> int:
         return self.length
@@ -81,7 +86,7 @@ class StaticLayer(DynamicLayer):
     @property
     def free(self) -> int:
         """Positions still free in the buffer."""
-        return (self.kbuf.shape[2] - self.length) if self.kbuf is not None else self.capacity
+        return (self._room - self.length) if self.kbuf is not None else self.capacity
 
     @classmethod
     def holding(cls, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> "StaticLayer":
@@ -93,6 +98,18 @@ class StaticLayer(DynamicLayer):
         layer.kbuf[:, :, :T] = keys
         layer.vbuf[:, :, :T] = values
         layer.length = T
+        layer._views()
+        return layer
+
+    @classmethod
+    def sharing(cls, other: "StaticLayer") -> "StaticLayer":
+        """A layer reading `other`'s written positions without copying them. It has no room of its own, so its first
+        write (or `reserve`) copies them into a buffer of its own; `other` only ever writes past them, so what this
+        layer reads stays as it was."""
+        layer = cls(0)
+        layer.lazy_initialization(other.kbuf, other.vbuf)
+        layer.kbuf, layer.vbuf, layer.length = other.kbuf, other.vbuf, other.length
+        layer._room, layer._inference, layer.shared = other.length, other._inference, True
         layer._views()
         return layer
 
@@ -180,7 +197,11 @@ def take_rows(cache, idx: torch.Tensor):
 
 
 def clone(cache):
-    """An independent copy (a fork for a rollout): decoding it leaves `cache` as it was."""
+    """An independent copy (a fork for a rollout): decoding it leaves `cache` as it was. A static copy shares the
+    buffers until it first writes (copy on write): the rollout's `reserve` then makes the one copy it needs, where
+    a copy now and a larger one at the reservation would make two (and hold three caches at once)."""
+    if is_static(cache) and all(layer.kbuf is not None for layer in cache.layers):
+        return StaticKVCache.of_layers([StaticLayer.sharing(layer) for layer in cache.layers])
     return _like(cache, [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers])
 
 
