@@ -419,3 +419,26 @@ def test_live_previews_can_be_switched_off_and_stay_off(qtbot, window, monkeypat
     qtbot.addWidget(again)
     assert not again.studio.live_previews and not again.act_live_previews.isChecked()
     again.close()
+
+
+def test_between_bands_the_status_says_what_the_run_is_doing(qtbot, window):
+    """At 384 px on a CPU the verdicts and the layout prompts between two bands take minutes: the status bar says
+    so instead of still naming the band just drawn."""
+    w, c = window, window.controls
+    said = []
+    w.statusBar().messageChanged.connect(lambda text: said.append(text) if text else None)
+    c.prompt.setText(PROMPT)
+    c.method.setCurrentIndex(c.method.findData("gridar"))
+    c.strategy.setCurrentIndex(c.strategy.findData("three-way"))
+    c.verify_by.setCurrentIndex(c.verify_by.findData("view"))
+    c.n.setValue(4)
+    c.manual.setChecked(False)
+    assert wait(qtbot, w.start_generation()) is not None
+    first = said.index("Drawing band 1 of 3 for 4 candidates")
+    checking = said.index("Band 1: the checker looks at each of the 4 candidates")
+    writing = said.index("Band 1: writing a layout prompt for each candidate")
+    assert first < checking < writing < said.index("Drawing band 2 of 3 for 4 candidates")
+    said.clear()
+    c.strategy.setCurrentIndex(c.strategy.findData("off"))           # no layout prompts: not said
+    assert wait(qtbot, w.start_generation()) is not None
+    assert not any("layout prompt" in t for t in said) and any("checker looks" in t for t in said)

@@ -721,10 +721,16 @@ class MainWindow(QMainWindow):
             self.previews, self.rows_drawn = e.previews, e.rows
             self.strip.show_previews(e.previews, f"Band {e.stage + 1}: {len(e.previews)} candidates")
             self.select_candidate(min(self.selected, len(e.previews) - 1))
+            # what the run does next between two bands (at 384 px on a CPU, minutes), not the band just drawn
+            if not quiet and self._band_step(e.stage, "verify"):
+                self.statusBar().showMessage(f"Band {e.stage + 1}: the checker looks at each of the "
+                                             f"{len(e.previews)} candidates")
         elif isinstance(e, ev.BandAccepted):
             self.previews, self.rows_drawn = e.previews, e.rows
             self._await_paint = self.studio.event_times.get("BandAccepted")
             self.select_candidate(min(self.selected, len(e.previews) - 1))
+            if not quiet and self._band_step(e.stage, "reformulate"):
+                self.statusBar().showMessage(f"Band {e.stage + 1}: writing a layout prompt for each candidate")
         elif isinstance(e, ev.LayoutProposals) and not self.studio.manual:
             self.layouts.show_layouts(e.stage, list(e.prompts), editable=False, original=self._running_prompt)
         elif isinstance(e, ev.LayoutsAccepted):
@@ -735,6 +741,17 @@ class MainWindow(QMainWindow):
             best = e.ranking[0]
             total = info.rows if info else 1
             self.canvas.set_image(e.images[best], None, total, f"best: candidate {best + 1}")
+
+    def _band_step(self, stage: int, step: str) -> bool:
+        """Whether the running GridAR request verifies by partial view ('verify') or reformulates ('reformulate')
+        after band `stage` (a rollout says so itself with its Completing event)."""
+        req = self.studio._request
+        if req is None or req.method != "gridar" or not 0 <= stage < len(req.schedule):
+            return False
+        band = req.schedule[stage]
+        if step == "verify":
+            return band.verify and req.prune and req.verify_by == "view"
+        return band.reformulate and req.reformulate
 
     def _on_painted(self, t: float) -> None:
         if self._await_paint is not None:
