@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from gridar_desktop.engine import backend
 from gridar_desktop.engine.backend import (CPU_BF16_MIN_STEP_PARAMS, DTYPE_CHOICES, PREVIEW_MARGIN, JanusBackend,
                                            Precision, dtype_words, lm_step_params, resolve_dtype, resolve_precision)
 from gridar_desktop.engine.errors import ModelLoadError
@@ -25,8 +26,21 @@ def demo_config() -> dict:
 
 
 # -- choosing the precision ------------------------------------------------------------------------------------
-def test_auto_on_cpu_is_mixed_bfloat16_for_a_large_model_and_float32_for_the_demo():
+@pytest.fixture
+def fast_bf16(monkeypatch):
+    """Answer `cpu_has_fast_bf16` (this machine's own answer must not decide what the tests see)."""
+    def set_to(value: bool) -> None:
+        monkeypatch.setattr(backend, "cpu_has_fast_bf16", lambda: value)
+    set_to(True)
+    return set_to
+
+
+def test_auto_on_cpu_is_mixed_bfloat16_for_a_large_model_where_bfloat16_is_fast(fast_bf16):
     assert resolve_precision("auto", "cpu", JANUS_PRO_1B) == Precision(BF16, F32)
+    fast_bf16(False)                                   # an AVX2 CPU: bfloat16 steps are no faster, prefill slower
+    assert resolve_precision("auto", "cpu", JANUS_PRO_1B) == Precision(F32, F32)
+    assert dtype_words("auto", "cpu") == "float32"
+    fast_bf16(True)
     assert resolve_precision("auto", "cpu", demo_config()) == Precision(F32, F32)
     assert resolve_precision("auto", "cpu") == Precision(F32, F32)          # no config: as before
     assert lm_step_params(demo_config()) < CPU_BF16_MIN_STEP_PARAMS <= lm_step_params(JANUS_PRO_1B)
@@ -46,7 +60,7 @@ def test_half_precision_keeps_pixels_in_float32_on_cpu_only():
     assert resolve_dtype("bfloat16", torch.device("cpu")) is BF16           # the language model's, as callers expect
 
 
-def test_every_choice_resolves_and_has_words():
+def test_every_choice_resolves_and_has_words(fast_bf16):
     names = [name for name, _ in DTYPE_CHOICES]
     assert names[0] == "auto" and {"float32", "bfloat16", "float16"} <= set(names)
     assert all(isinstance(text, str) and 20 < len(text) < 200 and "\n" not in text for _, text in DTYPE_CHOICES)
@@ -56,6 +70,10 @@ def test_every_choice_resolves_and_has_words():
     assert dtype_words("bfloat16", "cpu") == "bfloat16 (image decoder and vision encoder float32)"
     assert dtype_words("auto", "cpu", demo_config()) == "float32"
     assert dtype_words("auto", "cuda") == "bfloat16"
+    assert dtype_words("auto", "cpu", JANUS_PRO_1B) == "bfloat16 (image decoder and vision encoder float32)"
+    # the model not known yet: both outcomes
+    assert dtype_words("auto", "cpu") == ("float32 for a small model, bfloat16 (image decoder and vision encoder "
+                                          "float32) for a large one")
 
 
 def test_an_unknown_dtype_is_one_line_naming_the_choices():
@@ -66,7 +84,7 @@ def test_an_unknown_dtype_is_one_line_naming_the_choices():
 
 
 # -- loading ---------------------------------------------------------------------------------------------------
-def test_demo_loads_in_float32_under_auto_so_its_tokens_do_not_change():
+def test_demo_loads_in_float32_under_auto_so_its_tokens_do_not_change(fast_bf16):
     """bfloat16 changes some of the demo's sampled tokens (benchmarks/cpu_precision.py), so auto keeps it float32."""
     b = JanusBackend.load(demo_model_dir(), "cpu", "auto")
     assert b.precision == Precision(F32, F32)

@@ -9,6 +9,7 @@ Janus-Pro folders need none.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -73,19 +74,31 @@ def resolve_device(device: str = "auto") -> torch.device:
 _DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
                 "float16": torch.float16, "fp16": torch.float16}
 
-# On a CPU, "auto" runs the language model in bfloat16 from this many weights per decoding step on (layers only):
-# below it a step is bookkeeping, not weight traffic, and bfloat16 only changes the tokens
-# (benchmarks/cpu_precision.py).
+# On a CPU, "auto" runs the language model in bfloat16 from this many weights per decoding step on (layers only),
+# where the CPU has fast bfloat16 (`cpu_has_fast_bf16`). The demo (4.3M) and the test models stay float32: bfloat16
+# changed 0.8% of the demo's sampled tokens, and its recorded numbers hold in float32. Janus-Pro-1B reads 1.2B.
 CPU_BF16_MIN_STEP_PARAMS = 50_000_000
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matrix products at least as fast as float32: oneDNN's bfloat16 support
+    (AVX512-class or newer). benchmarks/cpu_precision.py, one thread, Janus-Pro-1B width: with it (AVX512 with
+    native bfloat16) a decoding step took 0.20x and a 4 x 650-token prefill 0.26x of float32's time; with torch
+    limited to AVX2 (where this is False) 1.03x and 3.9x."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):           # a build without oneDNN (e.g. some ARM wheels)
+        return False
 
 
 @dataclass(frozen=True)
 class Precision:
     """The dtypes a loaded Janus model runs in: `lm` for the language model, its embeddings, image head and KV
     cache; `pixels` for the VQ model (encoder, quantizer, decoder) and the understanding vision encoder + aligner.
-    They differ only on a CPU, where convolutions in half precision are many times slower than in float32 (a 384 px
-    VQ decode: 20.7 s in float32, over 280 s in bfloat16 on an AVX2 CPU) while the language model's steps, bound by
-    weight traffic, are faster in bfloat16."""
+    They differ only on a CPU, where convolutions in half precision can be hundreds of times slower than in float32
+    (benchmarks/cpu_precision.py, torch limited to AVX2: 4 token rows of the 384 px VQ decoder took 814 s in
+    bfloat16, 2.8 s in float32) while the language model's steps may gain from bfloat16 (`cpu_has_fast_bf16`)."""
     lm: torch.dtype
     pixels: torch.dtype
 
@@ -128,7 +141,8 @@ def resolve_precision(dtype: str, device: torch.device | str, config: dict | Non
         if dev.type == "mps":
             return Precision(torch.float16, torch.float16)
         step = lm_step_params(config) if config is not None else None
-        lm = torch.bfloat16 if step is not None and step >= CPU_BF16_MIN_STEP_PARAMS else torch.float32
+        large = step is not None and step >= CPU_BF16_MIN_STEP_PARAMS
+        lm = torch.bfloat16 if large and cpu_has_fast_bf16() else torch.float32
         return Precision(lm, torch.float32)
     if dtype not in _DTYPE_NAMES:
         raise ModelLoadError(f"unknown dtype '{dtype}'; use {', '.join(name for name, _ in DTYPE_CHOICES)}")
@@ -143,7 +157,14 @@ def resolve_dtype(dtype: str, device: torch.device, config: dict | None = None) 
 
 def dtype_words(dtype: str, device: torch.device | str = "cpu", config: dict | None = None) -> str:
     """What the dtype choice `dtype` means on `device` (and for the model of `config`), in a few words for the
-    studio: 'bfloat16 (image decoder and vision encoder float32)'. An unknown name is a `ModelLoadError`."""
+    studio: 'bfloat16 (image decoder and vision encoder float32)'. Without `config`, "auto" on a CPU names both of
+    its outcomes. An unknown name is a `ModelLoadError`."""
+    if dtype == "auto" and config is None and torch.device(device).type == "cpu":
+        large = resolve_precision("auto", device, {"text_config": {
+            "hidden_size": 1, "intermediate_size": CPU_BF16_MIN_STEP_PARAMS, "num_hidden_layers": 1,
+            "num_attention_heads": 1}})
+        if large.mixed:
+            return f"float32 for a small model, {large.words()} for a large one"
     return resolve_precision(dtype, device, config).words()
 
 
@@ -253,7 +274,11 @@ class JanusBackend:
     # -- loading -----------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, folder: str | Path, device: str = "auto", dtype: str = "auto") -> "JanusBackend":
-        """Load a Janus / Janus-Pro folder offline; every failure is a `ModelLoadError` naming folder and problem."""
+        """Load a Janus / Janus-Pro folder offline; every failure is a `ModelLoadError` naming folder and problem.
+
+        `device`: auto, cpu, cuda, cuda:N or mps (`resolve_device`). `dtype`: a `DTYPE_CHOICES` name (auto, float32,
+        bfloat16, float16) or an alias (fp32, bf16, fp16), resolved with the folder's config by
+        `resolve_precision`: on a CPU a half-precision language model comes with a float32 VQ and vision encoder."""
         from .models import read_model_meta
         config = check_model_folder(folder)
         path = Path(folder).expanduser()

@@ -12,8 +12,8 @@ from __future__ import annotations
 # The precision choices (`--dtype`, the studio's control), in menu order, each with what it means; what they
 # resolve to is `backend.resolve_precision` (benchmarks/cpu_precision.py measures them on a CPU).
 DTYPE_CHOICES: tuple[tuple[str, str], ...] = (
-    ("auto", "bfloat16 on a CUDA GPU, float16 on Apple MPS; on a CPU bfloat16 for the language model of a large "
-             "model (the image decoder in float32), float32 for a small one such as the demo"),
+    ("auto", "bfloat16 on a CUDA GPU, float16 on Apple MPS; on a CPU float32, or for a large model on a CPU with "
+             "fast bfloat16 a bfloat16 language model (image decoder in float32)"),
     ("float32", "full precision everywhere: the slowest and largest, and what the demo model's numbers use"),
     ("bfloat16", "half the memory and faster decoding; on a CPU the image decoder and vision encoder stay float32"),
     ("float16", "half the memory, for GPUs without bfloat16; on a CPU the image decoder and vision encoder stay "
