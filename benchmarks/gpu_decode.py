@@ -139,7 +139,13 @@ def measure(size: str, layers: int | None, device: torch.device, smoke: bool, ca
         if time.perf_counter() > deadline:
             out["skipped"].append(name)
             return False
-        fn()
+        try:                  # one failing part must not cost the others (a lent GPU's minutes are few)
+            fn()
+        except Exception as e:  # noqa: BLE001
+            out.setdefault("errors", {})[name] = f"{e.__class__.__name__}: {str(e).strip()[:300]}"
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            return False
         return True
 
     # warm-up: kernels, cuBLAS handles and the allocator, so the first timed part is not charged for them
@@ -198,6 +204,8 @@ def measure(size: str, layers: int | None, device: torch.device, smoke: bool, ca
     part("single", single)
     part("best-of-8", best_of_8)
     part("gridar-4", gridar_4)
+    from gridar_desktop.engine import static_cache
+    out["graph_capture_error"] = static_cache.LAST_CAPTURE_ERROR
 
     # the floor: weight bytes of a decoding step over the card's bandwidth (and the KV read, for the full floor)
     if card is not None and not smoke:

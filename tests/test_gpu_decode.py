@@ -145,7 +145,8 @@ def test_the_benchmark_smoke_run_measures_every_field(tmp_path):
     report = json.loads(out.read_text())
     assert report["smoke"] is True and report["device"] == "cpu"
     [m] = report["models"]
-    assert m["skipped"] == [] and m["image_tokens"] == 64
+    assert m["skipped"] == [] and "errors" not in m and m["image_tokens"] == 64
+    assert m["graph_capture_error"] is None
     single, bon, grid = m["single_greedy"], m["best_of_n_8"], m["gridar_4"]
     for value in (single["ours_eager_tok_s"], single["ours_graph_tok_s"], single["library_tok_s"],
                   bon["ours_tok_s"], bon["library_tok_s"], grid["tok_s"], single["step_ms"]):

@@ -174,6 +174,21 @@ def test_the_fixed_shape_step_in_a_gridar_run(backend):
     assert torch.equal(ref.tokens, got.tokens) and ref.tree == got.tree
 
 
+def test_a_failed_capture_goes_on_uncaptured(backend, monkeypatch):
+    """A capture that fails (here: no CUDA at all) leaves a one-line reason and the same step, run uncaptured."""
+    monkeypatch.setattr(kv, "LAST_CAPTURE_ERROR", None)
+    tokens = torch.tensor([3, 5])
+    with kv_cache_kind("dynamic"):
+        ref = step(backend, start(backend, PROMPT, 2), tokens)
+    st = start(backend, PROMPT, 2)
+    kv.reserve(st.cache, 4)
+    graph = kv.GraphStep(backend.model.model.language_model, st.cache, st.rows, eager=False)
+    got = step(backend, st, tokens, graph=graph)
+    assert graph.eager and graph.replays == 1 and kv.LAST_CAPTURE_ERROR
+    assert "\n" not in kv.LAST_CAPTURE_ERROR
+    torch.testing.assert_close(ref.hidden, got.hidden, atol=1e-5, rtol=1e-5)
+
+
 def test_no_graph_on_cpu_unless_asked(backend, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a graph step was built on CPU")

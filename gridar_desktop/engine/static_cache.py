@@ -17,6 +17,8 @@ mask, and a masked NaN from uninitialised memory would still poison `softmax @ V
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache, DynamicLayer
@@ -219,6 +221,13 @@ def cat_rows(a, b) -> None:
              None if free is None else width + free)
 
 
+log = logging.getLogger("gridar.engine")
+
+# The last CUDA-graph capture that failed (its error, one line), or None: decoding then went on uncaptured, and the
+# GPU benchmark reports it.
+LAST_CAPTURE_ERROR: str | None = None
+
+
 class GraphStep:
     """One-token decoding steps of `lm` on a static cache, with fixed shapes and addresses (`lean.forward_static`):
     on CUDA captured once as a `torch.cuda.CUDAGraph` and replayed per token, which removes the per-kernel launch
@@ -280,9 +289,18 @@ class GraphStep:
             out = self._run()
         else:
             if self.graph is None:
-                self._capture()
-            self.graph.replay()
-            out = self.out
+                try:
+                    self._capture()
+                except Exception as e:  # noqa: BLE001 - a capture the device or an op refuses: go on uncaptured
+                    global LAST_CAPTURE_ERROR
+                    LAST_CAPTURE_ERROR = f"{e.__class__.__name__}: {str(e).strip().splitlines()[0][:200]}"
+                    log.warning("CUDA graph capture failed, decoding without it: %s", LAST_CAPTURE_ERROR)
+                    self.graph, self.eager = None, True
+            if self.eager:
+                out = self._run()
+            else:
+                self.graph.replay()
+                out = self.out
         self.replays += 1
         for layer in self.cache.layers:
             layer.length = T + 1
