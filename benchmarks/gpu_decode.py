@@ -3,10 +3,11 @@ captured CUDA graph per decoding step) against transformers' own `generate(gener
 the memory-bandwidth floor of the card (weight bytes / bandwidth per step, `engine.speed_plan`).
 
 Per model (Janus-Pro-1B- and -7B-shaped: `engine.real_shape`, random weights in bf16, its BPE tokenizer and chat
-template; language model at real width and depth unless --layers says fewer; 384 px, 24 x 24 tokens): one image greedy (ours eager, ours graphed, library:
-tokens per second and whether the tokens are identical), Best-of-N 8 sampled (ours graphed vs the library's batch of
-8), and one GridAR N=4 image (the recipe with fixed verdicts and layouts, so only the generator is timed). Peak memory
-of every part: torch.cuda.max_memory_allocated on a GPU, the process's peak RSS on a CPU.
+template; language model at real width and depth unless --layers says fewer; 384 px, 24 x 24 tokens): one image
+greedy (ours eager, ours graphed, library: tokens per second and whether the tokens are identical), Best-of-N 8
+sampled (ours graphed vs the library's batch of 8), and one GridAR N=4 image (the recipe with fixed verdicts and
+layouts, so only the generator is timed). Peak memory of every part: torch.cuda.max_memory_allocated on a GPU, the
+process's peak RSS on a CPU. A part that fails is recorded under "errors" and the others still run.
 
 Prints one JSON object (and writes it with --out). Designed to finish in under 8 minutes on an H100; parts that
 would start after --budget seconds are skipped and named. On a CPU, or with --smoke, it runs the same parts on a

@@ -173,7 +173,7 @@ def predict_seconds(config, dtype, method: str, n: int, card_name: str | Card, p
     # prefills: the prompt's two rows once; GridAR's layout rows (prompt, clause and anchor) at 1/4 and 1/2
     prefill_tokens = 2 * prompt_tokens
     if gridar:
-        prefill_tokens += n * (prompt_tokens + clause_tokens + quarter) + n * (prompt_tokens + clause_tokens + 2 * quarter)
+        prefill_tokens += n * (2 * (prompt_tokens + clause_tokens) + 3 * quarter)      # anchors of 1/4 and 1/2
     prefill = prefill_seconds(decode_params(shape), prefill_tokens, dtype, c)
 
     # judging: per candidate and call, the vision encoder on one image and a prefill of its features and the
