@@ -62,6 +62,7 @@ def test_an_original_folder_is_imported_with_progress_then_loaded(qtbot, window,
     assert not c.uncalibrated.isHidden() and "not calibrated" in c.uncalibrated.text()
     assert c.uncalibrated.toolTip().strip()
     assert c.cfg.value() == 5.0
+    assert w.edit_panel.image_size == s.model.backend.info.image_size         # the brush follows the resolution
     c.verify_by.setCurrentIndex(c.verify_by.findData("rollout"))      # the scorer's threshold: no warning
     assert c.uncalibrated.isHidden()
 
@@ -442,3 +443,18 @@ def test_between_bands_the_status_says_what_the_run_is_doing(qtbot, window):
     c.strategy.setCurrentIndex(c.strategy.findData("off"))           # no layout prompts: not said
     assert wait(qtbot, w.start_generation()) is not None
     assert not any("layout prompt" in t for t in said) and any("checker looks" in t for t in said)
+
+
+def test_the_brush_keeps_its_size_relative_to_the_image(qtbot, window):
+    from PySide6.QtTest import QTest
+    e, canvas = window.edit_panel, window.canvas
+    e.set_image_size(64)
+    e.size.setValue(4)
+    e.set_image_size(384)                          # Janus-Pro: a 4 px brush at 64 px is 24 px at 384
+    assert e.size.value() == 24 and canvas.brush == 24.0 and e.size.maximum() == 192
+    window.controls.mode.setCurrentIndex(1)        # the [ ] shortcuts live with the edit tools
+    window.activateWindow()
+    QTest.keyClick(window, "]")
+    assert e.size.value() == 30                    # [ and ] step with the resolution too
+    e.set_image_size(64)
+    assert e.size.value() == 5 and e.size.maximum() == 48

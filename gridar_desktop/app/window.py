@@ -647,6 +647,7 @@ class MainWindow(QMainWindow):
         c.set_vocabulary(language_vocabulary(self._prompt_language()))
         backend = s.model.backend
         self.canvas.set_token_grid(backend.info.rows, backend.info.cols)
+        self.edit_panel.set_image_size(backend.info.image_size)
         self._take_model_defaults(getattr(backend, "defaults", None) or {})
         if self.edit_original is not None and self.mask is not None and self.mask.size != self._model_size():
             self._refit()               # another resolution: the source is refitted, the mask starts empty

@@ -141,8 +141,23 @@ class EditPanel(QWidget):
         self.redo.clicked.connect(self.redo_clicked)
         self.show_mask.toggled.connect(self._on_show_mask)
         self.token_grid.toggled.connect(self.token_grid_changed)
-        self.smaller.activated.connect(lambda: self.size.setValue(self.size.value() - 1))
-        self.bigger.activated.connect(lambda: self.size.setValue(self.size.value() + 1))
+        self.smaller.activated.connect(lambda: self.size.setValue(self.size.value() - self.size.singleStep()))
+        self.bigger.activated.connect(lambda: self.size.setValue(self.size.value() + self.size.singleStep()))
+        self.image_size = 64                # the model's resolution the brush's numbers are meant for
+
+    def set_image_size(self, size: int) -> None:
+        """The loaded model's resolution: the brush keeps its size relative to the image (4 px at the demo's 64 px
+        is 24 px at Janus-Pro's 384), and its range and [ ] steps grow with it, so a 384 px image is not painted
+        with a pen."""
+        size = max(8, int(size))
+        if size == self.image_size:
+            return
+        value = self.size.value() * size / self.image_size
+        self.image_size = size
+        self.size.setRange(1, max(48, size // 2))
+        self.size.setSingleStep(max(1, size // 64))
+        self.size.setPageStep(max(4, size // 16))
+        self.size.setValue(max(1, round(value)))
 
     def _on_show_mask(self, on: bool) -> None:
         self.mask_visible_changed.emit(on)
