@@ -75,8 +75,8 @@ def _graph_step(backend: JanusBackend, state: "DecodeState") -> kv.GraphStep | N
     "auto", a language model the lean forward does not cover)."""
     if DECODE_GRAPH == "off" or not kv.is_static(state.cache) or state.cache.layers[0].kbuf is None:
         return None
-    if DECODE_GRAPH == "auto" and backend.device.type != "cuda":
-        return None
+    if DECODE_GRAPH == "auto" and (backend.device.type != "cuda" or kv.LAST_CAPTURE_ERROR is not None):
+        return None                                        # (after a failed capture: the eager step, not again)
     from . import lean
     lm = backend.model.model.language_model
     if not lean.supports(lm):
