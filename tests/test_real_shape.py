@@ -8,7 +8,7 @@ instead of 128 (a 384 px decode at full width is ~18 s in float32 on a 2-core CP
 logic depends on (grid, codebook, image size, feature count, vocabulary, prompt format, context) is the real one.
 The model is built once per module.
 
-Through it: single, Best-of-N and GridAR generation (bands on 24 rows, three-way guidance and prompt replacement with
+Through it: single (as an edit), Best-of-N (through the studio) and GridAR generation (bands on 24 rows, three-way guidance and prompt replacement with
 layout rows in the real prompt format, partial decodes at 384 px, live previews on a budget), the Janus
 understanding roles (verify, score, reformulate), an edit with a mask at 384 px, PNG metadata, and the studio
 (canvas, candidate strip, layout panel) at 384 px.
@@ -68,11 +68,6 @@ def gridar(backend, roles):
     req = SearchRequest(PROMPT, method="gridar", n=4, seed=1, params=PARAMS)
     res = Search(backend, roles, req, LayoutPolicy(), events.append, live_previews=True).run()
     return res, events
-
-
-@pytest.fixture(scope="module")
-def single(backend):
-    return Search(backend, None, SearchRequest(PROMPT, method="single", n=1, seed=2, params=PARAMS)).run()
 
 
 def canvas_rows(images: np.ndarray, rows: int, colour) -> bool:
@@ -168,13 +163,8 @@ def test_prompt_replacement_at_real_shape(backend, roles):
     assert node["layouts"] == [PROMPT + ", with the fox in the center"] * 4
     assert node["prefilled"] == [{"stream": "cond", "rows": 4, "reused": 0}]
     assert [(e.from_row, e.to_row) for e in events if isinstance(e, ev.BandStarted)] == [(0, 3), (3, 6)]
-    assert res.cost.roles["reformulator"].calls == 1 and "verifier" not in res.cost.roles
-
-
-def test_single_generation_at_real_shape(single, backend):
-    assert single.images.shape == (1, 384, 384, 3) and single.tokens.shape == (1, 576)
-    again = backend.decode_tokens(single.tokens)
-    assert np.array_equal(again, single.images)
+    assert res.cost.roles["reformulator"].calls == 1
+    assert res.cost.roles.get("verifier") is None or res.cost.roles["verifier"].calls == 0
 
 
 def test_png_metadata_round_trip_at_real_shape(gridar, backend, tmp_path):
@@ -190,29 +180,36 @@ def test_png_metadata_round_trip_at_real_shape(gridar, backend, tmp_path):
     assert Image.open(p).size == (384, 384)
 
 
-def test_an_edit_with_a_mask_at_384_px(single, backend, roles):
+def test_a_single_edit_with_a_mask_at_384_px(gridar, backend):
+    """Single generation, as an edit of GridAR's best image inside a mask (a whole single generation draws 576
+    tokens as Best-of-N's does, which the studio test runs)."""
     from gridar_desktop.engine.edit import prepare_edit
-    source = single.images[0]
+    res, _ = gridar
+    source = res.images[res.best]
     mask = np.zeros((384, 384), np.uint8)
     mask[200:250, 96:288] = 255                                       # token rows 12..15, columns 6..17
     target = prepare_edit(backend, Image.fromarray(source), Image.fromarray(mask))
     assert target.source.shape == (384, 384, 3) and len(target.tokens) == 576
     redrawn = np.array(target.redraw).reshape(24, 24)
     assert redrawn[12:16, 6:18].all() and redrawn.sum() == 4 * 12
-    req = SearchRequest(PROMPT + ", a small bird on the snow", method="best-of-n", n=2, seed=4, params=PARAMS,
+    events = []
+    req = SearchRequest(PROMPT + ", a small bird on the snow", method="single", n=1, seed=4, params=PARAMS,
                         edit=target, context="source")
-    res = Search(backend, roles, req).run()
-    assert res.images.shape == (2, 384, 384, 3)
+    out = Search(backend, None, req, emit=events.append).run()
+    assert out.images.shape == (1, 384, 384, 3) and out.tokens.shape == (1, 576)
     outside = ~target.mask
-    assert (res.images[:, outside] == target.source[outside]).all()          # nothing outside the mask changes
+    assert (out.images[:, outside] == target.source[outside]).all()          # nothing outside the mask changes
     kept = ~np.array(target.redraw)
-    assert (res.tokens[:, kept] == torch.tensor(target.tokens)[kept]).all()
-    assert res.cost.roles["scorer"].calls == 1
+    assert (out.tokens[:, kept] == torch.tensor(target.tokens)[kept]).all()
+    # only the redrawn span is decoded: from its first to its last redrawn token
+    assert out.cost.image_tokens <= target.last - target.first + 1
+    assert [e.to_row for e in events if isinstance(e, ev.BandStarted)] == [16]
 
 
 def test_the_studio_at_real_shape(qtbot, loop, backend, roles, gridar, monkeypatch):
-    """A Best-of-N run through the window on the real-shape model (canvas and candidate strip at 384 px), then the
-    GridAR run's events through the window's handlers (the layout panel with real-format layouts)."""
+    """A Best-of-N run (N=2, a whole 384 px generation each, ranked by the scorer) through the window on the
+    real-shape model: canvas and final ranking at 384 px; then the GridAR run's events through the window's
+    handlers: the candidate strip and the layout panel with real-format layouts."""
     pytest.importorskip("PySide6")
     from conftest import wait
 
@@ -230,9 +227,10 @@ def test_the_studio_at_real_shape(qtbot, loop, backend, roles, gridar, monkeypat
         c.n.setValue(2)
         c.manual.setChecked(False)
         result = wait(qtbot, w.start_generation(), timeout=600000)
-        assert result is not None and result.images.shape == (2, 384, 384, 3)
-        assert (w.canvas.image.width(), w.canvas.image.height()) == (384, 384)
-        assert sum(1 for card in w.strip.cards if card.isVisible()) == 2
+        assert result is not None and result.images.shape == (2, 384, 384, 3) and result.tokens.shape == (2, 576)
+        assert sorted(result.ranking) == [0, 1] and all(0.0 <= x <= 1.0 for x in result.scores)
+        assert result.cost.roles["scorer"].calls == 1
+        assert (w.canvas.image.width(), w.canvas.image.height()) == (384, 384) and w.final.count() == 2
         # the GridAR run's events as the window receives them
         res, events = gridar
         for e in events:
@@ -258,3 +256,59 @@ def test_a_saved_folder_loads_like_an_imported_one(tmp_path, backend):
     assert b.info.prompt_format == "janus-pro" and b.info.image_size == 384 and b.info.codebook == 16384
     assert b.prompt_ids(PROMPT) == backend.prompt_ids(PROMPT)
     assert b.defaults.get("guidance") == 5.0
+
+
+def test_the_preview_worker_keeps_one_decode_in_flight_and_the_latest_request():
+    """The budget itself, with scripted decodes: while one decodes, later requests replace each other (latest wins);
+    finished previews are handed out once, to their own band only; a band's end and closing stop a decode in flight
+    at its next checkpoint."""
+    import threading
+    import time
+
+    from gridar_desktop.engine.cancel import checkpoint
+    from gridar_desktop.engine.search import _PreviewWorker
+    started, release, ran = threading.Event(), threading.Event(), []
+
+    def render(name, block=False):
+        def go():
+            ran.append(name)
+            started.set()
+            while block and not release.is_set():
+                checkpoint()                       # a decoder layer: where an abort takes effect
+                time.sleep(0.001)
+            return np.full((1, 2, 2, 3), len(ran), np.uint8)
+        return go
+    w = _PreviewWorker(backend=None)
+    try:
+        w.submit(0, 1, render("row 1", block=True))
+        assert started.wait(5)
+        w.submit(0, 2, render("row 2"))
+        w.submit(0, 3, render("row 3"))           # replaces row 2, which never starts
+        assert w.take(0) is None                   # row 1 still decoding
+        release.set()
+        deadline = time.time() + 5
+        got = []
+        while 3 not in got and time.time() < deadline:
+            done = w.take(0)
+            if done is not None:
+                got.append(done[0])
+            time.sleep(0.002)
+        # row 1's preview is handed out unless row 3's finished before the search asked (latest wins there too)
+        assert got in ([1, 3], [3]) and ran == ["row 1", "row 3"] and w.decoded == 2
+        # a finished preview of another band is not handed out
+        w.submit(0, 4, render("row 4"))
+        while w.decoded < 3 and time.time() < deadline:
+            time.sleep(0.002)
+        assert w.take(1) is None and w.take(0) is None
+        # the band ends while a decode runs: it stops at its next checkpoint and drop() waits for it
+        release.clear()
+        started.clear()
+        w.submit(1, 1, render("row 1 of band 2", block=True))
+        assert started.wait(5)
+        t0 = time.perf_counter()
+        w.drop()
+        assert time.perf_counter() - t0 < 1.0 and w.take(1) is None and w.decoded == 3
+    finally:
+        t0 = time.perf_counter()
+        w.close()
+        assert time.perf_counter() - t0 < 1.0

@@ -90,17 +90,16 @@ class _PreviewWorker:
         self._done: tuple | None = None             # (key, rows, images)
         self._error: BaseException | None = None
         self._closed = False
+        self._busy = False                          # a decode is in flight
         self._token = CancelToken()                 # the decode in flight's: it stops at its next layer when aborted
         self.decoded = 0                            # images run through the VQ decoder (for the cost record)
-        self.requested = 0
         self._thread = threading.Thread(target=self._loop, name="gridar-previews", daemon=True)
         self._thread.start()
 
     def submit(self, key, rows: int, render: Callable[[], np.ndarray]) -> None:
         with self._cv:
-            self.requested += 1
             self._pending = (key, rows, render)
-            self._cv.notify()
+            self._cv.notify_all()
 
     def take(self, key) -> tuple[int, np.ndarray] | None:
         """The finished preview of `key` (rows, images) not handed out yet, else None (one of another key is
@@ -123,33 +122,39 @@ class _PreviewWorker:
                     return
                 (key, rows, render), self._pending = self._pending, None
                 token = self._token = CancelToken()
+                self._busy = True
+            images = None
             try:
                 with active(token), torch.inference_mode():
                     images = render()
             except Cancelled:
-                continue                            # dropped (`drop`) or closing
+                pass                                # dropped (`drop`) or closing
             except BaseException as e:  # noqa: BLE001 - handed to the search thread, raised there
                 with self._cv:
                     self._error = e
-                continue
             with self._cv:
-                self.decoded += len(images)
-                if not token.aborted:
-                    self._done = (key, rows, images)
+                self._busy = False
+                if images is not None:
+                    self.decoded += len(images)
+                    if not token.aborted:
+                        self._done = (key, rows, images)
+                self._cv.notify_all()
 
     def drop(self) -> None:
-        """A band ended: what waits is dropped and the decode in flight stops at its next layer (the band's own
-        previews, decoded whole, follow)."""
+        """A band ended: what waits is dropped and the decode in flight stops at its next layer, waited for, so the
+        band's own previews (decoded whole next) never run beside it (one decode's memory at a time)."""
         with self._cv:
             self._pending = self._done = None
             self._token.abort()
+            while self._busy:
+                self._cv.wait()
 
     def close(self) -> None:
         with self._cv:
             self._closed = True
             self._pending = None
             self._token.abort()
-            self._cv.notify()
+            self._cv.notify_all()
         self._thread.join()
 
 
