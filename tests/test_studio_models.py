@@ -183,6 +183,14 @@ def test_the_memory_estimate_follows_n_and_the_method_and_turns_red_when_it_cann
     c.n.setValue(4)
     estimate(qtbot, w)
     assert c.memory_fits and c.memory.styleSheet() == ""
+    # the Edit tab: an edit's first forward also reads the source's codes, planned without encoding anything
+    monkeypatch.undo()
+    generate = estimate(qtbot, w)
+    c.mode.setCurrentIndex(1)
+    edit = estimate(qtbot, w)
+    assert re.fullmatch(r"~\d+ MB of \d+\.\d GB free", edit) and c.memory_fits
+    c.mode.setCurrentIndex(0)
+    assert estimate(qtbot, w).split(" of ")[0] == generate.split(" of ")[0]      # back on Generate: as before
 
 
 def test_the_estimate_waits_while_a_job_runs(qtbot, window, monkeypatch):

@@ -35,6 +35,7 @@ log = logging.getLogger("gridar.app")
 EXPORT_SCALES = (4, 8)
 FINAL_SCORER = "Final ranking (scorer); click to choose another"
 FINAL_VERDICTS = "Final ranking (score and the verifier's verdicts along each path); click to choose another"
+PLANNED_EDIT = "an edit"            # stands for an edit's target in a request that is only planned, never run
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff *.gif)"
 
 
@@ -534,6 +535,11 @@ class MainWindow(QMainWindow):
             req = c.request(draw_seed=False)
         except (ValueError, TypeError):
             return
+        if c.editing:
+            # an edit prefills the source's codes too; the plan reads only whether there is one (building the real
+            # target would encode the image, model work on the GUI thread)
+            from dataclasses import replace
+            req = replace(req, edit=PLANNED_EDIT)
         est = self.studio.memory_estimate(req)
         if est is None:
             c.set_memory_estimate("")
