@@ -524,6 +524,19 @@ def _cmd_import_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    # training code is imported only here: the engine and the other commands never load it
+    from .engine.models import resolve_model
+    from .training.calibrate import main as calibrate_main
+    argv = [str(resolve_model(args.model)), "--samples", str(args.samples), "--views", str(args.views),
+            "--reject", str(args.reject), "--seed", str(args.seed), "--device", args.device, "--dtype", args.dtype]
+    if args.prompts:
+        argv += ["--prompts", args.prompts]
+    if args.write:
+        argv.append("--write")
+    return calibrate_main(argv, prog="gridar calibrate")
+
+
 CFG_HELP = ("guidance scale, Janus convention, 0 to 100 (default: the model's own, from its gridar.json or its "
             "format: 2 for the demo model, 5 for Janus-Pro)")
 TEMPERATURE_HELP = "above 0 (default: the model's own, 1 unless its gridar.json says otherwise)"
@@ -769,6 +782,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the final check (re-reading every file and loading "
                    "the model; a 7B model needs about 15 GB of memory for it)")
     p.set_defaults(func=_cmd_import_model)
+
+    p = sub.add_parser("calibrate", help="measure a model's pruning threshold on its own images of a prompt set "
+                                         "and store it in the folder's gridar.json")
+    p.add_argument("model", help="a Janus-format model folder ('demo' for the bundled one)")
+    p.add_argument("--prompts", help='JSONL, one {"prompt": ...} per line (gridar prompts writes one); without it '
+                                     "the demo format calibrates on held-out shapes-world views")
+    p.add_argument("--samples", type=_number(int, 1, 64), default=4, help="images per prompt (default 4)")
+    p.add_argument("--views", type=_number(int, 10, 100_000), default=1600,
+                   help="shapes-world views without --prompts (default 1600)")
+    p.add_argument("--reject", type=_number(float, 0.001, 0.999), default=0.10,
+                   help="the share of feasible views the threshold may reject (default 0.10)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--write", action="store_true", help="store the threshold in the folder's gridar.json (other "
+                                                        "fields are kept; the file is replaced atomically)")
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("prompts", help="write a seeded benchmark prompt set (JSONL) by category")
     p.add_argument("-n", type=_number(int, 1, MAX_PROMPT_SET), default=300,

@@ -81,3 +81,23 @@ def test_bad_input_is_one_line(folder, capsys):
         assert cal.main(argv + ["--threads", "1"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("calibrate: ") and says in err and "\n" not in err and "Traceback" not in err
+
+
+def test_gridar_calibrate_is_the_same_command(folder, monkeypatch, capsys):
+    """`gridar calibrate` runs the same calibration (its options checked by the CLI's parser first) and speaks as
+    `gridar calibrate`; the calibration note the verifier gives names that command."""
+    from gridar_desktop.cli import main
+    monkeypatch.setattr(JanusRoles, "score_answers",
+                        lambda self, prompt, images, cost: [(0.6, 0.4)] * len(images))
+    assert main(["calibrate", str(folder / "model"), "--prompts", str(folder / "prompts.jsonl"), "--samples", "1",
+                 "--device", "cpu", "--dtype", "float32"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["accepted_by"] == "scorer" and "verify_threshold" not in json.loads(
+        (folder / "model" / "gridar.json").read_text())                   # no --write: gridar.json untouched
+    assert main(["calibrate", str(folder / "model"), "--samples", "0"]) == 2
+    assert "--samples" in capsys.readouterr().err
+    assert main(["calibrate", str(folder / "model"), "--prompts", str(folder / "nope.jsonl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gridar calibrate: ") and "no such file" in err and "\n" not in err
+    roles = JanusRoles(JanusBackend.load(folder / "model", device="cpu", dtype="float32"))
+    assert not roles.calibrated and "gridar calibrate " in roles.calibration_note

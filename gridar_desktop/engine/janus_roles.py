@@ -244,8 +244,8 @@ class JanusRoles:
         folder = self.b.info.folder if Path(self.b.info.folder).is_dir() else "FOLDER"
         why = ("its threshold in gridar.json was calibrated for other weights" if self._other_weights
                else "the verifier of this model is not calibrated")
-        return (f"{why}: pruning uses the uncalibrated threshold {DEFAULT_THRESHOLD}; run `python -m "
-                f"gridar_desktop.training.calibrate {folder} --prompts FILE --write`")
+        return (f"{why}: pruning uses the uncalibrated threshold {DEFAULT_THRESHOLD}; run `gridar calibrate "
+                f"{folder} --prompts FILE --write`")
 
     # -- inputs --------------------------------------------------------------------------------------------------
     def visible_features(self, view: PartialView | None, edit: bool = False) -> int:

@@ -344,8 +344,8 @@ def write_threshold(folder: str | Path, record: dict, key: str = "verify_thresho
     atomic_write_text(path, json.dumps(meta, indent=1, ensure_ascii=False))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("model", help="a Janus model folder (with --prompts any Janus format; without it the demo's "
                                   "shapes-world format)")
     ap.add_argument("--prompts", help="JSONL, one {\"prompt\": ...} per line (gridar prompts writes one): "
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.write:
                     write_threshold(args.model, rec["verify_threshold_edit"], "verify_threshold_edit")
     except (ValueError, ModelLoadError, OSError) as e:
-        print(f"calibrate: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", file=sys.stderr)
+        print(f"{prog or 'calibrate'}: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", file=sys.stderr)
         return 2
     json.dump(rec, sys.stdout, indent=1)
     print()
