@@ -58,8 +58,9 @@ def _size(dtype: torch.dtype) -> int:
 
 
 def gb(n: float) -> str:
-    """Bytes in binary gigabytes (GiB), written "GB" as a card's box, nvidia-smi and system monitors do."""
-    return f"{n / GIB:.1f} GB"
+    """Bytes in binary gigabytes (GiB), written "GB" as a card's box, nvidia-smi and system monitors do; below
+    1 GB in MB (a 30 MB cache must not read "0.0 GB")."""
+    return f"{n / GIB:.1f} GB" if n >= 0.95 * GIB else f"{n / MIB:.0f} MB"
 
 
 # -- the model's shape ------------------------------------------------------------------------------------------
