@@ -25,6 +25,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -84,7 +85,7 @@ def step_seconds(b: JanusBackend, runs: int, tokens: int = 24) -> float:
     return timed(lambda: decode(b, state, tokens, params, new_generator(1)), runs) / tokens
 
 
-def precisions(model) -> dict:
+def precisions(model) -> Iterator[tuple[str, object]]:
     """Cast `model` in place through float32 -> bfloat16 -> mixed, yielding each name with the model in it."""
     yield "float32", model.float()
     yield "bfloat16", model.to(torch.bfloat16)

@@ -27,9 +27,11 @@ log = logging.getLogger("gridar.engine")
 
 JANUS_PRO_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
 
-# Latent rows decoded beyond each side of a preview's rows (`JanusBackend.decode_rows`). benchmarks/cpu_precision.py
-# (the trained demo VQ, the last of 4 of 8 rows): mean difference from the full decode 8.5 / 4.2 / 1.4 of 255 at
-# margins 1 / 2 / 3; at 384 px a one-row preview with margin 3 costs about a fifth of a full decode.
+# Latent rows decoded beyond each side of a preview's rows (`JanusBackend.decode_rows`). benchmarks/cpu_precision.py,
+# mean difference from the full decode (of 255) at margins 1 / 2 / 3: the trained demo VQ, the last of 4 of 8 rows,
+# 8.5 / 4.2 / 1.4; random weights at real width (24 x 24 -> 384 px), the last of 12 rows of a partial image,
+# 52 / 41 / 34 (a random decoder mixes the whole image far more than a trained one). With margin 3 a one-row
+# preview at 384 px cost 0.20 of a full decode.
 PREVIEW_MARGIN = 3
 
 
@@ -76,7 +78,8 @@ _DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": tor
 
 # On a CPU, "auto" runs the language model in bfloat16 from this many weights per decoding step on (layers only),
 # where the CPU has fast bfloat16 (`cpu_has_fast_bf16`). The demo (4.3M) and the test models stay float32: bfloat16
-# changed 0.8% of the demo's sampled tokens, and its recorded numbers hold in float32. Janus-Pro-1B reads 1.2B.
+# changed the demo's sampled tokens (2 of 256 in one seeded image of 4 candidates), and its recorded numbers are
+# float32's. Janus-Pro-1B reads 1.2B, the 2-layer real-shape test model 103M.
 CPU_BF16_MIN_STEP_PARAMS = 50_000_000
 
 
