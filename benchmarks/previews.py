@@ -5,7 +5,8 @@ row of every candidate decoded whole, inline, as before issue 27), as ratios wit
 
 The model is random weights at Janus-Pro-1B's real configuration (`engine.real_shape`) with fewer language layers
 (`--layers`, default 2); the VQ decoder is full width (base 128) unless `--vq-channels` says otherwise, and the
-vision encoder is not used here. The draws do not depend on previews: every variant draws the same tokens (checked).
+vision encoder is not used here. The draws do not depend on previews: every variant draws the same candidates
+(checked: "same_candidates").
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/previews.py [--layers 2] [--vq-channels 128] [--n 4]
         [--variants off,on,every-row] [--threads 1]
@@ -20,10 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gridar_desktop.engine import events as ev  # noqa: E402
 from gridar_desktop.engine.cancel import CancelToken  # noqa: E402
+from gridar_desktop.engine.errors import Cancelled  # noqa: E402
 from gridar_desktop.engine.real_shape import describe, real_shape_backend  # noqa: E402
 from gridar_desktop.engine.sampling import SamplingParams  # noqa: E402
 from gridar_desktop.engine.search import Search, SearchRequest  # noqa: E402
@@ -40,27 +43,32 @@ class EveryRowSearch(Search):
 
 
 def one_band(backend, variant: str, n: int, seed: int) -> dict:
-    """Draw GridAR's first band (no judging roles) and stop: times from the band's start to its last token row
-    ("draw") and to its candidates' previews ("band"), the previews that arrived, and the tokens drawn."""
-    token, marks, previews = CancelToken(), {}, []
+    """Draw GridAR's first band (no judging roles) and abort once its candidates are shown: times from the band's
+    start to its last token row ("draw") and to its candidates' previews ("band"), the previews that arrived, and
+    the band's candidates (to check that previews change no draw)."""
+    token, marks, previews, band = CancelToken(), {}, [], []
 
     def emit(e) -> None:
         now = time.perf_counter()
         if isinstance(e, ev.BandStarted):
-            marks["start"] = now
-            token.stop_after_band()
+            marks.setdefault("start", now)         # (the next band starts before the abort is seen)
         elif isinstance(e, ev.TokenProgress) and e.tokens_done == e.tokens_total:
-            marks["drawn"] = now
-        elif isinstance(e, ev.RowPreview):
+            marks.setdefault("drawn", now)
+        elif isinstance(e, ev.RowPreview) and "band" not in marks:
             previews.append(e.rows)
-        elif isinstance(e, ev.BandCandidates):
+        elif isinstance(e, ev.BandCandidates) and "band" not in marks:
             marks["band"] = now
+            band.append(e.previews)
+            token.abort()                  # the rest of the run is not measured
     cls = EveryRowSearch if variant == "every-row" else Search
     req = SearchRequest(PROMPT, method="gridar", n=n, seed=seed, params=SamplingParams(cfg=5.0))
     search = cls(backend, None, req, emit=emit, cancel=token, live_previews=variant != "off")
-    result = search.run()
+    try:
+        search.run()
+    except Cancelled:
+        pass
     return {"draw_s": marks["drawn"] - marks["start"], "band_s": marks["band"] - marks["start"],
-            "row_previews": previews, "vq_decodes": result.cost.vq_decodes, "tokens": result.tokens}
+            "row_previews": previews, "vq_decodes": search.cost.vq_decodes, "candidates": band[0]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "shape": describe("1B", args.layers, 1, args.vq_channels) + " (the vision encoder is not used here)",
         "band": "GridAR's first band: token rows 0-6 of 24, N=%d candidates, 2-way guidance 5.0" % args.n,
         "threads": torch.get_num_threads(), "build_s": round(build, 1),
-        "same_tokens": all(torch.equal(r["tokens"], base["tokens"]) for r in runs.values()),
+        "same_candidates": all(np.array_equal(r["candidates"], base["candidates"]) for r in runs.values()),
         "variants": {v: {"draw_s": round(r["draw_s"], 2), "band_s": round(r["band_s"], 2),
                          "draw_vs_off": round(r["draw_s"] / base["draw_s"], 3),
                          "band_vs_off": round(r["band_s"] / base["band_s"], 3),

@@ -252,6 +252,10 @@ def test_a_saved_folder_loads_like_an_imported_one(tmp_path, backend):
     folder = save_real_shape_folder(tmp_path / "Janus-Pro-1B-shaped", layers=1, vision_layers=1, vq_channels=32)
     assert (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
     assert not (folder / "gridar.json").exists()
+    import os
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert all((f.stat().st_mode & 0o777) == 0o666 & ~umask for f in folder.iterdir())      # the umask, not 0600
     b = JanusBackend.load(folder, device="cpu", dtype="float32")
     assert b.info.prompt_format == "janus-pro" and b.info.image_size == 384 and b.info.codebook == 16384
     assert b.prompt_ids(PROMPT) == backend.prompt_ids(PROMPT)

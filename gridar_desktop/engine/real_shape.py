@@ -14,6 +14,7 @@ report that uses such a model must say so (`describe`). Everything else is the r
 from __future__ import annotations
 
 import ast
+import os
 import sysconfig
 from pathlib import Path
 
@@ -270,7 +271,7 @@ def save_real_shape_folder(path: str | Path, size: str = "1B", layers: int | Non
     and tokenizer files, model.safetensors; no gridar.json, as for an imported official folder), atomically: the
     folder appears whole or not at all. It loads with `JanusBackend.load` and `gridar generate --model PATH`.
     Returns the folder."""
-    from ..io.atomic import atomic_folder, atomic_write_text
+    from ..io.atomic import _umask, atomic_folder, atomic_write_text
     model, processor = real_shape_model(size, layers, vision_layers, vq_channels, seed, dtype)
     path = Path(path).expanduser()
     with atomic_folder(path) as tmp:
@@ -278,6 +279,11 @@ def save_real_shape_folder(path: str | Path, size: str = "1B", layers: int | Non
         processor.save_pretrained(tmp)
         # what this folder is, for whoever finds it later (not read by the app)
         atomic_write_text(tmp / "README.txt", describe(size, layers, vision_layers, vq_channels) + "\n")
+        # the weights file comes out 0600 from the library; every file the project writes follows the umask
+        mode = 0o666 & ~_umask()
+        for file in tmp.iterdir():
+            if file.is_file():
+                os.chmod(file, mode)
     return path
 
 
