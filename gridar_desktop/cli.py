@@ -537,6 +537,20 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return calibrate_main(argv, prog="gridar calibrate")
 
 
+DTYPE_HELP = ("auto (bf16 on a GPU; on a CPU fp32, or a bf16 language model with a float32 image decoder for a "
+              "large model on a CPU with fast bf16), float32, bfloat16 or float16 (also fp32, bf16, fp16)")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _dtype_name(text: str) -> str:
+    """--dtype, checked at the parser (before any load) against the backend's choices."""
+    from .engine.defaults import DTYPE_CHOICES
+    name = DTYPE_ALIASES.get(text.strip().lower(), text.strip().lower())
+    if name not in {c for c, _ in DTYPE_CHOICES}:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(c for c, _ in DTYPE_CHOICES)}, got {text!r}")
+    return name
+
+
 CFG_HELP = ("guidance scale, Janus convention, 0 to 100 (default: the model's own, from its gridar.json or its "
             "format: 2 for the demo model, 5 for Janus-Pro)")
 TEMPERATURE_HELP = "above 0 (default: the model's own, 1 unless its gridar.json says otherwise)"
@@ -685,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_options(p)
     _judge_option(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    p.add_argument("--dtype", default="auto", type=_dtype_name, metavar="DTYPE", help=DTYPE_HELP)
     p.add_argument("-o", "--output", default="out.png")
     p.add_argument("--json", action="store_true", help="print a JSON summary with the cost record")
     p.set_defaults(func=_cmd_generate)
@@ -727,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=TEMPERATURE, default=None, help=TEMPERATURE_HELP)
     _judge_option(p)
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--dtype", default="auto", type=_dtype_name, metavar="DTYPE", help=DTYPE_HELP)
     p.add_argument("-o", "--output", default="edit.png")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_edit)
@@ -742,7 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="demo")
     _judge_option(p)
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--dtype", default="auto", type=_dtype_name, metavar="DTYPE", help=DTYPE_HELP)
     p.add_argument("--limit", type=_number(int, 0), default=0, help="use only the first N prompts (0: all)")
     p.add_argument("--batch", type=_number(int, 1, MAX_BATCH), default=16,
                    help=f"prompts run together in one batched search, 1 to {MAX_BATCH} (results do not depend on it "
@@ -770,7 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_number(int, 1, MAX_BATCH), default=16,
                    help=f"prompts run together in one batched search, 1 to {MAX_BATCH} (default 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (with --cluster: on each worker)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    p.add_argument("--dtype", default="auto", type=_dtype_name, metavar="DTYPE", help=DTYPE_HELP)
     _cluster_options(p)
     p.set_defaults(func=_cmd_batch)
 
@@ -795,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the share of feasible views the threshold may reject (default 0.10)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--dtype", default="auto", type=_dtype_name, metavar="DTYPE", help=DTYPE_HELP)
     p.add_argument("--write", action="store_true", help="store the threshold in the folder's gridar.json (other "
                                                         "fields are kept; the file is replaced atomically)")
     p.set_defaults(func=_cmd_calibrate)

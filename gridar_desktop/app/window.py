@@ -1020,10 +1020,11 @@ class MainWindow(QMainWindow):
         if m is None:
             return self.studio.dtype
         try:
-            held = str(next(m.backend.model.model.language_model.parameters()).dtype).replace("torch.", "")
+            prec = m.backend.precision          # read off the weights: a CPU's mixed precision shows as such
+            held, words = str(prec.lm).replace("torch.", ""), prec.words()
         except (AttributeError, StopIteration):
             return m.dtype
-        return held if m.dtype == held else f"{held} (chosen: {m.dtype})"
+        return words if m.dtype == held else f"{words} (chosen: {m.dtype})"
 
     def show_about_box(self) -> None:
         h = self._help()

@@ -377,7 +377,9 @@ def plan(model, dtype: torch.dtype | str, run: RunShape | None = None, judge: Ju
     if run.n < 1 or run.jobs < 1:
         raise ValueError("a run has at least one candidate and one job")
     # a loaded model's weights are what it holds; a configuration's are all in `dtype`
-    weights = dict(shape.param_bytes) or {k: v * _size(dt) for k, v in shape.params.items()}
+    # (mixed precision on a CPU: the VQ and the vision encoder are held in `vq_dtype`)
+    weights = dict(shape.param_bytes) or {k: v * _size(vq_dt if k in ("VQ", "vision encoder") else dt)
+                                          for k, v in shape.params.items()}
     if judge is not None:
         weights[judge.name] = judge.weight_bytes
     gridar = run.method == "gridar"
@@ -598,11 +600,12 @@ def check_before_load(folder: str | Path, device: str = "auto", dtype: str = "au
     is a guess before the tokenizer loads: say more rather than less); `judge`: a separate judging model
     (`engine.judges.judge_shape_for`), counted with its weights and its questions' batch. Returns the plan; None when
     the free memory cannot be known. A folder that cannot be read is a `ModelLoadError`, as loading it would be."""
-    from .backend import resolve_device, resolve_dtype
+    from .backend import resolve_device, resolve_precision
     from .models import check_model_folder
     cfg = check_model_folder(folder)
     dev = resolve_device(device)
-    p = plan(cfg, resolve_dtype(dtype, dev), judge=judge, **run)
+    prec = resolve_precision(dtype, dev, cfg)         # what the load will pick ("auto" on a CPU reads the size)
+    p = plan(cfg, prec.lm, judge=judge, vq_dtype=prec.pixels if prec.mixed else None, **run)
     free = free_memory(dev)
     if free is None:
         return None
