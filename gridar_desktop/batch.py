@@ -110,14 +110,21 @@ def split(unit: RenderUnit) -> list[RenderUnit]:
     return [RenderUnit(f"{unit.key}|{j.where()}", unit.template, (j,)) for j in unit.jobs]
 
 
-def expected_settings(template, model: str) -> dict:
+def judge_setting(judge: str | None) -> dict:
+    """{"judge": FOLDER} for images judged by a separate model; nothing for the generator's own judging (the
+    records of such runs stay as they were)."""
+    from .engine.judges import is_self
+    return {} if is_self(judge) else {"judge": str(judge)}
+
+
+def expected_settings(template, model: str, judge: str | None = "self") -> dict:
     """The metadata settings an image of this batch must hold (besides prompt and seed) to count as complete: all
-    that decides what is drawn; anything else (device, cost) may differ."""
+    that decides what is drawn, the judge included; anything else (device, cost) may differ."""
     p = template.params
     return {"method": template.method, "n": template.n, "cfg": p.cfg, "temperature": p.temperature,
             "top_k": p.top_k, "top_p": p.top_p, "strategy": template.strategy, "threshold": template.threshold,
             "verify_by": template.verify_by, "reformulate": template.reformulate, "refill": template.refill,
-            "model": model}
+            "model": model, **judge_setting(judge)}
 
 
 def complete_meta(job: Job, path: Path, settings: dict) -> dict | None:
@@ -133,6 +140,8 @@ def complete_meta(job: Job, path: Path, settings: dict) -> dict | None:
         s = meta.get("settings") or {}
         want = {**settings, "seed": job.seed}
         if any(k not in s or s[k] != v for k, v in want.items()):
+            return None
+        if s.get("judge") != want.get("judge"):  # judged by another model (or by one when none is wanted)
             return None
         load_image(path)                    # a damaged file (copied half, disk error) is redone
     except (ImageFileError, OSError):
@@ -232,8 +241,9 @@ class UnitRunner:
     """A loaded model that runs units: in this process for a local run, or as a Ray actor (one per GPU or CPU
     slot), which loads the model once (`start`) and then serves units until the run ends."""
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", lazy: bool = False) -> None:
-        self.model, self.device, self.dtype = model, device, dtype
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", lazy: bool = False,
+                 judge: str = "self") -> None:
+        self.model, self.device, self.dtype, self.judge = model, device, dtype, judge
         self.backend = self.roles = None
         if not lazy:
             self._load()
@@ -242,10 +252,10 @@ class UnitRunner:
         if self.backend is not None:
             return
         from .engine.backend import JanusBackend
-        from .engine.janus_roles import JanusRoles
+        from .engine.judges import load_judge
         from .engine.models import resolve_model
         self.backend = JanusBackend.load(resolve_model(self.model), device=self.device, dtype=self.dtype)
-        self.roles = JanusRoles(self.backend)
+        self.roles = load_judge(self.judge, self.backend, self.device, self.dtype)
 
     def start(self) -> dict:
         """For a worker: load the model and say who it is, or why it could not load (one line) instead of dying
@@ -292,7 +302,8 @@ class UnitRunner:
                 return UnitFailed(msg)
             for job, res in zip(runnable, results):
                 meta = res.metadata()
-                meta["settings"].update(model=self.model, device=str(self.backend.device))
+                meta["settings"].update(model=self.model, device=str(self.backend.device),
+                                        **judge_setting(self.judge))
                 # a batch's cost record covers all its jobs: each image's metadata says by how many it is shared
                 meta["batch"] = {"line": job.line, "category": job.category, "cost_shared_by": len(reqs)}
                 outcomes[job] = Outcome(job, image=res.images[res.best], meta=meta)

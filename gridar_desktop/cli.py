@@ -399,7 +399,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         print(f"gridar batch: {args.prompts}: {note}", file=sys.stderr)
     folder = Path(args.out).expanduser()
     folder.mkdir(exist_ok=True)
-    out = BatchFolder(folder, jobs, expected_settings(template, args.model), str(args.prompts))
+    out = BatchFolder(folder, jobs, expected_settings(template, args.model, args.judge), str(args.prompts))
     pending = out.pending()
     if not pending:
         out.close()
@@ -428,8 +428,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             with _cluster(args) as cluster:
                 run_batch(out, cluster.render_units(units), progress, failed, summary)
         else:
-            run_batch(out, run_local(UnitRunner(args.model, args.device, args.dtype), units), progress, failed,
-                      summary)
+            run_batch(out, run_local(UnitRunner(args.model, args.device, args.dtype, judge=args.judge), units),
+                      progress, failed, summary)
     except KeyboardInterrupt:
         progress.close()
         print(f"gridar batch: interrupted; {len(out.complete)} of {len(jobs)} images are in {folder}: run the same "
@@ -783,6 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_options(p)
     p.add_argument("--batch", type=_number(int, 1, MAX_BATCH), default=16,
                    help=f"prompts run together in one batched search, 1 to {MAX_BATCH} (default 16)")
+    _judge_option(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (with --cluster: on each worker)")
     p.add_argument("--dtype", default="auto", type=_dtype_name, metavar="DTYPE", help=DTYPE_HELP)
     _cluster_options(p)

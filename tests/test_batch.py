@@ -240,3 +240,21 @@ def test_two_batches_into_one_folder_are_refused(tmp_path, capsys):
         running.close()
     assert cli_main(["batch", str(prompts), "--out", str(tmp_path / "out"), "--method", "single", "--seeds", "0",
                      "--device", "cpu"]) == 0
+
+
+def test_a_batch_judged_by_a_separate_model_records_it_and_a_rerun_without_it_draws_again(tmp_path, capsys):
+    """--judge FOLDER: the folder's model scores every Best-of-N pick and each image's metadata names it; the same
+    folder rendered again judged by the generator itself is not complete (the judge decided the pick)."""
+    from test_vlm_roles import tiny_qwen_vl_folder
+    judge = tiny_qwen_vl_folder(tmp_path / "qwen")
+    prompts = write_prompts(tmp_path / "p.jsonl", PROMPTS[:1])
+    args = [*ARGS[:6], "--seeds", "0", "--device", "cpu"]
+    assert cli_main(["batch", str(prompts), "--out", str(tmp_path / "out"), *args, "--judge", str(judge)]) == 0
+    (line,) = results(tmp_path / "out")
+    assert read_metadata(tmp_path / "out" / line["file"])["settings"]["judge"] == str(judge)
+    capsys.readouterr()
+    assert cli_main(["batch", str(prompts), "--out", str(tmp_path / "out"), *args, "--judge", str(judge)]) == 0
+    assert "already in" in capsys.readouterr().err                          # complete with the same judge
+    assert cli_main(["batch", str(prompts), "--out", str(tmp_path / "out"), *args]) == 0
+    assert "other settings" in capsys.readouterr().err                      # judged by itself: drawn again
+    assert "judge" not in read_metadata(tmp_path / "out" / line["file"])["settings"]
