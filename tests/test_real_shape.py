@@ -202,7 +202,11 @@ def test_an_edit_with_a_mask_at_384_px(gridar, backend, roles, method, n):
     events = []
     req = SearchRequest(PROMPT + ", a small bird on the snow", method=method, n=n, seed=4, params=PARAMS,
                         edit=target, context="source")
-    out = Search(backend, roles if n > 1 else None, req, emit=events.append).run()
+    # Best-of-N with live previews: a partial edit's previews are decoded in the background too
+    out = Search(backend, roles if n > 1 else None, req, emit=events.append, live_previews=n > 1).run()
+    for e in events:
+        if isinstance(e, ev.RowPreview):
+            assert e.previews.shape == (n, 384, 384, 3) and 12 < e.rows < 16
     assert out.images.shape == (n, 384, 384, 3) and out.tokens.shape == (n, 576)
     if n > 1:                                                   # Best-of-N: the scorer ranks the candidates
         assert out.cost.roles["scorer"].calls == 1 and sorted(out.ranking) == list(range(n))
@@ -293,7 +297,7 @@ def test_the_preview_worker_keeps_one_decode_in_flight_and_the_latest_request():
                 time.sleep(0.001)
             return np.full((1, 2, 2, 3), len(ran), np.uint8)
         return go
-    w = _PreviewWorker(backend=None)
+    w = _PreviewWorker(backend=None, rest=0.0)
     try:
         w.submit(0, 1, render("row 1", block=True))
         assert started.wait(5)
@@ -327,3 +331,33 @@ def test_the_preview_worker_keeps_one_decode_in_flight_and_the_latest_request():
         t0 = time.perf_counter()
         w.close()
         assert time.perf_counter() - t0 < 1.0
+
+
+def test_the_preview_worker_rests_after_each_decode():
+    """After a decode of d seconds the next one starts no sooner than rest * d later, and the request that waited
+    through the rest is the latest one."""
+    import time
+
+    from gridar_desktop.engine.search import _PreviewWorker
+    starts = []
+
+    def render(name, seconds):
+        def go():
+            starts.append((name, time.monotonic()))
+            time.sleep(seconds)
+            return np.zeros((1, 2, 2, 3), np.uint8)
+        return go
+    w = _PreviewWorker(backend=None, rest=2.0)
+    try:
+        w.submit(0, 1, render("a", 0.2))
+        deadline = time.time() + 5
+        while w.decoded < 1 and time.time() < deadline:
+            time.sleep(0.005)
+        w.submit(0, 2, render("b", 0.0))
+        w.submit(0, 3, render("c", 0.0))                  # replaces b during the rest
+        while w.decoded < 2 and time.time() < deadline:
+            time.sleep(0.005)
+        assert [n for n, _ in starts] == ["a", "c"]
+        assert starts[1][1] - starts[0][1] >= 0.2 + 2.0 * 0.2 - 0.02
+    finally:
+        w.close()

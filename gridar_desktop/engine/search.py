@@ -61,6 +61,11 @@ log = logging.getLogger("gridar.engine")
 # background (`_PreviewWorker`): one decode at a time, of the rows drawn since the last one, the latest request
 # replacing one that has not started.
 INLINE_PREVIEW_MACS = 1e9
+# After a background preview decode of d seconds the worker rests PREVIEW_REST * d before the next, so previews take
+# at most 1 / (1 + PREVIEW_REST) of the time while a band is drawn, wherever the decode runs: on a CPU it shares the
+# cores with the drawing (one band at Janus-Pro-1B's shape, 2 cores: 1.76x the drawing time with no rest, 16.9x
+# decoding every row inline; benchmarks/previews.py); on a GPU a decode is short and nearly every row still shows.
+PREVIEW_REST = 3.0
 
 
 def preview_macs(backend, n: int) -> float:
@@ -74,8 +79,9 @@ def preview_macs(backend, n: int) -> float:
 
 
 class _PreviewWorker:
-    """Row previews decoded on one background thread, owned by a `Search`: at most one decode in flight; a request
-    made while one is decoding waits in a single slot, where a later request replaces it (latest wins). Finished
+    """Row previews decoded on one background thread, owned by a `Search`: at most one decode in flight, and a rest
+    after each (`PREVIEW_REST`); a request made meanwhile waits in a single slot, where a later request replaces it
+    (latest wins). Finished
     previews are handed back to the search thread (`take`), which emits them, so every event still comes from that
     thread, in order. `close` drops what waits, stops the decode in flight at its next layer and joins the thread.
 
@@ -83,8 +89,10 @@ class _PreviewWorker:
     and only rows from there on are decoded (`JanusBackend.decode_rows` with `first`; the whole preview where the
     backend has no row-limited decode)."""
 
-    def __init__(self, backend: JanusBackend) -> None:
+    def __init__(self, backend: JanusBackend, rest: float = PREVIEW_REST) -> None:
         self.b = backend
+        self.rest = rest
+        self._next = 0.0                            # time.monotonic() before which no decode starts
         self._cv = threading.Condition()
         self._pending: tuple | None = None          # (key, rows, render); render() -> images
         self._done: tuple | None = None             # (key, rows, images)
@@ -116,14 +124,18 @@ class _PreviewWorker:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while self._pending is None and not self._closed:
-                    self._cv.wait()
+                while not self._closed:
+                    wait = None if self._pending is None else self._next - time.monotonic()
+                    if wait is not None and wait <= 0:
+                        break
+                    self._cv.wait(wait)             # resting: a later request may still replace the waiting one
                 if self._closed:
                     return
                 (key, rows, render), self._pending = self._pending, None
                 token = self._token = CancelToken()
                 self._busy = True
             images = None
+            t0 = time.monotonic()
             try:
                 with active(token), torch.inference_mode():
                     images = render()
@@ -133,6 +145,8 @@ class _PreviewWorker:
                 with self._cv:
                     self._error = e
             with self._cv:
+                now = time.monotonic()
+                self._next = now + self.rest * (now - t0)
                 self._busy = False
                 if images is not None:
                     self.decoded += len(images)
