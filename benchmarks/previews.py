@@ -1,7 +1,8 @@
 """Live row previews at real size: the wall time of one GridAR band (the first quarter: 6 of 24 token rows, N=4
 candidates, 2-way guidance) at Janus-Pro-1B's shape, with previews off, on (the budget: `engine.search`'s
 background worker, one decode at a time, latest wins, only the rows drawn since the last), and old-style (every
-row of every candidate decoded whole, inline, as before issue 27), as ratios within one run. Prints one JSON object.
+row of every candidate decoded whole, inline, as before issue 27), as ratios within one run (interleaved, the
+fastest run of each variant). Prints one JSON object.
 
 The model is random weights at Janus-Pro-1B's real configuration (`engine.real_shape`) with fewer language layers
 (`--layers`, default 2); the VQ decoder is full width (base 128) unless `--vq-channels` says otherwise, and the
@@ -9,7 +10,7 @@ vision encoder is not used here. The draws do not depend on previews: every vari
 (checked: "same_candidates").
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/previews.py [--layers 2] [--vq-channels 128] [--n 4]
-        [--variants off,on,every-row] [--threads 1]
+        [--variants off,on,every-row,off,on] [--threads 1]
 """
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default="off,on,every-row,off,on",
+                    help="comma-separated, repeats allowed (interleaved; the fastest run of each counts)")
     args = ap.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -92,18 +94,27 @@ def main(argv: list[str] | None = None) -> int:
     backend = real_shape_backend("1B", layers=args.layers, vision_layers=1, vq_channels=args.vq_channels)
     build = time.perf_counter() - t0
     _ = backend.blank_token                       # the empty canvas's code: once, outside every timing
-    runs = {v: one_band(backend, v, args.n, args.seed) for v in variants}
-    base = runs["off"]
+    # variants may repeat (e.g. off,on,every-row,off,on): interleaved runs, the fastest of each counts, so a burst of
+    # load on a shared machine during one run does not decide a ratio
+    runs: dict[str, list[dict]] = {}
+    for v in variants:
+        runs.setdefault(v, []).append(one_band(backend, v, args.n, args.seed))
+    best = {v: {k: min(r[k] for r in rs) for k in ("draw_s", "band_s")} for v, rs in runs.items()}
+    base = best["off"]
+    first = runs["off"][0]["candidates"]
     out = {
         "shape": describe("1B", args.layers, 1, args.vq_channels) + " (the vision encoder is not used here)",
         "band": "GridAR's first band: token rows 0-6 of 24, N=%d candidates, 2-way guidance 5.0" % args.n,
-        "threads": torch.get_num_threads(), "build_s": round(build, 1),
-        "same_candidates": all(np.array_equal(r["candidates"], base["candidates"]) for r in runs.values()),
-        "variants": {v: {"draw_s": round(r["draw_s"], 2), "band_s": round(r["band_s"], 2),
-                         "draw_vs_off": round(r["draw_s"] / base["draw_s"], 3),
-                         "band_vs_off": round(r["band_s"] / base["band_s"], 3),
-                         "row_previews_emitted": r["row_previews"], "vq_decodes": r["vq_decodes"]}
-                     for v, r in runs.items()},
+        "threads": torch.get_num_threads(), "build_s": round(build, 1), "order": variants,
+        "same_candidates": all(np.array_equal(r["candidates"], first) for rs in runs.values() for r in rs),
+        "variants": {v: {"draw_s": round(best[v]["draw_s"], 2), "band_s": round(best[v]["band_s"], 2),
+                         "draw_vs_off": round(best[v]["draw_s"] / base["draw_s"], 3),
+                         "band_vs_off": round(best[v]["band_s"] / base["band_s"], 3),
+                         "runs_draw_s": [round(r["draw_s"], 2) for r in rs],
+                         "runs_band_s": [round(r["band_s"], 2) for r in rs],
+                         "row_previews_emitted": [r["row_previews"] for r in rs],
+                         "vq_decodes": [r["vq_decodes"] for r in rs]}
+                     for v, rs in runs.items()},
     }
     print(json.dumps(out, indent=1))
     return 0

@@ -63,8 +63,10 @@ log = logging.getLogger("gridar.engine")
 INLINE_PREVIEW_MACS = 1e9
 # After a background preview decode of d seconds the worker rests PREVIEW_REST * d before the next, so previews take
 # at most 1 / (1 + PREVIEW_REST) of the time while a band is drawn, wherever the decode runs: on a CPU it shares the
-# cores with the drawing (one band at Janus-Pro-1B's shape, 2 cores: 1.76x the drawing time with no rest, 16.9x
-# decoding every row inline; benchmarks/previews.py); on a GPU a decode is short and nearly every row still shows.
+# cores with the drawing. Measured (benchmarks/previews.py, first band at Janus-Pro-1B's width with 2 language
+# layers, full-width VQ, 2 threads): drawing took 1.50x its time without previews (1.76x in an earlier run with no
+# rest), every row decoded inline 9.1x. With 24 layers a band draws ~12x longer and the share shrinks; on a GPU a
+# decode is short and nearly every row still shows.
 PREVIEW_REST = 3.0
 
 
