@@ -60,6 +60,7 @@ def test_an_original_folder_is_imported_with_progress_then_loaded(qtbot, window,
     c.verify_by.setCurrentIndex(c.verify_by.findData("view"))
     c.auto_threshold.setChecked(True)
     assert not c.uncalibrated.isHidden() and "not calibrated" in c.uncalibrated.text()
+    assert c.auto_threshold.isChecked() and "calibrated" not in c.auto_threshold.text()   # no ticked "calibrated" beside it
     assert c.uncalibrated.toolTip().strip()
     assert c.cfg.value() == 5.0
     assert w.edit_panel.image_size == s.model.backend.info.image_size         # the brush follows the resolution

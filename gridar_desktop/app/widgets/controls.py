@@ -17,7 +17,7 @@ from ...engine.search import GROUP, SearchRequest
 ROLLOUT_HINT = "A candidate is dropped when its finished picture is unlikely to match the prompt"
 ROLLOUT_DETAILS = (f"Rejected when the scorer's P(yes) on one completion of the candidate is below "
                    f"{ROLLOUT_THRESHOLD:g}")
-# what the threshold row shows in place of the number while "calibrated" is on (the manual value waits, hidden)
+# what the threshold row shows in place of the number while "automatic" is on (the manual value waits, hidden)
 AUTO_VIEW_TEXT = "the model's own"
 AUTO_ROLLOUT_TEXT = f"{ROLLOUT_THRESHOLD:g}, the scorer's"
 # the dtype choices before the backend lists its own, and how each reads in the box
@@ -234,7 +234,9 @@ class Controls(QWidget):
         self.threshold.setSingleStep(0.05)
         self.threshold.setDecimals(3)
         self.threshold.setValue(0.25)
-        self.auto_threshold = QCheckBox("calibrated")
+        # "automatic", not "calibrated": a model without a measured threshold gets the general default here too, and
+        # a ticked "calibrated" beside "this verifier is not calibrated" read as a contradiction (seen under Xvfb)
+        self.auto_threshold = QCheckBox("automatic")
         self.auto_threshold.setChecked(True)
         self.auto_threshold.setToolTip("Use the thresholds the model was tuned with (per band, and for edits) when "
                                        "its folder has them; else 0.25")
@@ -254,7 +256,7 @@ class Controls(QWidget):
                                "candidate of its group that passed. Redraw fresh: the slot draws its bands again "
                                "from the prompt (new variety; takes the time of those bands again)")
         self.threshold_auto = QLabel(AUTO_VIEW_TEXT)
-        self.threshold_auto.setToolTip("Uncheck \"calibrated\" to set a threshold of your own")
+        self.threshold_auto.setToolTip("Uncheck \"automatic\" to set a threshold of your own")
         threshold_row = QHBoxLayout()
         threshold_row.addWidget(self.threshold, 1)
         threshold_row.addWidget(self.threshold_auto, 1)
@@ -281,7 +283,7 @@ class Controls(QWidget):
         form.addRow("Refill rejected", self.refill)
         form.addRow("Prune below", threshold_row)
         form.addRow("", self.uncalibrated)
-        # what "calibrated" means for the loaded model
+        # what "automatic" means for the loaded model
         self.calibration = QLabel("")
         self._calibration, self._calibration_details = "", ""
         self.calibration.setWordWrap(True)
