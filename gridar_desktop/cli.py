@@ -280,8 +280,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     meta["settings"].update(model=args.model, device=str(backend.device), **_judge_setting(args))
     _save("generate", Image.fromarray(res.images[res.best]), args.output, req.prompt, meta)
     if args.json:
+        # the precision read off the loaded weights: "auto" on a CPU may have chosen a bf16 language model
         print(json.dumps({"output": args.output, "prompt": req.prompt, **meta["settings"], "chosen": res.best,
-                          "scores": res.scores, "load_seconds": round(load_s, 3), "cost": res.cost.to_json()}))
+                          "scores": res.scores, "precision": backend.precision.words(),
+                          "load_seconds": round(load_s, 3), "cost": res.cost.to_json()}))
     else:
         print(args.output)
     return 0

@@ -26,6 +26,7 @@ def test_generate_writes_png_with_metadata(folder, tmp_path, capsys, method):
     meta = read_metadata(out)
     assert meta["prompt"] == "two red circles" and meta["settings"]["method"] == method
     assert summary["cost"]["image_tokens"] == (64 if method == "single" else 256)
+    assert summary["precision"] == "float32"             # a tiny model on a CPU: auto keeps float32
     if method == "gridar":
         assert len(meta["tree"]) == 2 and all("p_possible" in node for node in meta["tree"])
         assert summary["cost"]["roles"]["verifier"]["calls"] == 2
