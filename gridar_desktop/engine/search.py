@@ -523,6 +523,7 @@ class Search:
                 return self._plain()
         finally:
             self._close_previews()
+            self._release_judging()             # a run that ends, fails or is cancelled keeps no judging caches
             self.cost.stop()
 
     def _close_previews(self) -> None:
@@ -532,6 +533,13 @@ class Search:
             self._worker.close()
             self.cost.vq_decodes += self._worker.decoded
             self._worker = None
+
+    def _release_judging(self) -> None:
+        """Drop what the roles keep from a verification for a reformulation (Janus roles: the [system, user,
+        image] prefix caches, ~0.3 GB per view at Janus-Pro-7B in bf16) once no reformulation will use it."""
+        release = getattr(self.roles, "release", None)
+        if release is not None:
+            release()
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _ask(self, question, *args):
@@ -774,19 +782,6 @@ class Search:
 
     # -- GridAR ------------------------------------------------------------------------------------------------
     def _gridar(self) -> list[SearchResult]:
-        try:
-            return self._gridar_bands()
-        finally:
-            self._release_judging()             # a run that ends, fails or is cancelled keeps no judging caches
-
-    def _release_judging(self) -> None:
-        """Drop what the roles keep from a verification for a reformulation (Janus roles: the [system, user,
-        image] prefix caches, ~0.3 GB per view at Janus-Pro-7B in bf16) once no reformulation will use it."""
-        release = getattr(self.roles, "release", None)
-        if release is not None:
-            release()
-
-    def _gridar_bands(self) -> list[SearchResult]:
         req = self.req
         state = self._start()
         self.texts = {"cond": list(self.prompts)}       # what each conditioning stream row reads, per candidate
