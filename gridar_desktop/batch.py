@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
+from .engine.judges import judge_setting
+
 RESULTS = "results.jsonl"
 
 
@@ -108,13 +110,6 @@ def plan_units(jobs: list[Job], template, batch: int, pending: set[Job] | None =
 def split(unit: RenderUnit) -> list[RenderUnit]:
     """A failed unit as single jobs, so the one at fault is found and the others still render."""
     return [RenderUnit(f"{unit.key}|{j.where()}", unit.template, (j,)) for j in unit.jobs]
-
-
-def judge_setting(judge: str | None) -> dict:
-    """{"judge": FOLDER} for images judged by a separate model; nothing for the generator's own judging (the
-    records of such runs stay as they were)."""
-    from .engine.judges import is_self
-    return {} if is_self(judge) else {"judge": str(judge)}
 
 
 def expected_settings(template, model: str, judge: str | None = "self") -> dict:

@@ -601,9 +601,8 @@ def _is_self(spec) -> bool:
 
 
 def _judge_setting(args: argparse.Namespace) -> dict:
-    """{"judge": FOLDER} for a run judged by a separate model, recorded with its results; nothing for 'self' (the
-    records of runs judged as before stay as they were)."""
-    return {} if _is_self(getattr(args, "judge", None)) else {"judge": str(args.judge)}
+    from .engine.judges import judge_setting
+    return judge_setting(getattr(args, "judge", None))
 
 
 def _check_judge(args: argparse.Namespace) -> None:

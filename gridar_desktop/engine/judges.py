@@ -29,6 +29,12 @@ def is_self(spec: str | None) -> bool:
     return spec is None or str(spec).strip() in ("", JUDGE_SELF)
 
 
+def judge_setting(spec: str | None) -> dict:
+    """{"judge": FOLDER} for results judged by a separate model, recorded with them (PNG metadata, reports); nothing
+    for the generator's own judging, so the records of such runs stay as they were."""
+    return {} if is_self(spec) else {"judge": str(spec)}
+
+
 def judge_folder(spec: str) -> Path:
     """The folder a judge choice names, checked without loading anything: it exists, is a folder, holds a
     config.json object and safetensors weights. `ModelLoadError` (one line) otherwise."""
