@@ -541,14 +541,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 DTYPE_HELP = ("auto (bf16 on a GPU; on a CPU fp32, or a bf16 language model with a float32 image decoder for a "
               "large model on a CPU with fast bf16), float32, bfloat16 or float16 (also fp32, bf16, fp16)")
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
 def _dtype_name(text: str) -> str:
     """--dtype, checked at the parser (before any load) against the backend's choices."""
-    from .engine.defaults import DTYPE_CHOICES
-    name = DTYPE_ALIASES.get(text.strip().lower(), text.strip().lower())
-    if name not in {c for c, _ in DTYPE_CHOICES}:
+    from .engine.defaults import DTYPE_CHOICES, dtype_choice
+    name = dtype_choice(text)
+    if name is None:
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(c for c, _ in DTYPE_CHOICES)}, got {text!r}")
     return name
 

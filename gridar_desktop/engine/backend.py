@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .defaults import DTYPE_CHOICES  # noqa: F401 - torch-free there, for the CLI's parser; offered from here too
 from .errors import ModelLoadError, PromptNotUnderstood
+from .memory_plan import DTYPE_NAMES
 from .models import check_model_folder  # noqa: F401 - the folder check lives with the JSON checks (torch-free)
 
 log = logging.getLogger("gridar.engine")
@@ -72,9 +73,6 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ModelLoadError(f"unsupported device '{device}'; use auto, cpu, cuda or mps")
     return dev
 
-
-_DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}
 
 # On a CPU, "auto" runs the language model in bfloat16 from this many weights per decoding step on (layers only),
 # where the CPU has fast bfloat16 (`cpu_has_fast_bf16`). The demo (4.3M) and the test models stay float32: bfloat16
@@ -147,9 +145,9 @@ def resolve_precision(dtype: str, device: torch.device | str, config: dict | Non
         large = step is not None and step >= CPU_BF16_MIN_STEP_PARAMS
         lm = torch.bfloat16 if large and cpu_has_fast_bf16() else torch.float32
         return Precision(lm, torch.float32)
-    if dtype not in _DTYPE_NAMES:
+    if dtype not in DTYPE_NAMES:
         raise ModelLoadError(f"unknown dtype '{dtype}'; use {', '.join(name for name, _ in DTYPE_CHOICES)}")
-    lm = _DTYPE_NAMES[dtype]
+    lm = DTYPE_NAMES[dtype]
     return Precision(lm, torch.float32 if dev.type == "cpu" else lm)
 
 

@@ -20,6 +20,16 @@ DTYPE_CHOICES: tuple[tuple[str, str], ...] = (
                 "float32"),
 )
 
+# Short names accepted for the dtype choices above.
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def dtype_choice(text: str) -> str | None:
+    """A dtype as typed (any case, an alias) -> its `DTYPE_CHOICES` name; None when it is not one."""
+    name = DTYPE_ALIASES.get(text.strip().lower(), text.strip().lower())
+    return name if name in {c for c, _ in DTYPE_CHOICES} else None
+
+
 # GridAR draws, verifies and refills candidates in groups of this many (the paper's N = 4 per group).
 GROUP = 4
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .defaults import GROUP
+from .defaults import DTYPE_ALIASES, GROUP
 from .errors import EngineError
 
 GIB = 1024 ** 3
@@ -37,8 +37,9 @@ JUDGE_QUESTION_TOKENS = 128
 # The most candidates `largest_n` looks at.
 MAX_PLANNED_N = 256
 
-DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-               "float16": torch.float16, "fp16": torch.float16}
+# every dtype name and alias (`defaults.DTYPE_ALIASES`) the engine accepts -> its torch dtype
+DTYPE_NAMES = {name: getattr(torch, name) for name in ("float32", "bfloat16", "float16")}
+DTYPE_NAMES.update({alias: DTYPE_NAMES[name] for alias, name in DTYPE_ALIASES.items()})
 
 
 class DoesNotFit(EngineError):
