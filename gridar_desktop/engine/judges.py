@@ -38,23 +38,30 @@ def judge_setting(spec: str | None) -> dict:
 def judge_folder(spec: str) -> Path:
     """The folder a judge choice names, checked without loading anything: it exists, is a folder, holds a
     config.json object and safetensors weights. `ModelLoadError` (one line) otherwise."""
-    from .models import read_json_file
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelLoadError(f"judge folder '{path}' does not exist; give a local image-text-to-text model folder "
                              f"(e.g. Qwen2.5-VL) or '{JUDGE_SELF}' for the generator's own judging")
     if not path.is_dir():
         raise ModelLoadError(f"judge '{path}' is a file; give the folder that holds its config.json and weights")
+    judge_config(path)
+    return path
+
+
+def judge_config(path: Path) -> dict:
+    """The config.json object of a judging model folder that holds safetensors weights, read without loading
+    anything; `ModelLoadError` (one line) for a folder without them or a config that is no JSON object."""
+    from .models import read_json_file
     if not (path / "config.json").is_file():
-        raise ModelLoadError(f"judge folder '{path}' has no config.json: it is not a transformers model folder")
-    cfg = read_json_file(path / "config.json")
+        raise ModelLoadError(f"judge folder '{path}' has no config.json: it is not a model folder")
+    cfg = read_json_file(path / "config.json")          # one line naming the file when it is not JSON
     if not isinstance(cfg, dict):
         raise ModelLoadError(f"'{path / 'config.json'}' holds a JSON {type(cfg).__name__}, not an object; the "
                              "folder may be damaged")
     if not any(path.glob("*.safetensors")):
         raise ModelLoadError(f"judge folder '{path}' has no .safetensors weights; GridAR loads safetensors only (a "
                              ".bin file is a pickle that can run code)")
-    return path
+    return cfg
 
 
 def _config(path: Path) -> dict:

@@ -45,18 +45,9 @@ LAYOUT = ("The top of this image is drawn; the grey part is not drawn yet. Rewri
 class VLMRoles:
     def __init__(self, folder: str | Path, device: str = "auto", dtype: str = "auto",
                  max_new_tokens: int = 48) -> None:
-        from .models import read_json_file
+        from .judges import judge_config
         path = Path(folder).expanduser()
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"'{path}' is not a model folder (no config.json)")
-        cfg = read_json_file(path / "config.json")          # one line naming the file when it is not JSON
-        if not isinstance(cfg, dict):
-            raise ModelLoadError(f"'{path / 'config.json'}' holds a JSON {type(cfg).__name__}, not an object; the "
-                                 "folder may be damaged")
-        mtype = cfg.get("model_type")
-        if not any(path.glob("*.safetensors")):
-            raise ModelLoadError(f"'{path}' has no .safetensors weights; GridAR loads safetensors only (a .bin file "
-                                 "is a pickle that can run code)")
+        mtype = judge_config(path).get("model_type")
         from transformers import AutoModelForImageTextToText
 
         from .backend import _first_line, quiet_transformers
@@ -162,23 +153,28 @@ def _load_processor(path: Path, mtype):
     return proc
 
 
-def _processor_without_video(path: Path):
-    """The folder's processor class built from its image processor (PIL backend) and tokenizer only, when the
-    class takes a video processor (Qwen2-VL family); None when it does not apply or cannot be built."""
-    import inspect
+def _first_text(path: Path, files: tuple[str, ...], key: str) -> str | None:
+    """The string `key` of the first of the folder's JSON `files` that holds one (unreadable files are skipped)."""
     import json
-
-    import transformers
-    from transformers import AutoImageProcessor, AutoTokenizer
-    name = None
-    for file in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+    for file in files:
         try:
             data = json.loads((path / file).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("processor_class"), str):
-            name = data["processor_class"]
-            break
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            return data[key]
+    return None
+
+
+def _processor_without_video(path: Path):
+    """The folder's processor class built from its image processor (PIL backend) and tokenizer only, when the
+    class takes a video processor (Qwen2-VL family); None when it does not apply or cannot be built."""
+    import inspect
+
+    import transformers
+    from transformers import AutoImageProcessor, AutoTokenizer
+    name = _first_text(path, ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"),
+                       "processor_class")
     cls = getattr(transformers, name, None) if name else None
     if not isinstance(cls, type) or "video_processor" not in inspect.signature(cls.__init__).parameters:
         return None
@@ -191,19 +187,9 @@ def _processor_without_video(path: Path):
         def get_attributes(klass):
             return [a for a in base.get_attributes() if a != "video_processor"]
     WithoutVideo.__name__ = WithoutVideo.__qualname__ = base.__name__
-    template = None
     jinja = path / "chat_template.jinja"
-    if jinja.is_file():
-        template = jinja.read_text(encoding="utf-8")
-    else:
-        for file in ("chat_template.json", "processor_config.json"):
-            try:
-                data = json.loads((path / file).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict) and isinstance(data.get("chat_template"), str):
-                template = data["chat_template"]
-                break
+    template = (jinja.read_text(encoding="utf-8") if jinja.is_file()
+                else _first_text(path, ("chat_template.json", "processor_config.json"), "chat_template"))
     try:
         image = AutoImageProcessor.from_pretrained(path, local_files_only=True, backend="pil")
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
