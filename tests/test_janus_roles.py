@@ -17,9 +17,9 @@ def roles():
     return JanusRoles(tiny_backend(seed=4))
 
 
-def views(n, rows=2):
-    rng = np.random.default_rng(0)
-    return [PartialView(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), rows, 8) for _ in range(n)]
+def views(n, rows=2, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [PartialView(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), rows, 8) for _ in range(n)]
 
 
 def test_probabilities_batched_with_cost(roles):
@@ -257,8 +257,7 @@ def pro_roles():
 
 
 def pro_views(n, rows=2):
-    rng = np.random.default_rng(1)
-    return [PartialView(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rows, 8) for _ in range(n)]
+    return views(n, rows, size=32, seed=1)
 
 
 def test_janus_pro_questions_carry_the_official_system_prompt(pro_roles):
