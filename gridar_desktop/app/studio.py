@@ -53,32 +53,16 @@ class LoadedModel:
 
 
 SELF_JUDGE = JUDGE_SELF             # the generator judges its own drawings
-# the dtype choices when the backend does not list its own (`backend.DTYPE_CHOICES`): what `resolve_dtype` accepts
-FALLBACK_DTYPES = ("auto", "float32", "bfloat16", "float16")
 # where each import stage's progress falls in the whole (the tensors are most of the work)
 IMPORT_SPAN = {"reading": (0.0, 0.05), "converting": (0.05, 0.75), "checking": (0.75, 0.85), "loading": (0.85, 1.0)}
 
 
-def dtype_choices() -> tuple[tuple[str, str], ...]:
-    """The dtypes the studio offers as (name, what it means): the backend's own list (`backend.DTYPE_CHOICES`, names
-    or (name, words) pairs) once it has one, else the names `resolve_dtype` takes."""
-    from ..engine import backend
-    out = []
-    for item in getattr(backend, "DTYPE_CHOICES", None) or FALLBACK_DTYPES:
-        name, words = (item, "") if isinstance(item, str) else (str(item[0]), str(item[1]) if len(item) > 1 else "")
-        out.append((name, words))
-    return tuple(out)
-
-
 def precision_words(dtype: str, device) -> str:
-    """What a dtype choice means on `device` ('bfloat16 (image decoder and vision encoder float32)'), from the
-    backend's `dtype_words` where it has one; else the name."""
-    from ..engine import backend
-    words = getattr(backend, "dtype_words", None)
-    if words is None:
-        return dtype
+    """What a dtype choice means on `device` ('bfloat16 (image decoder and vision encoder float32)'); the name
+    itself for one the backend does not know."""
+    from ..engine.backend import dtype_words
     try:
-        return words(dtype, device)
+        return dtype_words(dtype, device)
     except EngineError:
         return dtype
 

@@ -90,8 +90,7 @@ class MainWindow(QMainWindow):
         self._aborting = False
 
         self.controls = Controls()
-        from .studio import dtype_choices
-        self.controls.set_dtype_choices(dtype_choices(), self.studio.dtype)
+        self.controls.set_dtype(self.studio.dtype)
         # the memory estimate beside N follows the form after a pause: typing or holding an arrow key computes once
         self._estimate_timer = QTimer(self)
         self._estimate_timer.setSingleShot(True)

@@ -10,7 +10,7 @@ from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QCompleter, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QSpinBox, QTabBar, QToolButton, QVBoxLayout, QWidget)
 
-from ...engine.defaults import GRIDAR_DEFAULTS, ROLLOUT_THRESHOLD
+from ...engine.defaults import DTYPE_CHOICES, GRIDAR_DEFAULTS, ROLLOUT_THRESHOLD
 from ...engine.sampling import SamplingParams
 from ...engine.search import GROUP, SearchRequest
 
@@ -20,14 +20,10 @@ ROLLOUT_DETAILS = (f"Rejected when the scorer's P(yes) on one completion of the 
 # what the threshold row shows in place of the number while "automatic" is on (the manual value waits, hidden)
 AUTO_VIEW_TEXT = "the model's own"
 AUTO_ROLLOUT_TEXT = f"{ROLLOUT_THRESHOLD:g}, the scorer's"
-# the dtype choices before the backend lists its own, and how each reads in the box
-DTYPE_FALLBACK = ("auto", "float32", "bfloat16", "float16")
+# how each dtype choice (`engine.defaults.DTYPE_CHOICES`) reads in the box
 DTYPE_LABELS = {"auto": "Auto", "float32": "float32 (full)", "bfloat16": "bfloat16 (half memory)",
                 "float16": "float16 (half memory)"}
 DTYPE_TIP_HEAD = "The number format of the model's weights and cache, used from the next model load."
-DTYPE_TIP = (f"{DTYPE_TIP_HEAD} Auto: bfloat16 on a GPU, float32 on the CPU. bfloat16 and float16 halve the "
-             "memory of the weights and the cache and are fast on a GPU; on a CPU without native bfloat16 they can "
-             "be much slower than float32, and float16 is meant for GPUs only")
 JUDGE_TIP = ("Who checks the half-drawn candidates, scores the finished ones and writes the layout prompts: the "
              "generator's own understanding (no extra memory), or a separate local vision-language model folder "
              "(e.g. Qwen2.5-VL), loaded beside the generator")
@@ -171,8 +167,7 @@ class Controls(QWidget):
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.setMinimumContentsLength(14)
         self.dtype = QComboBox()
-        self.set_dtype_choices(DTYPE_FALLBACK)
-        self.dtype.setToolTip(DTYPE_TIP)
+        self._fill_dtypes()
         self.judge = QComboBox()
         self.judge.addItem("The generator's own understanding", "self")
         self.judge.addItem("Choose a judging model folder...", "")
@@ -408,21 +403,13 @@ class Controls(QWidget):
         self.memory.setToolTip(wrapped_tip(details) or "The memory a run needs with these settings, beside the "
                                "loaded model")
 
-    def set_dtype_choices(self, choices, current: str | None = None) -> None:
-        """The dtypes offered: names, or (name, what it means) pairs whose words become the item's tooltip; keeps
-        `current` (or the choice shown) when it is offered."""
-        keep = current or self.dtype.currentData() or "auto"
-        self.dtype.clear()
-        for item in choices:
-            name, words = (item, "") if isinstance(item, str) else item
+    def _fill_dtypes(self) -> None:
+        """The dtypes the backend accepts (`DTYPE_CHOICES`), each item's tooltip saying what it does on a CPU and a
+        GPU, all of them in the box's tooltip."""
+        for name, words in DTYPE_CHOICES:
             self.dtype.addItem(DTYPE_LABELS.get(name, name), name)
-            if words:
-                self.dtype.setItemData(self.dtype.count() - 1, f"{name}: {words}", Qt.ItemDataRole.ToolTipRole)
-        self.dtype.setCurrentIndex(max(0, self.dtype.findData(keep)))
-        pairs = [(i, "") if isinstance(i, str) else i for i in choices]
-        said = [f"{name}: {words}" for name, words in pairs if words]
-        # the backend's own words say what each choice does on a CPU and a GPU; without them, the general tip
-        self.dtype.setToolTip(f"{DTYPE_TIP_HEAD}\n" + "\n".join(said) if said else DTYPE_TIP)
+            self.dtype.setItemData(self.dtype.count() - 1, f"{name}: {words}", Qt.ItemDataRole.ToolTipRole)
+        self.dtype.setToolTip(f"{DTYPE_TIP_HEAD}\n" + "\n".join(f"{n}: {w}" for n, w in DTYPE_CHOICES))
 
     def set_dtype(self, name: str) -> bool:
         i = self.dtype.findData(name)
